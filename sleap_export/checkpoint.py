@@ -1,0 +1,251 @@
+"""The one module that reads sleap-nn training runs.
+
+A run folder (``best.ckpt`` + ``training_config.yaml``) becomes the network as
+sleap-nn itself builds it plus the typed `StageSpec`/`SkeletonSpec` describing
+its preprocessing contract. Checkpoints are unpickled with ``weights_only=True``;
+the only non-tensor globals allowed are sleap-nn's own config classes and the
+omegaconf/typing/builtin types they are made of.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+
+import attrs
+
+from sleap_export.errors import InputError
+from sleap_export.spec import (
+    EXPORTABLE_MODEL_TYPES,
+    MODEL_TYPES,
+    SkeletonSpec,
+    StageSpec,
+)
+
+CHECKPOINT_NAME = "best.ckpt"
+CONFIG_NAME = "training_config.yaml"
+LEGACY_CONFIG_NAME = "training_config.json"
+
+# Globals a sleap-nn checkpoint may reference besides tensors (its saved config).
+_SAFE_GLOBAL_PREFIXES = ("sleap_nn.config.", "omegaconf.", "typing.", "builtins.")
+_SAFE_GLOBALS = {"collections.defaultdict", "_operator.getitem"}
+_BUILTIN_TYPES = {"builtins." + t for t in ("str", "int", "float", "bool", "dict", "list", "tuple", "set", "frozenset", "bytes", "NoneType")}
+
+
+@attrs.frozen
+class LoadedRun:
+    """A sleap-nn training run, ready to wrap in a graph."""
+
+    network: object  # torch.nn.Module built by sleap-nn; returns {head name: tensor}
+    head_names: tuple[str, ...]
+    stage: StageSpec
+    skeleton: SkeletonSpec
+    run_dir: Path
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    """Accept a run folder, its ``best.ckpt`` or its training config."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist; pass a sleap-nn training run folder.")
+    run_dir = path if path.is_dir() else path.parent
+    if not (run_dir / CONFIG_NAME).exists():
+        if (run_dir / LEGACY_CONFIG_NAME).exists():
+            raise InputError(
+                f"{run_dir} is a SLEAP 1.x (TensorFlow) model folder; this release "
+                "exports sleap-nn runs (best.ckpt + training_config.yaml) only."
+            )
+        raise InputError(
+            f"{run_dir} is not a sleap-nn training run: {CONFIG_NAME} is missing; "
+            "pass the folder that sleap-nn train wrote."
+        )
+    return run_dir
+
+
+def model_type_of(run_dir: Path) -> str:
+    """The head type a run's training config declares."""
+    config = _load_config(run_dir)
+    heads = config.get("model_config", {}).get("head_configs", {}) or {}
+    for name, head in heads.items():
+        if head is not None:
+            return name
+    raise InputError(f"{run_dir / CONFIG_NAME} declares no model head; re-train or fix the config.")
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """Build the network of a run folder and describe it."""
+    import torch
+    from omegaconf import OmegaConf
+    from sleap_nn.architectures.model import Model
+    from sleap_nn.inference.utils import get_skeleton_from_config
+
+    run_dir = resolve_run_dir(path)
+    model_type = model_type_of(run_dir)
+    if model_type not in MODEL_TYPES:
+        raise InputError(
+            f"Model type {model_type!r} is not a pose model sleap-export knows; "
+            f"supported: {', '.join(EXPORTABLE_MODEL_TYPES)}."
+        )
+    if model_type not in EXPORTABLE_MODEL_TYPES:
+        raise InputError(
+            f"Model type {model_type!r} is not supported by this release; "
+            f"supported: {', '.join(EXPORTABLE_MODEL_TYPES)}."
+        )
+    config = OmegaConf.load(run_dir / CONFIG_NAME)
+    backbone_type = next(
+        (k for k, v in config.model_config.backbone_config.items() if v is not None), None
+    )
+    if backbone_type is None:
+        raise InputError(f"{run_dir / CONFIG_NAME} declares no backbone; fix the config.")
+    backbone = config.model_config.backbone_config[backbone_type]
+    heads = config.model_config.head_configs[model_type]
+
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    state_dict = _read_state_dict(checkpoint_path)
+    network = Model(
+        backbone_type=backbone_type,
+        backbone_config=backbone,
+        head_configs=heads,
+        model_type=model_type,
+    )
+    weights = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
+    try:
+        network.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        first_line = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise InputError(
+            f"{checkpoint_path} does not fit the architecture in {CONFIG_NAME} "
+            f"({first_line}); use the checkpoint and config of the same run."
+        ) from None
+    network.eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    torch.set_grad_enabled(False)
+
+    preprocessing = config.data_config.preprocessing
+    confmaps = heads["confmaps"]
+    skeleton = get_skeleton_from_config(config.data_config.skeletons)[0]
+    stage = StageSpec(
+        head_type=model_type,
+        backbone=backbone_type,
+        in_channels=int(backbone.in_channels),
+        input_scale=float(preprocessing.scale),
+        max_stride=int(backbone.max_stride),
+        output_stride=int(confmaps.output_stride),
+        max_height=_optional_int(preprocessing.get("max_height")),
+        max_width=_optional_int(preprocessing.get("max_width")),
+        crop_size=_optional_int(preprocessing.get("crop_size")),
+        anchor_part=confmaps.get("anchor_part"),
+        checkpoint_sha256=file_sha256(checkpoint_path),
+        source=str(run_dir.resolve()),
+    )
+    return LoadedRun(
+        network=network,
+        head_names=tuple(head.name for head in network.heads),
+        stage=stage,
+        skeleton=skeleton_spec(skeleton),
+        run_dir=run_dir,
+    )
+
+
+def skeleton_spec(skeleton) -> SkeletonSpec:
+    """Describe a `sio.Skeleton` by node indices."""
+    index = {node.name: i for i, node in enumerate(skeleton.nodes)}
+    return SkeletonSpec(
+        nodes=skeleton.node_names,
+        edges=[(index[e.source.name], index[e.destination.name]) for e in skeleton.edges],
+        symmetries=[
+            tuple(index[node.name] for node in symmetry.nodes)
+            for symmetry in skeleton.symmetries
+        ],
+        name=skeleton.name or "Skeleton-0",
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_config(run_dir: Path) -> dict:
+    import yaml
+
+    try:
+        with open(run_dir / CONFIG_NAME) as stream:
+            config = yaml.safe_load(stream)
+    except yaml.YAMLError as err:
+        raise InputError(
+            f"{run_dir / CONFIG_NAME} is not valid YAML ({str(err).splitlines()[0]}); "
+            "restore the training config that sleap-nn wrote."
+        ) from None
+    if not isinstance(config, dict):
+        raise InputError(f"{run_dir / CONFIG_NAME} is not a sleap-nn training config; restore it.")
+    return config
+
+
+def _optional_int(value) -> int | None:
+    return None if value is None else int(value)
+
+
+def _read_state_dict(checkpoint_path: Path) -> dict:
+    """Unpickle a checkpoint with ``weights_only=True``, allowing sleap-nn config types."""
+    import torch
+
+    if not checkpoint_path.exists():
+        raise InputError(
+            f"{checkpoint_path} is missing; the run folder needs the best.ckpt that "
+            "sleap-nn train saved."
+        )
+    if checkpoint_path.stat().st_size == 0:
+        raise InputError(f"{checkpoint_path} is empty; restore the checkpoint from the training run.")
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(checkpoint_path))
+    except Exception:
+        raise InputError(
+            f"{checkpoint_path} is not a readable PyTorch checkpoint (corrupt or "
+            "truncated); restore it from the training run."
+        ) from None
+    unsafe = [n for n in names if not _is_safe_global(n)]
+    if unsafe:
+        raise InputError(
+            f"{checkpoint_path} references code outside sleap-nn's config types "
+            f"({', '.join(sorted(unsafe)[:3])}); refusing to unpickle it. Use a "
+            "checkpoint written by sleap-nn train."
+        )
+    allowed = [_import_global(n) for n in names]
+    try:
+        with torch.serialization.safe_globals([a for a in allowed if a is not None]):
+            checkpoint = torch.load(
+                checkpoint_path, map_location="cpu", weights_only=True, mmap=False
+            )
+    except Exception as err:
+        raise InputError(
+            f"{checkpoint_path} could not be loaded safely ({type(err).__name__}); "
+            "restore it from the training run."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise InputError(
+            f"{checkpoint_path} holds no state_dict; it is not a sleap-nn Lightning checkpoint."
+        )
+    return checkpoint["state_dict"]
+
+
+def _is_safe_global(name: str) -> bool:
+    if name in _SAFE_GLOBALS or name in _BUILTIN_TYPES:
+        return True
+    if name.startswith("builtins."):
+        return False  # e.g. builtins.eval / exec
+    return name.startswith(_SAFE_GLOBAL_PREFIXES)
+
+
+def _import_global(name: str):
+    module_name, _, attr = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        return None

@@ -1,0 +1,98 @@
+"""Peak finding and integral refinement with sleap-nn's semantics, trace-friendly.
+
+Reference: ``sleap_nn/inference/ops/peaks.py``. Differences in formulation (not
+in results): local peaks are gathered into a fixed number of slots per map with
+a validity mask instead of a ragged list, and refinement patches are gathered
+by flat index instead of cropped box by box.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def global_peaks(confmaps: torch.Tensor, threshold: float):
+    """The maximum of every ``(sample, channel)`` map.
+
+    Returns ``(points, values)``: ``(B, C, 2)`` integer grid ``(x, y)`` (NaN
+    below ``threshold``) and ``(B, C)`` values (0 below ``threshold``). Uses
+    sleap-nn's two-pass argmax so ties resolve the same way.
+    """
+    max_rows, _ = torch.max(confmaps, dim=2, keepdim=True)
+    max_values, x_index = torch.max(max_rows, dim=3, keepdim=True)
+    max_cols, _ = torch.max(confmaps, dim=3, keepdim=True)
+    _, y_index = torch.max(max_cols, dim=2, keepdim=True)
+    points = torch.cat(
+        [x_index.squeeze(3).squeeze(2).unsqueeze(-1), y_index.squeeze(3).squeeze(2).unsqueeze(-1)],
+        dim=-1,
+    ).to(torch.float32)
+    values = max_values.squeeze(-1).squeeze(-1)
+    below = values < threshold
+    points = torch.where(below.unsqueeze(-1), torch.full_like(points, float("nan")), points)
+    values = torch.where(below, torch.zeros_like(values), values)
+    return points, values
+
+
+def local_peaks(confmaps: torch.Tensor, threshold: float, max_peaks: int):
+    """Up to ``max_peaks`` local maxima per ``(sample, channel)`` map.
+
+    A pixel is a peak when it is above ``threshold`` and strictly greater than
+    its 8 neighbours (``-inf`` outside the map). When a map has more peaks than
+    slots, the highest are kept (sleap-nn's top-k); kept peaks are in raster
+    order, as sleap-nn lists them.
+
+    Returns ``(points, values, valid)``: ``(B, C, K, 2)`` grid ``(x, y)`` (NaN
+    where invalid), ``(B, C, K)`` values (NaN where invalid), ``(B, C, K)`` bool.
+    """
+    padded = F.pad(confmaps, (1, 1, 1, 1), mode="constant", value=float("-inf"))
+    neighbours = torch.maximum(
+        torch.maximum(
+            torch.maximum(padded[..., :-2, :-2], padded[..., :-2, 1:-1]),
+            torch.maximum(padded[..., :-2, 2:], padded[..., 1:-1, :-2]),
+        ),
+        torch.maximum(
+            torch.maximum(padded[..., 1:-1, 2:], padded[..., 2:, :-2]),
+            torch.maximum(padded[..., 2:, 1:-1], padded[..., 2:, 2:]),
+        ),
+    )
+    is_peak = (confmaps > neighbours) & (confmaps > threshold)
+    width = torch._shape_as_tensor(confmaps)[3]
+    scores = torch.where(is_peak, confmaps, torch.full_like(confmaps, float("-inf")))
+    top_values, top_index = torch.topk(scores.flatten(2), max_peaks, dim=2)
+    valid = top_values > float("-inf")
+    # Raster order among the kept peaks; invalid slots sort last.
+    order_key = torch.where(valid, top_index, torch.full_like(top_index, 2**62))
+    order_key, order = torch.sort(order_key, dim=2)
+    top_values = torch.gather(top_values, 2, order)
+    valid = torch.gather(valid, 2, order)
+    points = torch.stack([order_key % width, order_key // width], dim=-1).to(torch.float32)
+    nan = torch.full_like(points, float("nan"))
+    points = torch.where(valid.unsqueeze(-1), points, nan)
+    values = torch.where(valid, top_values, torch.full_like(top_values, float("nan")))
+    return points, values, valid
+
+
+def integral_offsets(confmaps: torch.Tensor, points: torch.Tensor, patch_size: int):
+    """Sub-pixel offsets: confidence-weighted mean position in a patch per point.
+
+    ``points`` is ``(B, C, K, 2)`` integer grid ``(x, y)`` on map ``C`` (NaN
+    allowed; their offsets are meaningless and must be masked by the caller).
+    The patch is zero outside the map, as sleap-nn's ``crop_bboxes`` pads it.
+    Returns ``(B, C, K, 2)`` offsets in grid units.
+    """
+    radius = patch_size // 2
+    padded = F.pad(confmaps, (radius, radius, radius, radius))
+    padded_width = torch._shape_as_tensor(padded)[3]
+    anchors = torch.nan_to_num(points, nan=0.0).to(torch.int64) + radius
+    grid = torch.arange(patch_size, dtype=torch.int64) - radius
+    rows = anchors[..., 1, None, None] + grid[:, None]  # (B, C, K, P, 1)
+    cols = anchors[..., 0, None, None] + grid[None, :]  # (B, C, K, 1, P)
+    flat_index = (rows * padded_width + cols).flatten(2)  # (B, C, K*P*P)
+    patches = torch.gather(padded.flatten(2), 2, flat_index)
+    patches = patches.reshape(points.shape[0], points.shape[1], -1, patch_size, patch_size)
+    offsets = grid.to(torch.float32) - ((patch_size - 1) / 2 - radius)
+    total = patches.sum(dim=(3, 4))
+    dx = (patches * offsets[None, None, None, None, :]).sum(dim=(3, 4)) / total
+    dy = (patches * offsets[None, None, None, :, None]).sum(dim=(3, 4)) / total
+    return torch.stack([dx, dy], dim=-1)

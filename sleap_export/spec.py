@@ -1,0 +1,133 @@
+"""The typed description of an exported model, written into every artifact.
+
+One `ModelSpec` travels with the weights (timm-style): the runtime needs nothing
+else to preprocess frames, read the graph's outputs and build `sio.Labels`.
+Serialization goes through cattrs, so adding a field needs no mapping code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import attrs
+import cattrs
+
+from sleap_export.errors import SleapExportError
+
+# Bump when a field changes meaning or a required field is added; readers refuse
+# artifacts whose schema is newer than they understand.
+SCHEMA_VERSION = 1
+
+MODEL_TYPES = (
+    "single_instance",
+    "centroid",
+    "centered_instance",
+    "bottomup",
+    "multi_class_bottomup",
+    "multi_class_topdown",
+)
+# Model types this release can export (the rest are recognised but refused).
+EXPORTABLE_MODEL_TYPES = ("single_instance", "centroid")
+
+
+def _pairs(value) -> tuple[tuple[int, int], ...]:
+    return tuple((int(a), int(b)) for a, b in value)
+
+
+@attrs.frozen
+class SkeletonSpec:
+    """Skeleton nodes, edges and symmetries (edges/symmetries as node indices)."""
+
+    nodes: tuple[str, ...] = attrs.field(converter=tuple)
+    edges: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_pairs)
+    symmetries: tuple[tuple[int, int], ...] = attrs.field(
+        default=(), converter=_pairs
+    )
+    name: str = "Skeleton-0"
+
+
+@attrs.frozen
+class StageSpec:
+    """One network of the artifact, with its own preprocessing contract."""
+
+    head_type: str = attrs.field(validator=attrs.validators.in_(MODEL_TYPES))
+    backbone: str
+    in_channels: int
+    input_scale: float
+    max_stride: int
+    output_stride: int
+    max_height: Optional[int] = None
+    max_width: Optional[int] = None
+    crop_size: Optional[int] = None
+    anchor_part: Optional[str] = None
+    checkpoint_sha256: str = ""
+    source: str = ""
+
+
+@attrs.frozen
+class PostprocessSpec:
+    """Peak-decoding settings baked into the graph (sleap-nn's defaults)."""
+
+    peak_threshold: float = 0.2
+    refinement: Optional[str] = attrs.field(
+        default="integral", validator=attrs.validators.in_((None, "integral"))
+    )
+    integral_patch_size: int = 5
+    max_instances: int = 20
+
+
+@attrs.frozen
+class ModelSpec:
+    """Everything the runtime needs to run an artifact and interpret its outputs."""
+
+    model_type: str = attrs.field(validator=attrs.validators.in_(MODEL_TYPES))
+    skeleton: SkeletonSpec
+    stages: tuple[StageSpec, ...] = attrs.field(converter=tuple)
+    postprocess: PostprocessSpec = PostprocessSpec()
+    output_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    precision: str = "fp32"
+    versions: dict[str, str] = attrs.field(factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the artifact's frames input expects."""
+        return self.stages[0].in_channels
+
+    @property
+    def output_node_names(self) -> tuple[str, ...]:
+        """Node names of the instances the artifact produces."""
+        if self.model_type == "centroid":
+            anchor = self.stages[0].anchor_part
+            return self.skeleton.nodes if anchor else ("centroid",)
+        return self.skeleton.nodes
+
+    def to_json(self) -> str:
+        """Stable JSON (sorted keys) so identical specs give identical bytes."""
+        return json.dumps(_converter.unstructure(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        """Parse a spec, refusing schemas newer than this release understands."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SleapExportError(
+                f"The artifact's embedded spec is not valid JSON ({err}); re-export it."
+            ) from None
+        version = data.get("schema_version", 0)
+        if version > SCHEMA_VERSION:
+            raise SleapExportError(
+                f"The artifact uses spec schema {version}, newer than this "
+                f"sleap-export understands ({SCHEMA_VERSION}); upgrade sleap-export."
+            )
+        try:
+            return _converter.structure(data, cls)
+        except Exception as err:  # cattrs raises a ClassValidationError group
+            raise SleapExportError(
+                f"The artifact's embedded spec is malformed ({err}); re-export it."
+            ) from None
+
+
+_converter = cattrs.Converter()
