@@ -138,7 +138,7 @@ def load_run(path: str | Path) -> LoadedRun:
         crop_size=_optional_int(preprocessing.get("crop_size")),
         anchor_part=confmaps.get("anchor_part"),
         checkpoint_sha256=file_sha256(checkpoint_path),
-        source=str(run_dir.resolve()),
+        source=run_dir.resolve().name,
     )
     return LoadedRun(
         network=network,

@@ -1,0 +1,106 @@
+"""Exporters: one per format, registered by name and file suffix.
+
+`export()` picks the format from ``format=`` or the output's suffix, builds the
+graph once, writes the artifact through a temporary file in the destination
+folder, verifies it against the eager module, then renames it into place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import attrs
+
+from sleap_export.build import BuiltGraph, ExportOptions, build_graph
+from sleap_export.errors import InputError
+
+
+@attrs.frozen
+class Exporter:
+    """A registered artifact format."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    write: Callable[[BuiltGraph, Path, ExportOptions], None]
+
+
+EXPORTERS: dict[str, Exporter] = {}
+
+
+def register_exporter(name: str, suffixes: tuple[str, ...]):
+    """Decorator registering ``write(built, path, options)`` as format ``name``."""
+
+    def add(write):
+        EXPORTERS[name] = Exporter(name=name, suffixes=suffixes, write=write)
+        return write
+
+    return add
+
+
+def exporter_for(output: Path, format: str | None) -> Exporter:
+    """The exporter named by ``format``, else the one owning the output's suffix."""
+    _load_builtin_exporters()
+    if format is not None:
+        if format not in EXPORTERS:
+            raise InputError(
+                f"Unknown format {format!r}; choose one of {', '.join(sorted(EXPORTERS))}."
+            )
+        return EXPORTERS[format]
+    for exporter in EXPORTERS.values():
+        if output.suffix in exporter.suffixes:
+            return exporter
+    known = ", ".join(s for e in EXPORTERS.values() for s in e.suffixes)
+    raise InputError(
+        f"Cannot tell the format of {output.name} from its suffix; use one of {known} "
+        "or pass format=."
+    )
+
+
+def check_output_path(output: Path, overwrite: bool) -> None:
+    """Refuse outputs we cannot or should not write, before any work is done."""
+    if output.is_dir():
+        raise InputError(f"{output} is a folder; pass a file path for the artifact.")
+    if not output.parent.exists():
+        raise InputError(f"Output folder {output.parent} does not exist; create it first.")
+    if not os.access(output.parent, os.W_OK):
+        raise InputError(f"Output folder {output.parent} is not writable; choose another.")
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} already exists; pass --overwrite to replace it.")
+
+
+def export(
+    model_paths: Sequence[str | Path] | str | Path,
+    output: str | Path,
+    format: str | None = None,
+    options: ExportOptions | None = None,
+    overwrite: bool = False,
+    **option_fields,
+) -> Path:
+    """Export sleap-nn run folder(s) to one self-describing artifact.
+
+    Options can be passed as an `ExportOptions` or as its fields
+    (``max_instances=``, ``peak_threshold=``, ...).
+    """
+    if isinstance(model_paths, (str, Path)):
+        model_paths = [model_paths]
+    output = Path(output)
+    exporter = exporter_for(output, format)
+    check_output_path(output, overwrite)
+    try:
+        options = attrs.evolve(options or ExportOptions(), **option_fields)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"Invalid export option: {err}.") from None
+    built = build_graph(model_paths, options)
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    try:
+        exporter.write(built, partial, options)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return output
+
+
+def _load_builtin_exporters() -> None:
+    from sleap_export.exporters import onnx, torchscript  # noqa: F401  (registers)

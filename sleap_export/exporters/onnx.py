@@ -1,0 +1,50 @@
+"""ONNX exporter: traced graph with dynamic batch/height/width, simplified, spec inside."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from sleap_export.build import BuiltGraph, ExportOptions
+from sleap_export.exporters import register_exporter
+from sleap_export.exporters.verify import sample_frames, verify_outputs
+
+SPEC_KEY = "sleap_export.spec"
+
+
+@register_exporter("onnx", suffixes=(".onnx",))
+def write_onnx(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
+    import onnx
+    import onnxruntime
+    import onnxslim
+    import torch
+
+    frames = torch.from_numpy(sample_frames(built.spec))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The tracer warns about shape arithmetic it records dynamically on purpose.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            built.module,
+            (frames,),
+            buffer,
+            dynamo=False,
+            opset_version=options.opset,
+            input_names=["frames"],
+            output_names=list(built.spec.output_names),
+            dynamic_axes={"frames": {0: "batch", 1: "height", 2: "width"}},
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    model = onnxslim.slim(model)
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = SPEC_KEY, built.spec.to_json()
+    model.producer_name, model.producer_version = "sleap-export", built.spec.versions["sleap-export"]
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {"frames": frames.numpy()})
+    expected = [t.numpy() for t in built.module(frames)]
+    verify_outputs(built.spec, expected, actual, "ONNX")

@@ -1,0 +1,32 @@
+"""TorchScript exporter: traced graph, spec stored as an extra file in the archive."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from sleap_export.build import BuiltGraph, ExportOptions
+from sleap_export.exporters import register_exporter
+from sleap_export.exporters.verify import sample_frames, verify_outputs
+
+SPEC_FILE = "sleap_export_spec.json"
+
+
+@register_exporter("torchscript", suffixes=(".pt", ".ts", ".torchscript"))
+def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
+    import numpy as np
+    import torch
+
+    frames = torch.from_numpy(sample_frames(built.spec))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(built.module, (frames,), check_trace=False)
+    torch.jit.save(traced, str(path), _extra_files={SPEC_FILE: built.spec.to_json()})
+
+    loaded = torch.jit.load(str(path), map_location="cpu")
+    # A size other than the trace's, so a frame size baked into the trace shows.
+    other = torch.from_numpy(np.pad(sample_frames(built.spec, batch=1), ((0, 0), (0, 13), (0, 7), (0, 0))))
+    for sample in (frames, other):
+        expected = [t.numpy() for t in built.module(sample)]
+        actual = [t.numpy() for t in loaded(sample)]
+        verify_outputs(built.spec, expected, actual, "TorchScript")
