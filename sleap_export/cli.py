@@ -1,0 +1,185 @@
+"""The ``sleap-export`` command line (also ``python -m sleap_export``).
+
+Heavy imports (torch, sleap-nn, onnx) happen inside the commands that need
+them, so ``--help`` and ONNX prediction start fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+
+from sleap_export.errors import InputError, SleapExportError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Export trained sleap-nn models to ONNX / TorchScript and run them.",
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
+    _state["debug"] = debug
+
+
+def _read_preset(path: Optional[Path]) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.exists():
+        raise InputError(f"Preset {path} does not exist; see the configs/ folder for examples.")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise InputError(f"Preset {path} must be a YAML mapping of export options.")
+    return values
+
+
+def _export_command(format: str):
+    def command(
+        model_dirs: List[Path] = typer.Argument(..., help="sleap-nn training run folder(s) (or their best.ckpt)."),
+        output: Path = typer.Option(..., "--output", "-o", help="Artifact path to write."),
+        preset: Optional[Path] = typer.Option(None, "--preset", help="YAML file of export options (see configs/)."),
+        max_instances: Optional[int] = typer.Option(None, help="Instance slots per frame (default 20)."),
+        peak_threshold: Optional[float] = typer.Option(None, help="Minimum confidence of a peak (default 0.2)."),
+        refinement: Optional[bool] = typer.Option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact."),
+    ):
+        from sleap_export.exporters import export
+
+        options = _read_preset(preset)
+        given = dict(max_instances=max_instances, peak_threshold=peak_threshold, refinement=refinement)
+        options.update({k: v for k, v in given.items() if v is not None})
+        started = time.perf_counter()
+        path = export(model_dirs, output, format=format, overwrite=overwrite, **options)
+        size = path.stat().st_size / 1e6
+        typer.echo(f"wrote {path} ({size:.1f} MB, {format}) in {time.perf_counter() - started:.1f} s")
+
+    command.__doc__ = f"Export run folder(s) to a {format} artifact (verified against the eager model)."
+    return command
+
+
+app.command("onnx")(_export_command("onnx"))
+app.command("torchscript")(_export_command("torchscript"))
+
+
+@app.command()
+def predict(
+    artifact: Path = typer.Argument(..., help="An artifact (.onnx, .pt) or a run folder (eager)."),
+    inputs: List[Path] = typer.Argument(..., help="Video(s) or .slp labels file(s)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Predictions .slp to write."),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Frame ranges, e.g. 0-999,2000-."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Frames per batch."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+):
+    """Predict poses on videos or labels and write a .slp file."""
+    from sleap_export.runtime.predictor import Predictor
+
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} already exists; pass --overwrite to replace it.")
+    if not output.parent.exists():
+        raise InputError(f"Output folder {output.parent} does not exist; create it first.")
+    options = {"threads": threads} if threads is not None and artifact.suffix == ".onnx" else {}
+    predictor = Predictor.from_artifact(artifact, device=device, batch_size=batch_size, **options)
+    started = time.perf_counter()
+    if len(inputs) != 1:
+        raise InputError("Pass one input per call in this release; run predict once per video.")
+    done = {"frames": 0, "last": started}
+
+    def report(n: int) -> None:
+        done["frames"] += n
+        now = time.perf_counter()
+        if not quiet and now - done["last"] > 2.0:
+            done["last"] = now
+            fps = done["frames"] / (now - started)
+            typer.echo(f"{done['frames']} frames, {fps:.1f} fps", err=True)
+
+    labels = predictor.predict(inputs[0], frames=frames, output=output, on_batch=report)
+    elapsed = time.perf_counter() - started
+    n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
+    if not quiet:
+        typer.echo(
+            f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances, "
+            f"{len(labels.labeled_frames) / elapsed:.1f} fps"
+        )
+
+
+@app.command()
+def inspect(
+    artifact: Path = typer.Argument(..., help="An artifact written by sleap-export."),
+    as_json: bool = typer.Option(False, "--json", help="Print the spec as JSON."),
+):
+    """Print the spec embedded in an artifact."""
+    from sleap_export.runtime.artifact import read_spec
+
+    spec = read_spec(artifact)
+    if as_json:
+        typer.echo(json.dumps(json.loads(spec.to_json()), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{artifact.name}: {spec.model_type}", show_header=False)
+    table.add_row("schema", str(spec.schema_version))
+    table.add_row("nodes", ", ".join(spec.skeleton.nodes))
+    table.add_row("edges", ", ".join(f"{spec.skeleton.nodes[a]}->{spec.skeleton.nodes[b]}" for a, b in spec.skeleton.edges) or "-")
+    for i, stage in enumerate(spec.stages):
+        table.add_row(
+            f"stage {i}",
+            f"{stage.head_type} ({stage.backbone}), {stage.in_channels} ch, scale {stage.input_scale}, "
+            f"max stride {stage.max_stride}, output stride {stage.output_stride}, "
+            f"size {stage.max_height}x{stage.max_width}, sha256 {stage.checkpoint_sha256[:12]}",
+        )
+    post = spec.postprocess
+    table.add_row("decoding", f"threshold {post.peak_threshold}, refinement {post.refinement}, max instances {post.max_instances}")
+    table.add_row("outputs", ", ".join(spec.output_names))
+    table.add_row("precision", spec.precision)
+    table.add_row("versions", ", ".join(f"{k} {v}" for k, v in sorted(spec.versions.items())))
+    Console().print(table)
+
+
+@app.command()
+def demo(
+    output_dir: Path = typer.Option(Path("demo_output"), "--output-dir", help="Where to write artifacts, demo.slp and the overlay."),
+):
+    """Export the bundled model, predict on the bundled clip, write demo.slp and an overlay PNG."""
+    from sleap_export.demo import run_demo
+
+    run_demo(output_dir)
+
+
+def main() -> None:
+    """Entry point: one-line errors and exit codes (2 usage, 1 failure, 130 interrupted)."""
+    try:
+        result = app(standalone_mode=False)
+    except click.exceptions.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        typer.echo("interrupted; nothing was left half-written", err=True)
+        sys.exit(130)
+    except SleapExportError as err:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except Exception as err:
+        if _state["debug"]:
+            raise
+        message = str(err).splitlines()[0] if str(err) else ""
+        typer.echo(f"error: {type(err).__name__}: {message} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+    if isinstance(result, int) and result:
+        sys.exit(result)

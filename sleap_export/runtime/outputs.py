@@ -1,0 +1,106 @@
+"""`Outputs`: one frame's predictions, as every runner returns them."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+import numpy as np
+
+ARRAY_FIELDS = (
+    "original_image",
+    "processed_image",
+    "pred_keypoints",
+    "pred_raw_keypoints",
+    "pred_peak_values",
+    "pred_confmaps",
+    "pred_pafs",
+    "pred_centroids",
+    "pred_raw_centroids",
+    "pred_centroid_values",
+    "instance_scores",
+    "instance_valid",
+    "class_ids",
+)
+
+
+@attrs.define
+class Outputs:
+    """Predictions for one frame.
+
+    Keypoints are ``(instances, nodes, 2)`` ``(x, y)`` in original-frame pixels
+    (``pred_raw_*``: in the model-input image, after resizing and padding);
+    missing points are NaN. Centroids are ``(instances, 2)``.
+    ``instance_valid`` marks the slots that hold an instance.
+    """
+
+    original_image: Optional[Any] = None
+    processed_image: Optional[Any] = None
+    pred_keypoints: Optional[Any] = None
+    pred_raw_keypoints: Optional[Any] = None
+    pred_peak_values: Optional[Any] = None
+    pred_confmaps: Optional[Any] = None
+    pred_pafs: Optional[Any] = None
+    pred_centroids: Optional[Any] = None
+    pred_raw_centroids: Optional[Any] = None
+    pred_centroid_values: Optional[Any] = None
+    instance_scores: Optional[Any] = None
+    instance_valid: Optional[Any] = None
+    class_ids: Optional[Any] = None
+    node_names: tuple[str, ...] = ()
+    edges: tuple[tuple[int, int], ...] = ()
+    device: str = "cpu"
+    frame_idx: Optional[int] = None
+    video_idx: Optional[int] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that are set."""
+        return {k: v for k, v in attrs.asdict(self, recurse=False).items() if v is not None}
+
+    def numpy(self) -> "Outputs":
+        """A copy whose array fields are numpy arrays on the host."""
+        changes = {}
+        for name in ARRAY_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, np.ndarray):
+                changes[name] = value.detach().cpu().numpy()
+        return attrs.evolve(self, device="cpu", **changes)
+
+    def to(self, device: str) -> "Outputs":
+        """A copy whose array fields are torch tensors on ``device`` (needs torch)."""
+        import torch
+
+        changes = {}
+        for name in ARRAY_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                changes[name] = torch.as_tensor(value).to(device)
+        return attrs.evolve(self, device=str(device), **changes)
+
+    def plot(self, ground_truth: Optional[np.ndarray] = None, ax=None, title: Optional[str] = None):
+        """Draw the predictions (and ``(instances, nodes, 2)`` ground truth) over the frame."""
+        import matplotlib.pyplot as plt
+
+        plain = self.numpy()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 6))
+        if plain.original_image is not None:
+            image = plain.original_image
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        if ground_truth is not None:
+            for instance in np.asarray(ground_truth):
+                ax.plot(instance[:, 0], instance[:, 1], "x", color="white", markersize=8, label="ground truth")
+        keypoints = plain.pred_keypoints
+        if keypoints is None and plain.pred_centroids is not None:
+            keypoints = plain.pred_centroids[:, None, :]
+        if keypoints is not None:
+            valid = plain.instance_valid if plain.instance_valid is not None else np.ones(len(keypoints), bool)
+            colors = plt.cm.tab10.colors
+            for i, instance in enumerate(keypoints[valid]):
+                color = colors[i % len(colors)]
+                for a, b in self.edges:
+                    ax.plot(instance[[a, b], 0], instance[[a, b], 1], "-", color=color, linewidth=2)
+                ax.plot(instance[:, 0], instance[:, 1], "o", color=color, markersize=4)
+        ax.set_title(title or f"frame {self.frame_idx}" if self.frame_idx is not None else (title or ""))
+        ax.axis("off")
+        return ax

@@ -1,0 +1,220 @@
+"""`Predictor`: videos, labels or arrays in, `sio.Labels` out.
+
+Frames are decoded on a background thread into a bounded queue, so decoding
+overlaps inference and memory stays bounded on long videos.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import attrs
+import numpy as np
+import sleap_io as sio
+
+from sleap_export.errors import InputError
+from sleap_export.runtime.frames import as_batch
+from sleap_export.runtime.labels import (
+    labeled_frame,
+    output_skeleton,
+    provenance,
+    save_labels_atomically,
+)
+from sleap_export.runtime.runners import Runner, load
+
+LABELS_SUFFIXES = (".slp",)
+
+
+@attrs.frozen
+class FrameSource:
+    """Frames of one video to predict on."""
+
+    video: sio.Video
+    frame_indices: tuple[int, ...]
+    read: Callable[[int], np.ndarray]
+
+
+@attrs.frozen
+class Batch:
+    video_index: int
+    frame_indices: tuple[int, ...]
+    frames: np.ndarray
+
+
+def open_video(path: Path) -> sio.Video:
+    if not path.exists():
+        raise InputError(f"{path} does not exist; pass a video or .slp file.")
+    try:
+        video = sio.load_video(str(path))
+        n_frames = video.shape[0] if video.shape is not None else 0
+    except Exception:
+        raise InputError(f"{path} could not be opened as a video; check the file or its codec.") from None
+    if not n_frames:
+        raise InputError(f"{path} has no frames; pass a video with at least one frame.")
+    return video
+
+
+def parse_frame_ranges(text: str, n_frames: int) -> tuple[int, ...]:
+    """``"0-999,2000-"`` -> frame indices (inclusive ranges; open end = last frame)."""
+    indices: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = re.fullmatch(r"(\d+)(?:-(\d*))?", part)
+        if match is None:
+            raise InputError(f"Cannot read frame range {part!r}; write ranges like 0-999,2000-.")
+        start = int(match.group(1))
+        if match.group(2) is None:
+            stop = start
+        else:
+            stop = int(match.group(2)) if match.group(2) else n_frames - 1
+        indices.extend(range(start, min(stop, n_frames - 1) + 1))
+    return tuple(indices)
+
+
+def _select(frames, n_frames: int) -> tuple[int, ...]:
+    if frames is None:
+        return tuple(range(n_frames))
+    indices = parse_frame_ranges(frames, n_frames) if isinstance(frames, str) else tuple(int(i) for i in frames)
+    bad = [i for i in indices if not 0 <= i < n_frames]
+    if bad:
+        raise InputError(f"Frame {bad[0]} is outside the input's {n_frames} frames.")
+    if not indices:
+        raise InputError("The frame selection is empty; check --frames.")
+    return indices
+
+
+def frame_sources(source, frames: Optional[Sequence[int] | str] = None) -> list[FrameSource]:
+    """Resolve a path, `sio.Video`, `sio.Labels` or numpy array to frame sources."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.name.endswith(LABELS_SUFFIXES):
+            if not path.exists():
+                raise InputError(f"{path} does not exist; pass a video or .slp file.")
+            try:
+                source = sio.load_slp(str(path))
+            except Exception:
+                raise InputError(f"{path} is not a readable .slp labels file.") from None
+        else:
+            source = open_video(path)
+    if isinstance(source, np.ndarray):
+        array = as_batch(source)
+        video = sio.Video(filename="array", backend=None, open_backend=False)
+        indices = _select(frames, len(array))
+        return [FrameSource(video, indices, lambda i: array[i])]
+    if isinstance(source, sio.Video):
+        indices = _select(frames, source.shape[0])
+        return [FrameSource(source, indices, lambda i, v=source: v[i])]
+    if isinstance(source, sio.Labels):
+        by_video: dict[int, list] = {}
+        for lf in source.labeled_frames:
+            by_video.setdefault(id(lf.video), []).append(lf)
+        sources = []
+        for lfs in by_video.values():
+            images = {lf.frame_idx: lf for lf in lfs}
+            sources.append(
+                FrameSource(lfs[0].video, tuple(sorted(images)), lambda i, im=images: im[i].image)
+            )
+        if not sources:
+            raise InputError("The labels file has no labeled frames to predict on.")
+        return sources
+    raise InputError(
+        f"Cannot predict on a {type(source).__name__}; pass a video or .slp path, "
+        "sio.Video, sio.Labels or a uint8 array."
+    )
+
+
+def _decode(sources: Sequence[FrameSource], batch_size: int) -> Iterator[Batch]:
+    for video_index, source in enumerate(sources):
+        indices = source.frame_indices
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            images = [np.asarray(source.read(i)) for i in chunk]
+            if len({image.shape for image in images}) > 1:
+                raise InputError(
+                    f"Frames {chunk[0]}-{chunk[-1]} differ in size; frames of one video "
+                    "must share a size."
+                )
+            yield Batch(video_index, tuple(chunk), as_batch(np.stack(images)))
+
+
+def background(iterator: Iterator, depth: int) -> Iterator:
+    """Run ``iterator`` on a thread, handing items over through a bounded queue."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        handoff.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(done)
+        except BaseException as err:  # re-raised in the consumer
+            handoff.put(err)
+
+    thread = threading.Thread(target=produce, name="sleap-export-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class Predictor:
+    """Runs a runner over videos and builds `sio.Labels`."""
+
+    def __init__(self, runner: Runner, batch_size: int = 4, artifact: Optional[str] = None):
+        if batch_size < 1:
+            raise InputError(f"Batch size must be at least 1, got {batch_size}.")
+        self.runner = runner
+        self.batch_size = batch_size
+        self.artifact = artifact
+        self.skeleton = output_skeleton(runner.spec)
+
+    @classmethod
+    def from_artifact(cls, path: str | Path, device: str = "cpu", batch_size: int = 4, **runner_options) -> "Predictor":
+        return cls(load(path, device=device, **runner_options), batch_size=batch_size, artifact=str(path))
+
+    def predict(
+        self,
+        source,
+        frames: Optional[Sequence[int]] = None,
+        output: Optional[str | Path] = None,
+        on_batch: Optional[Callable[[int], None]] = None,
+    ) -> sio.Labels:
+        """Predict every requested frame; optionally write ``output`` (.slp)."""
+        sources = frame_sources(source, frames)
+        labeled_frames = []
+        with self.runner:
+            for batch in background(_decode(sources, self.batch_size), depth=4):
+                video = sources[batch.video_index].video
+                for outputs in self.runner.predict(
+                    batch.frames, batch.frame_indices, batch.video_index, keep_images=False
+                ):
+                    labeled_frames.append(labeled_frame(outputs, video, self.skeleton))
+                if on_batch is not None:
+                    on_batch(len(batch.frame_indices))
+        labels = sio.Labels(
+            labeled_frames=labeled_frames,
+            videos=[s.video for s in sources],
+            skeletons=[self.skeleton],
+            provenance=provenance(self.runner.spec, self.artifact),
+        )
+        if output is not None:
+            save_labels_atomically(labels, output)
+        return labels

@@ -1,0 +1,218 @@
+"""Runners: one interface over ONNX Runtime, TorchScript and eager PyTorch.
+
+Modelled on Polygraphy's runners: context managers whose public
+``activate`` / ``infer`` / ``deactivate`` wrap small ``*_impl`` methods. Runner
+classes register by artifact suffix, so `load()` has no branching on formats.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from sleap_export.errors import InputError, SleapExportError
+from sleap_export.runtime.artifact import read_spec
+from sleap_export.runtime.decode import complete
+from sleap_export.runtime.frames import as_batch, match_channels
+from sleap_export.runtime.outputs import Outputs
+from sleap_export.spec import ModelSpec
+
+RUNNERS: dict[str, type["Runner"]] = {}
+
+
+def register_runner(*suffixes: str):
+    """Class decorator registering a runner for artifact suffixes."""
+
+    def add(cls):
+        for suffix in suffixes:
+            RUNNERS[suffix] = cls
+        return cls
+
+    return add
+
+
+class Runner(abc.ABC):
+    """Runs an exported graph on uint8 frames."""
+
+    name = "runner"
+
+    def __init__(self, spec: ModelSpec, device: str = "cpu"):
+        self.spec = spec
+        self.device = device
+        self.is_active = False
+
+    @classmethod
+    def from_path(cls, path: Path, spec: ModelSpec, device: str = "cpu", **options) -> "Runner":
+        """Build the runner for an artifact file (subclasses for file formats)."""
+        raise NotImplementedError(f"{cls.__name__} is not loaded from files")
+
+    # Lifecycle ---------------------------------------------------------------
+    def activate(self) -> "Runner":
+        if not self.is_active:
+            self.activate_impl()
+            self.is_active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self.deactivate_impl()
+            self.is_active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    # Inference ---------------------------------------------------------------
+    def infer(self, frames) -> dict[str, np.ndarray]:
+        """Raw graph outputs by name for a batch of frames."""
+        batch = match_channels(as_batch(frames), self.spec.input_channels)
+        self.activate()
+        arrays = self.infer_impl(batch)
+        return dict(zip(self.spec.output_names, arrays))
+
+    def predict(
+        self,
+        frames,
+        frame_indices: Optional[Sequence[int]] = None,
+        video_idx: Optional[int] = None,
+        keep_images: bool = True,
+    ) -> list[Outputs]:
+        """One completed `Outputs` per frame."""
+        batch = as_batch(frames)
+        raw = self.infer(batch)
+        results = []
+        for i in range(len(batch)):
+            fields = {name: value[i] for name, value in raw.items()}
+            outputs = Outputs(
+                original_image=batch[i] if keep_images else None,
+                node_names=self.spec.output_node_names,
+                edges=self.spec.skeleton.edges if self.spec.model_type != "centroid" else (),
+                frame_idx=None if frame_indices is None else int(frame_indices[i]),
+                video_idx=video_idx,
+                **fields,
+            )
+            results.append(complete(outputs, self.spec))
+        return results
+
+    @abc.abstractmethod
+    def activate_impl(self) -> None: ...
+
+    @abc.abstractmethod
+    def infer_impl(self, frames: np.ndarray) -> list[np.ndarray]: ...
+
+    def deactivate_impl(self) -> None:
+        """Release what activate_impl acquired (nothing by default)."""
+
+
+@register_runner(".onnx")
+class OnnxRunner(Runner):
+    """ONNX Runtime; ``device="cuda"`` requires the CUDA provider and fails loudly without it."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, spec: ModelSpec, device: str = "cpu", threads: Optional[int] = None):
+        super().__init__(spec, device)
+        self.path = Path(path)
+        self.threads = threads
+        self.session = None
+
+    @classmethod
+    def from_path(cls, path, spec, device="cpu", **options):
+        return cls(path, spec, device, **options)
+
+    def activate_impl(self) -> None:
+        import onnxruntime
+
+        providers = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
+        if self.device not in providers:
+            raise InputError(f"Unknown device {self.device!r} for ONNX Runtime; use cpu or cuda.")
+        wanted = providers[self.device][0]
+        if wanted not in onnxruntime.get_available_providers():
+            raise SleapExportError(
+                f"ONNX Runtime has no {wanted} here; install onnxruntime-gpu or use device='cpu'."
+            )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            str(self.path), sess_options=options, providers=providers[self.device]
+        )
+        if self.session.get_providers()[0] != wanted:
+            raise SleapExportError(
+                f"ONNX Runtime could not start {wanted}; check the CUDA install or use device='cpu'."
+            )
+
+    def infer_impl(self, frames: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {"frames": frames})
+
+    def deactivate_impl(self) -> None:
+        self.session = None
+
+
+class TorchModuleRunner(Runner):
+    """Any torch module taking uint8 frames: the eager graph or a loaded TorchScript."""
+
+    name = "torch"
+
+    def __init__(self, module, spec: ModelSpec, device: str = "cpu", compile: bool = False):
+        super().__init__(spec, device)
+        self.module = module
+        self.compile = compile
+        self._callable = None
+
+    def activate_impl(self) -> None:
+        import torch
+
+        from sleap_export.runtime.malloc import keep_large_buffers_mapped
+
+        keep_large_buffers_mapped()
+        self.module = self.module.to(self.device).eval()
+        self._callable = torch.compile(self.module, dynamic=True) if self.compile else self.module
+
+    def infer_impl(self, frames: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            outputs = self._callable(torch.from_numpy(frames).to(self.device))
+        return [t.cpu().numpy() for t in outputs]
+
+    def deactivate_impl(self) -> None:
+        self._callable = None
+
+
+@register_runner(".pt", ".ts", ".torchscript")
+class TorchScriptRunner(TorchModuleRunner):
+    """A TorchScript artifact."""
+
+    name = "torchscript"
+
+    @classmethod
+    def from_path(cls, path, spec, device="cpu", **options):
+        import warnings
+
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # jit.load's deprecation notice
+            module = torch.jit.load(str(path), map_location=device)
+        return cls(module, spec, device, **options)
+
+
+def load(path: str | Path, device: str = "cpu", **options) -> Runner:
+    """Open an artifact (or, for the eager runner, a sleap-nn run folder)."""
+    path = Path(path)
+    if path.is_dir():
+        from sleap_export.eager import eager_runner
+
+        return eager_runner([path], device=device, **options)
+    spec = read_spec(path)
+    runner_cls = RUNNERS.get(path.suffix)
+    if runner_cls is None:
+        raise InputError(f"No runner for {path.suffix} artifacts; expected one of {', '.join(RUNNERS)}.")
+    return runner_cls.from_path(path, spec, device=device, **options)
