@@ -44,6 +44,9 @@ def _read_preset(path: Optional[Path]) -> dict:
     return values
 
 
+_FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
+
+
 def _export_command(format: str):
     def command(
         model_dirs: List[Path] = typer.Argument(..., help="sleap-nn training run folder(s) (or their best.ckpt)."),
@@ -64,7 +67,7 @@ def _export_command(format: str):
         size = path.stat().st_size / 1e6
         typer.echo(f"wrote {path} ({size:.1f} MB, {format}) in {time.perf_counter() - started:.1f} s")
 
-    command.__doc__ = f"Export run folder(s) to a {format} artifact (verified against the eager model)."
+    command.__doc__ = f"Export run folder(s) to a {_FORMAT_NAMES[format]} artifact, verified against the eager model."
     return command
 
 
@@ -94,8 +97,6 @@ def predict(
     options = {"threads": threads} if threads is not None and artifact.suffix == ".onnx" else {}
     predictor = Predictor.from_artifact(artifact, device=device, batch_size=batch_size, **options)
     started = time.perf_counter()
-    if len(inputs) != 1:
-        raise InputError("Pass one input per call in this release; run predict once per video.")
     done = {"frames": 0, "last": started}
 
     def report(n: int) -> None:
@@ -106,7 +107,7 @@ def predict(
             fps = done["frames"] / (now - started)
             typer.echo(f"{done['frames']} frames, {fps:.1f} fps", err=True)
 
-    labels = predictor.predict(inputs[0], frames=frames, output=output, on_batch=report)
+    labels = predictor.predict(list(inputs), frames=frames, output=output, on_batch=report)
     elapsed = time.perf_counter() - started
     n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
     if not quiet:

@@ -197,8 +197,12 @@ class Predictor:
         output: Optional[str | Path] = None,
         on_batch: Optional[Callable[[int], None]] = None,
     ) -> sio.Labels:
-        """Predict every requested frame; optionally write ``output`` (.slp)."""
-        sources = frame_sources(source, frames)
+        """Predict every requested frame; optionally write ``output`` (.slp).
+
+        ``source`` may be a list of inputs: the labels then hold one video each.
+        """
+        inputs = source if isinstance(source, (list, tuple)) else [source]
+        sources = [s for item in inputs for s in frame_sources(item, frames)]
         labeled_frames = []
         with self.runner:
             for batch in background(_decode(sources, self.batch_size), depth=4):

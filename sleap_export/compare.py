@@ -1,0 +1,108 @@
+"""Comparing two sets of pose predictions frame by frame, in pixels.
+
+Used by the parity tests and by anything that must prove an artifact predicts
+what the trained model predicts. The result is truthy when within tolerance
+and carries the statistics either way (Polygraphy's comparator style).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import attrs
+import numpy as np
+import sleap_io as sio
+from scipy.optimize import linear_sum_assignment
+
+FramePoses = Mapping[tuple[int, int], np.ndarray]  # (video, frame) -> (instances, nodes, 2)
+
+
+def poses_by_frame(labels: sio.Labels) -> dict[tuple[int, int], np.ndarray]:
+    """``(video index, frame index) -> (instances, nodes, 2)`` of predicted instances."""
+    video_index = {id(v): i for i, v in enumerate(labels.videos)}
+    n_nodes = len(labels.skeletons[0].nodes) if labels.skeletons else 0
+    poses = {}
+    for lf in labels.labeled_frames:
+        points = [inst.numpy() for inst in lf.instances]
+        shape = (0, n_nodes, 2) if not points else None
+        poses[(video_index[id(lf.video)], lf.frame_idx)] = (
+            np.stack(points).astype(np.float64) if points else np.zeros(shape)
+        )
+    return poses
+
+
+@attrs.frozen
+class Comparison:
+    """Agreement of two prediction sets (``ours`` against ``reference``)."""
+
+    frames: int
+    count_mismatches: tuple[tuple[int, int], ...]
+    deviations: np.ndarray  # px, one per keypoint present in both matched instances
+    visibility_mismatches: int
+    tolerance_px: float
+    percentile: float
+    min_count_agreement: float
+
+    @property
+    def count_agreement(self) -> float:
+        return 1.0 - len(self.count_mismatches) / max(self.frames, 1)
+
+    def deviation_at(self, q: float) -> float:
+        return float(np.percentile(self.deviations, q)) if self.deviations.size else 0.0
+
+    @property
+    def max_deviation(self) -> float:
+        return float(self.deviations.max()) if self.deviations.size else 0.0
+
+    def __bool__(self) -> bool:
+        return (
+            self.count_agreement >= self.min_count_agreement
+            and self.visibility_mismatches == 0
+            and self.deviation_at(self.percentile) <= self.tolerance_px
+        )
+
+    def summary(self) -> str:
+        return (
+            f"{self.frames} frames, count agreement {self.count_agreement:.4f} "
+            f"({len(self.count_mismatches)} differ), {self.deviations.size} keypoints: "
+            f"p{self.percentile:g} {self.deviation_at(self.percentile):.2e} px, max "
+            f"{self.max_deviation:.2e} px, visibility mismatches {self.visibility_mismatches}"
+        )
+
+
+def compare_poses(
+    ours: FramePoses,
+    reference: FramePoses,
+    tolerance_px: float = 0.01,
+    percentile: float = 99.9,
+    min_count_agreement: float = 1.0,
+) -> Comparison:
+    """Match instances per frame (Hungarian on mean keypoint distance) and measure."""
+    deviations = []
+    count_mismatches = []
+    visibility_mismatches = 0
+    keys = sorted(set(ours) | set(reference))
+    for key in keys:
+        a = ours.get(key, np.zeros((0, 0, 2)))
+        b = reference.get(key, np.zeros((0, 0, 2)))
+        if len(a) != len(b):
+            count_mismatches.append(key)
+        if len(a) == 0 or len(b) == 0:
+            continue
+        distance = np.linalg.norm(a[:, None] - b[None, :], axis=-1)  # (Ia, Ib, nodes)
+        cost = np.nanmean(np.where(np.isnan(distance), np.nan, distance), axis=-1)
+        cost = np.nan_to_num(cost, nan=1e6)
+        rows, cols = linear_sum_assignment(cost)
+        for i, j in zip(rows, cols):
+            present_a, present_b = ~np.isnan(a[i, :, 0]), ~np.isnan(b[j, :, 0])
+            visibility_mismatches += int((present_a != present_b).sum())
+            deviations.append(distance[i, j][present_a & present_b])
+    return Comparison(
+        frames=len(keys),
+        count_mismatches=tuple(count_mismatches),
+        deviations=np.concatenate(deviations) if deviations else np.zeros(0),
+        visibility_mismatches=visibility_mismatches,
+        tolerance_px=tolerance_px,
+        percentile=percentile,
+        min_count_agreement=min_count_agreement,
+    )

@@ -1,0 +1,132 @@
+"""Shared fixtures: the real sleap-nn assets, sleap-nn reference predictions and
+exported artifacts, each computed once per test session (shared by xdist workers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from filelock import FileLock
+
+PROJECT = Path(__file__).resolve().parents[1]
+ASSETS = PROJECT.parent / "shared" / "assets"
+MODELS = ASSETS / "models"
+DATA = ASSETS / "data"
+
+
+def pytest_configure(config):
+    # The reference path and our torch runners both allocate large tensors.
+    from sleap_export.runtime.malloc import keep_large_buffers_mapped
+
+    keep_large_buffers_mapped()
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """The shared assets; their absence fails (never skips) the tests that need them."""
+    if not (MODELS.is_dir() and DATA.is_dir()):
+        pytest.fail(f"Test assets are missing at {ASSETS}; CI provides ../shared/assets.")
+    return ASSETS
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory, worker_id) -> Path:
+    """A folder shared by all workers of this session (not across sessions)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if worker_id != "master" else base) / "shared-cache"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def cached(cache: Path, name: str, produce: Callable[[Path], None]) -> Path:
+    """Produce ``cache/name`` once per session, whichever worker gets there first."""
+    path = cache / name
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            partial = path.with_name(path.name + ".partial" + path.suffix)
+            produce(partial)
+            partial.rename(path)
+    return path
+
+
+def save_poses(poses: dict, path: Path) -> None:
+    arrays = {f"{v}:{f}": p for (v, f), p in poses.items()}
+    np.savez(path, **arrays) if arrays else np.savez(path, empty=np.zeros(0))
+
+
+def load_poses(path: Path) -> dict:
+    with np.load(path) as data:
+        return {tuple(int(x) for x in k.split(":")): data[k] for k in data.files if k != "empty"}
+
+
+@pytest.fixture(scope="session")
+def reference(assets, session_cache):
+    """``reference(name, model_names, source, frames) -> poses`` by sleap-nn's checkpoint path."""
+
+    def compute(name: str, model_names: list[str], source: Callable[[], object], frames=None) -> dict:
+        def produce(path: Path) -> None:
+            from sleap_nn.inference.run import predict
+
+            from sleap_export.compare import poses_by_frame
+
+            labels = predict(
+                source(),
+                model_paths=[str(MODELS / m) for m in model_names],
+                frames=frames,
+                device="cpu",
+                batch_size=4,
+            )
+            save_poses(poses_by_frame(labels), path)
+
+        return load_poses(cached(session_cache, f"reference-{name}.npz", produce))
+
+    return compute
+
+
+@pytest.fixture(scope="session")
+def artifact(assets, session_cache):
+    """``artifact(model_names, suffix, **options) -> Path``, exported once per session."""
+
+    def make(model_names: list[str], suffix: str, **options) -> Path:
+        from sleap_export.exporters import export
+
+        key = "+".join(model_names) + "".join(f"-{k}={v}" for k, v in sorted(options.items()))
+        return cached(
+            session_cache,
+            f"{key}{suffix}",
+            lambda path: export([MODELS / m for m in model_names], path, overwrite=True, **options),
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def frame_sequence(assets, session_cache):
+    """``frame_sequence(video, frames, height, width) -> [png paths]``: frames padded
+    (zeros bottom/right) or cropped to another size, stored losslessly so sleap-nn
+    and our runners read identical pixels."""
+
+    def make(video: str, frames: range, height: int, width: int) -> list[str]:
+        folder_name = f"{Path(video).stem}-{frames.start}-{frames.stop}-{height}x{width}"
+
+        def produce(folder: Path) -> None:
+            import imageio.v3 as iio
+            import sleap_io as sio
+
+            folder.mkdir()
+            source = sio.load_video(str(DATA / video))
+            for i in frames:
+                frame = source[i][:height, :width]
+                canvas = np.zeros((height, width, frame.shape[-1]), np.uint8)
+                canvas[: frame.shape[0], : frame.shape[1]] = frame
+                iio.imwrite(folder / f"{i:06d}.png", canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
+            (folder / "frames.json").write_text(json.dumps(list(frames)))
+
+        folder = cached(session_cache, folder_name, produce)
+        return sorted(str(p) for p in folder.glob("*.png"))
+
+    return make

@@ -1,0 +1,31 @@
+"""Helpers for the parity tests: run our runners the same way on the same inputs."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sleap_export.compare import poses_by_frame
+from sleap_export.runtime.predictor import Predictor
+from sleap_export.runtime.runners import load
+
+from conftest import MODELS
+
+RUNNER_KINDS = ("onnx", "torchscript", "eager")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+@lru_cache(maxsize=8)
+def _eager(models: tuple[str, ...]):
+    from sleap_export.eager import eager_runner
+
+    return eager_runner([MODELS / m for m in models])
+
+
+def make_runner(kind: str, models: list[str], artifact, **options):
+    if kind == "eager":
+        return _eager(tuple(models))
+    return load(artifact(models, SUFFIX[kind], **options))
+
+
+def our_poses(runner, source, frames=None, batch_size: int = 8) -> dict:
+    return poses_by_frame(Predictor(runner, batch_size=batch_size).predict(source, frames=frames))
