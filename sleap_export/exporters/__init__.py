@@ -47,7 +47,13 @@ def exporter_for(output: Path, format: str | None) -> Exporter:
             raise InputError(
                 f"Unknown format {format!r}; choose one of {', '.join(sorted(EXPORTERS))}."
             )
-        return EXPORTERS[format]
+        exporter = EXPORTERS[format]
+        if output.suffix not in exporter.suffixes:
+            raise InputError(
+                f"{output.name} has the wrong suffix for {format}; name it "
+                f"{output.stem}{exporter.suffixes[0]} so the runtime can load it."
+            )
+        return exporter
     for exporter in EXPORTERS.values():
         if output.suffix in exporter.suffixes:
             return exporter

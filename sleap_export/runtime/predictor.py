@@ -6,8 +6,11 @@ overlaps inference and memory stays bounded on long videos.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -45,15 +48,33 @@ class Batch:
     frames: np.ndarray
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what FFmpeg's C code prints for unreadable files; we report in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def open_video(path: Path) -> sio.Video:
     if not path.exists():
         raise InputError(f"{path} does not exist; pass a video or .slp file.")
     try:
-        video = sio.load_video(str(path))
-        n_frames = video.shape[0] if video.shape is not None else 0
+        with _native_stderr_silenced():
+            video = sio.load_video(str(path))
+            shape = video.shape
     except Exception:
-        raise InputError(f"{path} could not be opened as a video; check the file or its codec.") from None
-    if not n_frames:
+        shape = None
+    if shape is None:
+        raise InputError(f"{path} could not be opened as a video; check the file or its codec.")
+    if not shape[0]:
         raise InputError(f"{path} has no frames; pass a video with at least one frame.")
     return video
 

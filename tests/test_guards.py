@@ -1,0 +1,69 @@
+"""The parity tests must be able to fail: each known mistake is shown to be caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sleap_io as sio
+import torch
+
+from sleap_export.build import build_graph
+from sleap_export.compare import compare_poses
+from sleap_export.errors import SleapExportError
+from sleap_export.exporters.torchscript import write_torchscript
+from sleap_export.graph import preprocess
+from sleap_export.graph.resize import resize_uint8_antialias
+from sleap_export.runtime.runners import TorchModuleRunner
+from conftest import DATA, MODELS
+from parity import make_runner, our_poses
+
+CENTROID = ["minimal_instance_centroid"]
+
+
+def test_dropping_refinement_fails_parity(reference, artifact):
+    video = str(DATA / "centered_pair_small.mp4")
+    expected = reference("centroid-centered_pair_small.mp4", CENTROID, lambda: video)
+    frames = range(0, 60)
+    expected = {k: v for k, v in expected.items() if k[1] in frames}
+    ours = our_poses(make_runner("onnx", CENTROID, artifact, refinement=False), video, frames=list(frames))
+    comparison = compare_poses(ours, expected)
+    assert not comparison
+    assert comparison.deviation_at(99.9) > 0.1
+
+
+def _bake_frame_size(monkeypatch):
+    """Make preprocessing read the frame size as Python ints, which tracing freezes."""
+    monkeypatch.setattr(
+        preprocess, "_size", lambda images: (torch.tensor(int(images.shape[2])), torch.tensor(int(images.shape[3])))
+    )
+
+
+def test_exporter_refuses_a_graph_that_bakes_the_frame_size(monkeypatch, tmp_path):
+    _bake_frame_size(monkeypatch)
+    built = build_graph([MODELS / CENTROID[0]])
+    with pytest.raises(SleapExportError, match="differs from the eager model"):
+        write_torchscript(built, tmp_path / "baked.pt", None)
+
+
+def test_baked_frame_size_fails_parity_at_another_size(monkeypatch, reference, frame_sequence):
+    paths = frame_sequence("centered_pair_small.mp4", range(0, 40), 413, 397)
+    expected = reference("centroid-413x397", CENTROID, lambda: sio.load_video(paths))
+    _bake_frame_size(monkeypatch)
+    built = build_graph([MODELS / CENTROID[0]])
+    example = torch.zeros((1, 384, 384, 1), dtype=torch.uint8)
+    traced = torch.jit.trace(built.module, (example,), check_trace=False)
+    monkeypatch.undo()
+    try:
+        ours = our_poses(TorchModuleRunner(traced, built.spec), sio.load_video(paths))
+    except RuntimeError:
+        return  # a baked size that crashes at another size is caught too
+    assert not compare_poses(ours, expected)
+
+
+@pytest.mark.parametrize("size", [(192, 192), (288, 300), (384, 384), (421, 395), (97, 131)])
+def test_resize_matches_torch_uint8_kernel_exactly(size):
+    video = sio.load_video(str(DATA / "centered_pair_small.mp4"))
+    frames = torch.from_numpy(np.stack([video[i] for i in (0, 500)])).permute(0, 3, 1, 2).contiguous()
+    expected = torch.nn.functional.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
+    ours = resize_uint8_antialias(frames.double(), torch.tensor(size[0]), torch.tensor(size[1]))
+    assert torch.equal(ours.to(torch.uint8), expected)
