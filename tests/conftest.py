@@ -105,12 +105,18 @@ def artifact(assets, session_cache):
 
 
 @pytest.fixture(scope="session")
-def frame_sequence(assets, session_cache):
-    """``frame_sequence(video, frames, height, width) -> [png paths]``: frames padded
-    (zeros bottom/right) or cropped to another size, stored losslessly so sleap-nn
-    and our runners read identical pixels."""
+def frame_sequence(assets, frame_sequence_from):
+    """``frame_sequence(video name, frames, height, width)`` for the shared videos."""
+    return lambda video, *args: frame_sequence_from(DATA / video, *args)
 
-    def make(video: str, frames: range, height: int, width: int) -> list[str]:
+
+@pytest.fixture(scope="session")
+def frame_sequence_from(session_cache):
+    """``frame_sequence_from(video path, frames, height, width) -> [png paths]``:
+    frames padded (zeros bottom/right) or cropped to another size, stored
+    losslessly so sleap-nn and our runners read identical pixels."""
+
+    def make(video: Path, frames: range, height: int, width: int) -> list[str]:
         folder_name = f"{Path(video).stem}-{frames.start}-{frames.stop}-{height}x{width}"
 
         def produce(folder: Path) -> None:
@@ -118,7 +124,7 @@ def frame_sequence(assets, session_cache):
             import sleap_io as sio
 
             folder.mkdir()
-            source = sio.load_video(str(DATA / video))
+            source = sio.load_video(str(video))
             for i in frames:
                 frame = source[i][:height, :width]
                 canvas = np.zeros((height, width, frame.shape[-1]), np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -19,11 +20,18 @@ def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> 
 
     frames = torch.from_numpy(sample_frames(built.spec))
     with warnings.catch_warnings():
+        # The tracer's shape warnings and jit.save/load's deprecation notices.
         warnings.simplefilter("ignore")
+        # Tracing is exact across sizes here: every shape computation in our code
+        # is a tensor op, and sleap-nn's backbones only branch on shapes that are
+        # fixed once inputs are padded to the max stride (verified below).
         traced = torch.jit.trace(built.module, (frames,), check_trace=False)
-    torch.jit.save(traced, str(path), _extra_files={SPEC_FILE: built.spec.to_json()})
-
-    loaded = torch.jit.load(str(path), map_location="cpu")
+        # Saved through a buffer: a file name would become the archive's root
+        # folder, and the same model must give the same bytes whatever its name.
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={SPEC_FILE: built.spec.to_json()})
+        path.write_bytes(buffer.getvalue())
+        loaded = torch.jit.load(str(path), map_location="cpu")
     # A size other than the trace's, so a frame size baked into the trace shows.
     other = torch.from_numpy(np.pad(sample_frames(built.spec, batch=1), ((0, 0), (0, 13), (0, 7), (0, 0))))
     for sample in (frames, other):

@@ -1,0 +1,32 @@
+# Every target installs what it needs from pyproject.toml into .venv first.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+WORKERS ?= 2
+
+.PHONY: install demo test gpu-test demo-assets clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[export,dev]"
+	touch $@
+
+demo: install
+	$(VENV)/bin/sleap-export demo --output-dir demo_output
+
+test: install
+	$(PY) -m pytest -n $(WORKERS) -q
+
+# GPU tests skip cleanly where there is no GPU; run this on a GPU machine.
+gpu-test: install
+	$(PY) -m pytest -m gpu -q -rs
+
+# Re-creates the bundled demo clip and model (sleap-nn training, ~3 min on CPU).
+demo-assets: install
+	$(PY) scripts/make_demo.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache
