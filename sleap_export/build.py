@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import attrs
 
@@ -23,6 +23,7 @@ class ExportOptions:
 
     max_instances: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     peak_threshold: float = attrs.field(default=0.2, validator=attrs.validators.ge(0.0))
+    instance_peak_threshold: Optional[float] = None
     refinement: bool = True
     integral_patch_size: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     opset: int = 17
@@ -30,6 +31,7 @@ class ExportOptions:
     def postprocess(self) -> PostprocessSpec:
         return PostprocessSpec(
             peak_threshold=self.peak_threshold,
+            instance_peak_threshold=self.instance_peak_threshold,
             refinement="integral" if self.refinement else None,
             integral_patch_size=self.integral_patch_size,
             max_instances=self.max_instances,
@@ -51,27 +53,84 @@ def package_version(name: str) -> str:
         return "unknown"
 
 
-def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = ExportOptions()) -> BuiltGraph:
-    """Load the run(s) and wrap them in the graph for their model type."""
-    from sleap_export.checkpoint import load_run
-    from sleap_export.graph.models import GRAPHS
+# Sorted head types of the given runs -> the artifact they make.
+ARTIFACT_FOR_RUNS = {
+    ("single_instance",): "single_instance",
+    ("centroid",): "centroid",
+    ("centered_instance",): "centered_instance",
+    ("multi_class_topdown",): "multi_class_centered_instance",
+    ("centered_instance", "centroid"): "topdown",
+    ("centroid", "multi_class_topdown"): "multi_class_topdown",
+}
+# Stage order inside an artifact: the centroid stage comes first.
+_STAGE_ORDER = {"centroid": 0}
 
-    if len(model_paths) != 1:
+
+def _valid_combinations() -> str:
+    pairs = [" + ".join(sorted(t, key=lambda h: _STAGE_ORDER.get(h, 1))) for t in ARTIFACT_FOR_RUNS if len(t) == 2]
+    singles = [t[0] for t in ARTIFACT_FOR_RUNS if len(t) == 1]
+    return f"pairs {', '.join(pairs)}; or one run of {', '.join(singles)}"
+
+
+def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = ExportOptions()) -> BuiltGraph:
+    """Load the run(s), check they make a valid artifact, and wrap them in its graph."""
+    from sleap_export.checkpoint import load_run, model_type_of, resolve_run_dir
+    from sleap_export.graph.models import GRAPHS, CroppedInstances, SizeMatch, Stage
+
+    if not 1 <= len(model_paths) <= 2:
         raise InputError(
-            f"Got {len(model_paths)} model folders; single-instance and centroid "
-            "artifacts are built from exactly one run folder."
+            f"Got {len(model_paths)} model folders; pass one run, or a centroid run and "
+            f"a centered-instance run. Valid: {_valid_combinations()}."
         )
-    run = load_run(model_paths[0])
-    graph_cls = GRAPHS[run.stage.head_type]
+    # Check the pairing from the configs before loading any weights.
+    head_types = tuple(sorted(model_type_of(resolve_run_dir(p)) for p in model_paths))
+    artifact_type = ARTIFACT_FOR_RUNS.get(head_types)
+    if artifact_type is None and len(model_paths) == 1:
+        load_run(model_paths[0])  # raises its own "not supported" error
+    if artifact_type is None:
+        raise InputError(
+            f"Runs of types {' + '.join(head_types)} do not make one artifact; valid: "
+            f"{_valid_combinations()}."
+        )
+    runs = sorted((load_run(p) for p in model_paths), key=lambda r: _STAGE_ORDER.get(r.stage.head_type, 1))
+    if len({r.stage.in_channels for r in runs}) > 1:
+        raise InputError(
+            "The two runs take different channel counts (grayscale vs RGB); pair runs "
+            "trained on the same kind of frames."
+        )
     post = options.postprocess()
-    module = graph_cls(run.network, run.head_names[0], run.stage, post)
+    instance_post = post
+    if post.instance_peak_threshold is not None:
+        instance_post = attrs.evolve(post, peak_threshold=post.instance_peak_threshold)
+    stages = [
+        Stage(r.network, r.head_names, r.stage, post if r.stage.head_type == "centroid" else instance_post)
+        for r in runs
+    ]
+    # sleap-nn fits frames to the first run's max size that is set, centroid first.
+    max_height = next((r.stage.max_height for r in runs if r.stage.max_height is not None), None)
+    max_width = next((r.stage.max_width for r in runs if r.stage.max_width is not None), None)
+    size_match = SizeMatch(max_height, max_width)
+    graph_cls = GRAPHS[artifact_type]
+    instance_run = runs[-1]
+    if artifact_type in ("single_instance", "centroid"):
+        module = graph_cls(stages[0], size_match)
+    else:
+        if instance_run.stage.crop_size is None:
+            raise InputError(
+                f"{instance_run.run_dir} sets no crop_size in its training config; "
+                "set data_config.preprocessing.crop_size to the size it was trained on."
+            )
+        cropped = CroppedInstances(stages[-1], instance_run.stage.crop_size, with_classes=bool(instance_run.class_names))
+        module = graph_cls(stages[0], cropped, size_match) if len(runs) == 2 else graph_cls(cropped, size_match)
     module.eval()
     spec = ModelSpec(
-        model_type=run.stage.head_type,
-        skeleton=run.skeleton,
-        stages=(run.stage,),
+        model_type=artifact_type,
+        skeleton=instance_run.skeleton,
+        stages=tuple(r.stage for r in runs),
         postprocess=post,
+        input_names=graph_cls.input_names,
         output_names=graph_cls.output_names,
+        class_names=instance_run.class_names,
         versions=versions(),
     )
     return BuiltGraph(module=module, spec=spec)

@@ -16,12 +16,10 @@ from pathlib import Path
 import attrs
 
 from sleap_export.errors import InputError
-from sleap_export.spec import (
-    EXPORTABLE_MODEL_TYPES,
-    MODEL_TYPES,
-    SkeletonSpec,
-    StageSpec,
-)
+from sleap_export.spec import HEAD_TYPES, SkeletonSpec, StageSpec
+
+# Head types whose runs this release exports (bottom-up types are recognised but refused).
+EXPORTABLE_HEAD_TYPES = ("single_instance", "centroid", "centered_instance", "multi_class_topdown")
 
 CHECKPOINT_NAME = "best.ckpt"
 CONFIG_NAME = "training_config.yaml"
@@ -42,6 +40,7 @@ class LoadedRun:
     stage: StageSpec
     skeleton: SkeletonSpec
     run_dir: Path
+    class_names: tuple[str, ...] = ()
 
 
 def resolve_run_dir(path: str | Path) -> Path:
@@ -82,15 +81,10 @@ def load_run(path: str | Path) -> LoadedRun:
 
     run_dir = resolve_run_dir(path)
     model_type = model_type_of(run_dir)
-    if model_type not in MODEL_TYPES:
+    if model_type not in EXPORTABLE_HEAD_TYPES:
+        known = "is not supported by this release" if model_type in HEAD_TYPES else "is not a pose model type"
         raise InputError(
-            f"Model type {model_type!r} is not a pose model sleap-export knows; "
-            f"supported: {', '.join(EXPORTABLE_MODEL_TYPES)}."
-        )
-    if model_type not in EXPORTABLE_MODEL_TYPES:
-        raise InputError(
-            f"Model type {model_type!r} is not supported by this release; "
-            f"supported: {', '.join(EXPORTABLE_MODEL_TYPES)}."
+            f"Model type {model_type!r} {known}; supported: {', '.join(EXPORTABLE_HEAD_TYPES)}."
         )
     config = OmegaConf.load(run_dir / CONFIG_NAME)
     backbone_type = next(
@@ -146,6 +140,7 @@ def load_run(path: str | Path) -> LoadedRun:
         stage=stage,
         skeleton=skeleton_spec(skeleton),
         run_dir=run_dir,
+        class_names=tuple(heads["class_vectors"]["classes"]) if heads.get("class_vectors") is not None else (),
     )
 
 

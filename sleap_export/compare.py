@@ -31,6 +31,17 @@ def poses_by_frame(labels: sio.Labels) -> dict[tuple[int, int], np.ndarray]:
     return poses
 
 
+def tracks_by_frame(labels: sio.Labels) -> dict[tuple[int, int], list]:
+    """``(video index, frame index) -> [track name or None per instance]``."""
+    video_index = {id(v): i for i, v in enumerate(labels.videos)}
+    return {
+        (video_index[id(lf.video)], lf.frame_idx): [
+            inst.track.name if inst.track is not None else None for inst in lf.instances
+        ]
+        for lf in labels.labeled_frames
+    }
+
+
 @attrs.frozen
 class Comparison:
     """Agreement of two prediction sets (``ours`` against ``reference``)."""
@@ -39,6 +50,7 @@ class Comparison:
     count_mismatches: tuple[tuple[int, int], ...]
     deviations: np.ndarray  # px, one per keypoint present in both matched instances
     visibility_mismatches: int
+    track_mismatches: int
     tolerance_px: float
     percentile: float
     min_count_agreement: float
@@ -58,6 +70,7 @@ class Comparison:
         return (
             self.count_agreement >= self.min_count_agreement
             and self.visibility_mismatches == 0
+            and self.track_mismatches == 0
             and self.deviation_at(self.percentile) <= self.tolerance_px
         )
 
@@ -66,7 +79,8 @@ class Comparison:
             f"{self.frames} frames, count agreement {self.count_agreement:.4f} "
             f"({len(self.count_mismatches)} differ), {self.deviations.size} keypoints: "
             f"p{self.percentile:g} {self.deviation_at(self.percentile):.2e} px, max "
-            f"{self.max_deviation:.2e} px, visibility mismatches {self.visibility_mismatches}"
+            f"{self.max_deviation:.2e} px, visibility mismatches {self.visibility_mismatches}, "
+            f"track mismatches {self.track_mismatches}"
         )
 
 
@@ -76,11 +90,17 @@ def compare_poses(
     tolerance_px: float = 0.01,
     percentile: float = 99.9,
     min_count_agreement: float = 1.0,
+    ours_tracks: Mapping | None = None,
+    reference_tracks: Mapping | None = None,
 ) -> Comparison:
-    """Match instances per frame (Hungarian on mean keypoint distance) and measure."""
+    """Match instances per frame (Hungarian on mean keypoint distance) and measure.
+
+    With track names for both sides, matched instances must also share a track.
+    """
     deviations = []
     count_mismatches = []
     visibility_mismatches = 0
+    track_mismatches = 0
     keys = sorted(set(ours) | set(reference))
     for key in keys:
         a = ours.get(key, np.zeros((0, 0, 2)))
@@ -97,11 +117,14 @@ def compare_poses(
             present_a, present_b = ~np.isnan(a[i, :, 0]), ~np.isnan(b[j, :, 0])
             visibility_mismatches += int((present_a != present_b).sum())
             deviations.append(distance[i, j][present_a & present_b])
+            if ours_tracks is not None and reference_tracks is not None:
+                track_mismatches += int(ours_tracks[key][i] != reference_tracks[key][j])
     return Comparison(
         frames=len(keys),
         count_mismatches=tuple(count_mismatches),
         deviations=np.concatenate(deviations) if deviations else np.zeros(0),
         visibility_mismatches=visibility_mismatches,
+        track_mismatches=track_mismatches,
         tolerance_px=tolerance_px,
         percentile=percentile,
         min_count_agreement=min_count_agreement,

@@ -19,7 +19,8 @@ from sleap_export.errors import SleapExportError
 # artifacts whose schema is newer than they understand.
 SCHEMA_VERSION = 1
 
-MODEL_TYPES = (
+# Head types of sleap-nn training runs (``model_config.head_configs`` keys).
+HEAD_TYPES = (
     "single_instance",
     "centroid",
     "centered_instance",
@@ -27,8 +28,17 @@ MODEL_TYPES = (
     "multi_class_bottomup",
     "multi_class_topdown",
 )
-# Model types this release can export (the rest are recognised but refused).
-EXPORTABLE_MODEL_TYPES = ("single_instance", "centroid")
+# What an artifact is: one run, or a centroid run paired with a centered-instance run.
+ARTIFACT_TYPES = (
+    "single_instance",
+    "centroid",
+    "centered_instance",
+    "multi_class_centered_instance",
+    "topdown",
+    "multi_class_topdown",
+    "bottomup",
+    "multi_class_bottomup",
+)
 
 
 def _pairs(value) -> tuple[tuple[int, int], ...]:
@@ -51,7 +61,7 @@ class SkeletonSpec:
 class StageSpec:
     """One network of the artifact, with its own preprocessing contract."""
 
-    head_type: str = attrs.field(validator=attrs.validators.in_(MODEL_TYPES))
+    head_type: str = attrs.field(validator=attrs.validators.in_(HEAD_TYPES))
     backbone: str
     in_channels: int
     input_scale: float
@@ -70,6 +80,8 @@ class PostprocessSpec:
     """Peak-decoding settings baked into the graph (sleap-nn's defaults)."""
 
     peak_threshold: float = 0.2
+    # Top-down's centered-instance stage threshold when it differs (sleap-nn's keypoint_threshold).
+    instance_peak_threshold: Optional[float] = None
     refinement: Optional[str] = attrs.field(
         default="integral", validator=attrs.validators.in_((None, "integral"))
     )
@@ -81,11 +93,13 @@ class PostprocessSpec:
 class ModelSpec:
     """Everything the runtime needs to run an artifact and interpret its outputs."""
 
-    model_type: str = attrs.field(validator=attrs.validators.in_(MODEL_TYPES))
+    model_type: str = attrs.field(validator=attrs.validators.in_(ARTIFACT_TYPES))
     skeleton: SkeletonSpec
     stages: tuple[StageSpec, ...] = attrs.field(converter=tuple)
     postprocess: PostprocessSpec = PostprocessSpec()
+    input_names: tuple[str, ...] = attrs.field(default=("frames",), converter=tuple)
     output_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    class_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     precision: str = "fp32"
     versions: dict[str, str] = attrs.field(factory=dict)
     schema_version: int = SCHEMA_VERSION

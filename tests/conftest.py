@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import attrs
 import numpy as np
 import pytest
 from filelock import FileLock
@@ -63,26 +64,47 @@ def load_poses(path: Path) -> dict:
         return {tuple(int(x) for x in k.split(":")): data[k] for k in data.files if k != "empty"}
 
 
+@attrs.frozen
+class Predictions:
+    """Poses and track names per ``(video, frame)``."""
+
+    poses: dict
+    tracks: dict
+
+    @classmethod
+    def of(cls, labels) -> "Predictions":
+        from sleap_export.compare import poses_by_frame, tracks_by_frame
+
+        return cls(poses_by_frame(labels), tracks_by_frame(labels))
+
+    def only(self, frames) -> "Predictions":
+        keep = set(frames)
+        return Predictions(
+            {k: v for k, v in self.poses.items() if k[1] in keep},
+            {k: v for k, v in self.tracks.items() if k[1] in keep},
+        )
+
+
 @pytest.fixture(scope="session")
 def reference(assets, session_cache):
-    """``reference(name, model_names, source, frames) -> poses`` by sleap-nn's checkpoint path."""
+    """``reference(name, model_names, source) -> Predictions`` by sleap-nn's checkpoint path."""
 
-    def compute(name: str, model_names: list[str], source: Callable[[], object], frames=None) -> dict:
+    def compute(name: str, model_names: list[str], source: Callable[[], object], **settings) -> Predictions:
         def produce(path: Path) -> None:
             from sleap_nn.inference.run import predict
 
-            from sleap_export.compare import poses_by_frame
-
             labels = predict(
-                source(),
-                model_paths=[str(MODELS / m) for m in model_names],
-                frames=frames,
-                device="cpu",
-                batch_size=4,
+                source(), model_paths=[str(MODELS / m) for m in model_names], device="cpu", batch_size=4, **settings
             )
-            save_poses(poses_by_frame(labels), path)
+            found = Predictions.of(labels)
+            path.mkdir()
+            save_poses(found.poses, path / "poses.npz")
+            tracks = [[v, f, names] for (v, f), names in found.tracks.items()]
+            (path / "tracks.json").write_text(json.dumps(tracks))
 
-        return load_poses(cached(session_cache, f"reference-{name}.npz", produce))
+        folder = cached(session_cache, f"reference-{name}", produce)
+        tracks = {(v, f): names for v, f, names in json.loads((folder / "tracks.json").read_text())}
+        return Predictions(load_poses(folder / "poses.npz"), tracks)
 
     return compute
 

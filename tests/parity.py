@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sleap_export.compare import poses_by_frame
 from sleap_export.runtime.predictor import Predictor
 from sleap_export.runtime.runners import load
 
@@ -15,17 +14,24 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 @lru_cache(maxsize=8)
-def _eager(models: tuple[str, ...]):
+def _eager(models: tuple[str, ...], options: tuple):
+    from sleap_export.build import ExportOptions
     from sleap_export.eager import eager_runner
 
-    return eager_runner([MODELS / m for m in models])
+    return eager_runner([MODELS / m for m in models], options=ExportOptions(**dict(options)))
 
 
 def make_runner(kind: str, models: list[str], artifact, **options):
     if kind == "eager":
-        return _eager(tuple(models))
+        return _eager(tuple(models), tuple(sorted(options.items())))
     return load(artifact(models, SUFFIX[kind], **options))
 
 
+def our_predictions(runner, source, frames=None, batch_size: int = 8):
+    from conftest import Predictions
+
+    return Predictions.of(Predictor(runner, batch_size=batch_size).predict(source, frames=frames))
+
+
 def our_poses(runner, source, frames=None, batch_size: int = 8) -> dict:
-    return poses_by_frame(Predictor(runner, batch_size=batch_size).predict(source, frames=frames))
+    return our_predictions(runner, source, frames, batch_size).poses

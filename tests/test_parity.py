@@ -1,64 +1,96 @@
 """Parity with sleap-nn's own checkpoint inference on the shared real models.
 
-Tolerance: matched keypoints within 0.01 px at the 99.9th percentile, and the
-same number of instances on every frame.
+Tolerance: matched keypoints within 0.01 px at the 99.9th percentile, the same
+number of instances on every frame (top-down: at least 99.5% of frames), and
+the same track for every matched instance of multi-class models.
 """
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import sleap_io as sio
 
 from sleap_export.compare import compare_poses
 from conftest import DATA
-from parity import RUNNER_KINDS, make_runner, our_poses
+from parity import RUNNER_KINDS, make_runner, our_predictions
 
-TOLERANCE_PX = 0.01
+CENTROID = "minimal_instance_centroid"
+
+
+@attrs.frozen
+class Case:
+    models: list
+    video: str
+    other_sizes: list
+    min_count_agreement: float = 1.0
+    tolerance_px: float = 0.01
+    export_options: dict = attrs.Factory(dict)  # ours
+    reference_settings: dict = attrs.Factory(dict)  # sleap-nn's, the same settings
+
 
 CASES = {
-    "single_instance": (["minimal_instance_single_instance"], "small_robot.mp4"),
-    "centroid": (["minimal_instance_centroid"], "centered_pair_small.mp4"),
-}
-# Frame sizes other than the training size and not multiples of the stride:
-# larger (resized down to fit) and smaller (resized up) than training.
-OTHER_SIZES = {
-    "single_instance": [(337, 571), (301, 517)],
-    "centroid": [(413, 397), (250, 301)],
+    "single_instance": Case(["minimal_instance_single_instance"], "small_robot.mp4", [(337, 571), (301, 517)]),
+    "centroid": Case([CENTROID], "centered_pair_small.mp4", [(413, 397), (250, 301)]),
+    "topdown": Case(
+        [CENTROID, "minimal_instance_centered_instance"], "centered_pair_small.mp4", [(512, 448), (250, 301)], 0.995
+    ),
+    # The shared multi-class centered-instance model is barely trained: its
+    # confidence maps peak near 0.017, so at sleap-nn's default threshold (0.2)
+    # neither side reports any instance. Both run at keypoint threshold 0.01
+    # so that keypoints and identities are compared at all; on maps that flat,
+    # integral refinement amplifies ONNX Runtime's float rounding to ~0.02 px.
+    "multi_class_topdown": Case(
+        [CENTROID, "minimal_instance_multiclass_centered_instance"],
+        "centered_pair_small.mp4",
+        [(512, 448)],
+        0.995,
+        tolerance_px=0.05,
+        export_options={"instance_peak_threshold": 0.01},
+        reference_settings={"keypoint_threshold": 0.01},
+    ),
 }
 
 
-def assert_parity(comparison):
+def compare(ours, expected, case: Case):
+    comparison = compare_poses(
+        ours.poses,
+        expected.poses,
+        tolerance_px=case.tolerance_px,
+        min_count_agreement=case.min_count_agreement,
+        ours_tracks=ours.tracks,
+        reference_tracks=expected.tracks,
+    )
     print(comparison.summary())
-    assert comparison.count_agreement == 1.0, f"instance counts differ on {comparison.count_mismatches[:10]}"
+    assert comparison.count_agreement >= case.min_count_agreement, comparison.count_mismatches[:10]
     assert comparison, comparison.summary()
+    return comparison
+
+
+def run_case(name: str, kind: str, source_name: str, source, reference, artifact):
+    case = CASES[name]
+    expected = reference(f"{name}-{source_name}", case.models, source, **case.reference_settings)
+    runner = make_runner(kind, case.models, artifact, **case.export_options)
+    return compare(our_predictions(runner, source()), expected, case)
 
 
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
-@pytest.mark.parametrize("model_type", sorted(CASES))
-def test_whole_video_parity(model_type, kind, reference, artifact):
-    models, video = CASES[model_type]
-    expected = reference(f"{model_type}-{video}", models, lambda: str(DATA / video))
-    ours = our_poses(make_runner(kind, models, artifact), str(DATA / video))
-    assert_parity(compare_poses(ours, expected, tolerance_px=TOLERANCE_PX))
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_whole_video_parity(name, kind, reference, artifact):
+    video = str(DATA / CASES[name].video)
+    run_case(name, kind, CASES[name].video, lambda: video, reference, artifact)
 
 
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
-@pytest.mark.parametrize("model_type", sorted(CASES))
-def test_other_frame_size_parity(model_type, kind, reference, artifact, frame_sequence):
-    models, video = CASES[model_type]
-    for height, width in OTHER_SIZES[model_type]:
-        paths = frame_sequence(video, range(0, 40), height, width)
-        expected = reference(
-            f"{model_type}-{height}x{width}", models, lambda: sio.load_video(paths)
-        )
-        ours = our_poses(make_runner(kind, models, artifact), sio.load_video(paths))
-        assert_parity(compare_poses(ours, expected, tolerance_px=TOLERANCE_PX))
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_other_frame_size_parity(name, kind, reference, artifact, frame_sequence):
+    for height, width in CASES[name].other_sizes:
+        paths = frame_sequence(CASES[name].video, range(0, 40), height, width)
+        run_case(name, kind, f"{height}x{width}", lambda: sio.load_video(paths), reference, artifact)
 
 
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
-def test_labels_file_parity(kind, reference, artifact):
-    models = ["minimal_instance_centroid"]
+@pytest.mark.parametrize("name", ["centroid", "topdown", "multi_class_topdown"])
+def test_labels_file_parity(name, kind, reference, artifact):
     source = str(DATA / "minimal_instance.pkg.slp")
-    expected = reference("centroid-pkg", models, lambda: sio.load_slp(source))
-    ours = our_poses(make_runner(kind, models, artifact), source)
-    assert_parity(compare_poses(ours, expected, tolerance_px=TOLERANCE_PX))
+    run_case(name, kind, "pkg", lambda: sio.load_slp(source), reference, artifact)

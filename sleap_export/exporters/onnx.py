@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sleap_export.build import BuiltGraph, ExportOptions
 from sleap_export.exporters import register_exporter
-from sleap_export.exporters.verify import sample_frames, verify_outputs
+from sleap_export.exporters.verify import sample_inputs, verify_outputs
 
 SPEC_KEY = "sleap_export.spec"
 
@@ -20,20 +20,23 @@ def write_onnx(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
     import onnxslim
     import torch
 
-    frames = torch.from_numpy(sample_frames(built.spec))
+    inputs = tuple(torch.from_numpy(a) for a in sample_inputs(built.spec))
+    names = list(built.spec.input_names)
+    dynamic_axes = {"frames": {0: "batch", 1: "height", 2: "width"}}
+    dynamic_axes.update({name: {0: "batch", 1: "instances"} for name in names[1:]})
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The tracer warns about shape arithmetic it records dynamically on purpose.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             built.module,
-            (frames,),
+            inputs,
             buffer,
             dynamo=False,
             opset_version=options.opset,
-            input_names=["frames"],
+            input_names=names,
             output_names=list(built.spec.output_names),
-            dynamic_axes={"frames": {0: "batch", 1: "height", 2: "width"}},
+            dynamic_axes=dynamic_axes,
         )
     model = onnx.load_from_string(buffer.getvalue())
     model = onnxslim.slim(model)
@@ -45,6 +48,6 @@ def write_onnx(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
     path.write_bytes(model.SerializeToString())
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    actual = session.run(None, {"frames": frames.numpy()})
-    expected = [t.numpy() for t in built.module(frames)]
+    actual = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
+    expected = [t.numpy() for t in built.module(*inputs)]
     verify_outputs(built.spec, expected, actual, "ONNX")

@@ -8,24 +8,23 @@ from pathlib import Path
 
 from sleap_export.build import BuiltGraph, ExportOptions
 from sleap_export.exporters import register_exporter
-from sleap_export.exporters.verify import sample_frames, verify_outputs
+from sleap_export.exporters.verify import sample_inputs, verify_outputs
 
 SPEC_FILE = "sleap_export_spec.json"
 
 
 @register_exporter("torchscript", suffixes=(".pt", ".ts", ".torchscript"))
 def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
-    import numpy as np
     import torch
 
-    frames = torch.from_numpy(sample_frames(built.spec))
+    inputs = tuple(torch.from_numpy(a) for a in sample_inputs(built.spec))
     with warnings.catch_warnings():
         # The tracer's shape warnings and jit.save/load's deprecation notices.
         warnings.simplefilter("ignore")
         # Tracing is exact across sizes here: every shape computation in our code
         # is a tensor op, and sleap-nn's backbones only branch on shapes that are
         # fixed once inputs are padded to the max stride (verified below).
-        traced = torch.jit.trace(built.module, (frames,), check_trace=False)
+        traced = torch.jit.trace(built.module, inputs, check_trace=False)
         # Saved through a buffer: a file name would become the archive's root
         # folder, and the same model must give the same bytes whatever its name.
         buffer = io.BytesIO()
@@ -33,8 +32,9 @@ def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> 
         path.write_bytes(buffer.getvalue())
         loaded = torch.jit.load(str(path), map_location="cpu")
     # A size other than the trace's, so a frame size baked into the trace shows.
-    other = torch.from_numpy(np.pad(sample_frames(built.spec, batch=1), ((0, 0), (0, 13), (0, 7), (0, 0))))
-    for sample in (frames, other):
-        expected = [t.numpy() for t in built.module(sample)]
-        actual = [t.numpy() for t in loaded(sample)]
+    other = [torch.from_numpy(a[:1]) for a in sample_inputs(built.spec)]
+    other[0] = torch.nn.functional.pad(other[0], (0, 0, 0, 7, 0, 13))
+    for sample in (inputs, tuple(other)):
+        expected = [t.numpy() for t in built.module(*sample)]
+        actual = [t.numpy() for t in loaded(*sample)]
         verify_outputs(built.spec, expected, actual, "TorchScript")

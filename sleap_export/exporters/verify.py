@@ -33,6 +33,18 @@ def sample_frames(spec: ModelSpec, batch: int = 2) -> np.ndarray:
     return frames
 
 
+def sample_inputs(spec: ModelSpec, batch: int = 2) -> tuple[np.ndarray, ...]:
+    """Sample values for every graph input: frames, plus centroids where taken."""
+    frames = sample_frames(spec, batch)
+    if "centroids" not in spec.input_names:
+        return (frames,)
+    height, width = frames.shape[1:3]
+    centroids = np.array([[width * 0.3, height * 0.4], [width * 0.6, height * 0.55], [0, 0]], np.float32)
+    centroids = np.repeat(centroids[None], batch, axis=0)
+    valid = np.repeat(np.array([[True, True, False]]), batch, axis=0)
+    return frames, centroids, valid
+
+
 def verify_outputs(spec: ModelSpec, expected, actual, label: str) -> None:
     """Raise when the artifact's outputs differ from the eager module's."""
     for name, want, got in zip(spec.output_names, expected, actual):

@@ -1,68 +1,77 @@
-"""One traced wrapper per model type: uint8 frames in, decoded predictions out.
+"""One traced wrapper per artifact type: uint8 frames in, decoded predictions out.
 
-Each wrapper is registered under its model type; its ``output_names`` are the
-`Outputs` fields its outputs fill, in order, so the runtime needs no per-type
-code to read them.
+Wrappers register under their artifact type; their ``output_names`` are the
+`Outputs` fields they fill, in order, so the runtime reads any artifact
+without per-type code. Each network is a `Stage` with its own input scale,
+strides and decoding, so a top-down graph keeps both models' settings.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
+from sleap_export.graph.crops import centered_crops
 from sleap_export.graph.peaks import global_peaks, integral_offsets, local_peaks
-from sleap_export.graph.preprocess import Preprocess
+from sleap_export.graph.preprocess import ScaleAndPad, SizeMatch, frames_to_images
 from sleap_export.spec import PostprocessSpec, StageSpec
 
 GRAPHS: dict[str, type["PoseGraph"]] = {}
 
 
-def register_graph(model_type: str) -> Callable[[type], type]:
-    """Class decorator adding a wrapper to the registry under ``model_type``."""
+def register_graph(artifact_type: str) -> Callable[[type], type]:
+    """Class decorator adding a wrapper to the registry under ``artifact_type``."""
 
     def add(cls: type) -> type:
-        GRAPHS[model_type] = cls
-        cls.model_type = model_type
+        GRAPHS[artifact_type] = cls
+        cls.artifact_type = artifact_type
         return cls
 
     return add
 
 
-class PoseGraph(torch.nn.Module):
-    """Base: preprocessing + one network + decoding."""
+class Stage(torch.nn.Module):
+    """One network with its preprocessing contract and peak decoding."""
 
-    model_type: str = ""
-    output_names: tuple[str, ...] = ()
-
-    def __init__(self, network, head_name: str, stage: StageSpec, post: PostprocessSpec):
+    def __init__(self, network, head_names: Sequence[str], spec: StageSpec, post: PostprocessSpec):
         super().__init__()
         self.network = network
-        self.head_name = head_name
-        self.preprocess = Preprocess(stage)
-        self.output_stride = float(stage.output_stride)
-        self.input_scale = float(stage.input_scale)
+        self.head_names = tuple(head_names)
+        self.confmap_head = next(n for n in self.head_names if n.endswith("ConfmapsHead"))
+        self.class_head = "ClassVectorsHead" if "ClassVectorsHead" in self.head_names else None
+        self.prepare = ScaleAndPad(spec.input_scale, spec.max_stride)
+        self.output_stride = float(spec.output_stride)
+        self.input_scale = float(spec.input_scale)
         self.post = post
 
-    def confmaps(self, frames: torch.Tensor):
-        """Preprocess and run the network; returns ``(confmaps, size_scale)``."""
-        images, size_scale = self.preprocess(frames)
-        return self.network(images)[self.head_name], size_scale
+    def heads(self, images: torch.Tensor) -> dict:
+        """Run the network on float64 whole-number images (before scaling)."""
+        return self.network(self.prepare(images))
 
-    def to_processed_pixels(self, grid_points: torch.Tensor) -> torch.Tensor:
-        """Confidence-map grid -> model-input pixels (sleap-nn's undo_stride)."""
-        return grid_points * self.output_stride
-
-    def to_frame_pixels(self, processed: torch.Tensor, size_scale: torch.Tensor) -> torch.Tensor:
-        """Model-input pixels -> original-frame pixels, in sleap-nn's order."""
-        return processed / self.input_scale / size_scale
-
-    def refine(self, confmaps, points, valid=None):
-        """Add integral-refinement offsets where the spec asks for them."""
+    def refine(self, confmaps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Integral refinement of ``(B, C, K, 2)`` grid points where the spec asks."""
         if self.post.refinement != "integral":
             return points
-        offsets = integral_offsets(confmaps, points, self.post.integral_patch_size)
-        return points + offsets
+        return points + integral_offsets(confmaps, points, self.post.integral_patch_size)
+
+    def to_input_pixels(self, grid_points: torch.Tensor) -> torch.Tensor:
+        """Confidence-map grid -> this stage's input pixels (before its scaling)."""
+        return grid_points * self.output_stride / self.input_scale
+
+    def global_keypoints(self, confmaps: torch.Tensor):
+        """One refined peak per node: ``(B, N, 2)`` input pixels and ``(B, N)`` values."""
+        points, values = global_peaks(confmaps, self.post.peak_threshold)
+        points = self.refine(confmaps, points.unsqueeze(2)).squeeze(2)
+        return self.to_input_pixels(points), values
+
+
+class PoseGraph(torch.nn.Module):
+    """Base of the artifact graphs."""
+
+    artifact_type: str = ""
+    input_names: tuple[str, ...] = ("frames",)
+    output_names: tuple[str, ...] = ()
 
 
 @register_graph("single_instance")
@@ -71,32 +80,138 @@ class SingleInstanceGraph(PoseGraph):
 
     output_names = ("pred_keypoints", "pred_peak_values", "pred_raw_keypoints")
 
+    def __init__(self, stage: Stage, size_match: SizeMatch):
+        super().__init__()
+        self.stage = stage
+        self.size_match = size_match
+
     def forward(self, frames: torch.Tensor):
-        confmaps, size_scale = self.confmaps(frames)
-        points, values = global_peaks(confmaps, self.post.peak_threshold)  # (B, N, 2)
-        points = self.refine(confmaps, points.unsqueeze(2)).squeeze(2)
-        raw = self.to_processed_pixels(points)
-        keypoints = self.to_frame_pixels(raw, size_scale)
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        confmaps = self.stage.heads(sized)[self.stage.confmap_head]
+        raw, values = self.stage.global_keypoints(confmaps)
+        keypoints = raw / size_scale
         return keypoints.unsqueeze(1), values.unsqueeze(1), raw.unsqueeze(1)
+
+
+def find_centroids(stage: Stage, sized: torch.Tensor, max_instances: int):
+    """Refined centroid peaks: ``(B, K, 2)`` sized-image pixels, values, validity."""
+    confmaps = stage.heads(sized)[stage.confmap_head]
+    points, values, valid = local_peaks(confmaps, stage.post.peak_threshold, max_instances)
+    points = stage.refine(confmaps, points)
+    return stage.to_input_pixels(points[:, 0]), values[:, 0], valid[:, 0]
 
 
 @register_graph("centroid")
 class CentroidGraph(PoseGraph):
     """Local peaks of the centroid map, up to ``max_instances`` per frame."""
 
+    output_names = ("pred_centroids", "pred_centroid_values", "instance_valid", "pred_raw_centroids")
+
+    def __init__(self, stage: Stage, size_match: SizeMatch):
+        super().__init__()
+        self.stage = stage
+        self.size_match = size_match
+
+    def forward(self, frames: torch.Tensor):
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        raw, values, valid = find_centroids(self.stage, sized, self.stage.post.max_instances)
+        return raw / size_scale, values, valid, raw
+
+
+class CroppedInstances(torch.nn.Module):
+    """The centered-instance stage on crops around the valid centroids only.
+
+    Crops are gathered on the size-matched frame (sleap-nn's crop grid), the
+    stage runs on a dynamic number of crops, and results are scattered back
+    into ``max_instances`` slots per frame.
+    """
+
+    def __init__(self, stage: Stage, crop_size: int, with_classes: bool):
+        super().__init__()
+        self.stage = stage
+        self.crop_size = int(crop_size)
+        self.with_classes = with_classes
+
+    def forward(self, sized, size_scale, centroids_sized, valid):
+        slots = torch.nonzero(valid)  # (n, 2): (frame, slot)
+        crops, top_left = centered_crops(
+            sized, centroids_sized[slots[:, 0], slots[:, 1]], slots[:, 0], self.crop_size
+        )
+        heads = self.stage.heads(crops)
+        keypoints, values = self.stage.global_keypoints(heads[self.stage.confmap_head])
+        keypoints = (keypoints + top_left.unsqueeze(1)) / size_scale
+        batch, max_instances = valid.shape[0], valid.shape[1]
+        n_nodes = keypoints.shape[1]
+        full_keypoints = torch.full((batch, max_instances, n_nodes, 2), float("nan"))
+        full_keypoints[slots[:, 0], slots[:, 1]] = keypoints
+        full_values = torch.full((batch, max_instances, n_nodes), float("nan"))
+        full_values[slots[:, 0], slots[:, 1]] = values
+        if not self.with_classes:
+            return full_keypoints, full_values
+        vectors = heads[self.stage.class_head]
+        full_vectors = torch.full((batch, max_instances, vectors.shape[1]), float("nan"))
+        full_vectors[slots[:, 0], slots[:, 1]] = vectors
+        return full_keypoints, full_values, full_vectors
+
+
+@register_graph("topdown")
+class TopDownGraph(PoseGraph):
+    """Centroid stage, crops, centered-instance stage and coordinate mapping in one graph."""
+
     output_names = (
+        "pred_keypoints",
+        "pred_peak_values",
         "pred_centroids",
         "pred_centroid_values",
         "instance_valid",
-        "pred_raw_centroids",
     )
 
+    def __init__(self, centroid: Stage, instance: CroppedInstances, size_match: SizeMatch):
+        super().__init__()
+        self.centroid = centroid
+        self.instance = instance
+        self.size_match = size_match
+
     def forward(self, frames: torch.Tensor):
-        confmaps, size_scale = self.confmaps(frames)
-        points, values, valid = local_peaks(
-            confmaps, self.post.peak_threshold, self.post.max_instances
-        )
-        points = self.refine(confmaps, points)
-        raw = self.to_processed_pixels(points[:, 0])
-        centroids = self.to_frame_pixels(raw, size_scale)
-        return centroids, values[:, 0], valid[:, 0], raw
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        raw, values, valid = find_centroids(self.centroid, sized, self.centroid.post.max_instances)
+        centroids = raw / size_scale
+        # sleap-nn crops around centroids mapped to the frame and back.
+        instances = self.instance(sized, size_scale, centroids * size_scale, valid)
+        return (*instances[:2], centroids, values, valid, *instances[2:])
+
+
+@register_graph("multi_class_topdown")
+class MultiClassTopDownGraph(TopDownGraph):
+    """Top-down with the class vectors of each instance (identity assigned on the host)."""
+
+    output_names = TopDownGraph.output_names + ("pred_class_vectors",)
+
+
+@register_graph("centered_instance")
+class CenteredInstanceGraph(PoseGraph):
+    """The centered-instance stage alone, on centroids the caller supplies.
+
+    Inputs: frames ``(B, H, W, C)`` uint8, centroids ``(B, K, 2)`` float32 in
+    frame pixels, centroid_valid ``(B, K)`` bool.
+    """
+
+    input_names = ("frames", "centroids", "centroid_valid")
+    output_names = ("pred_keypoints", "pred_peak_values", "instance_valid")
+
+    def __init__(self, instance: CroppedInstances, size_match: SizeMatch):
+        super().__init__()
+        self.instance = instance
+        self.size_match = size_match
+
+    def forward(self, frames: torch.Tensor, centroids: torch.Tensor, centroid_valid: torch.Tensor):
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        instances = self.instance(sized, size_scale, centroids * size_scale, centroid_valid)
+        return (*instances[:2], centroid_valid, *instances[2:])
+
+
+@register_graph("multi_class_centered_instance")
+class MultiClassCenteredInstanceGraph(CenteredInstanceGraph):
+    """The multi-class centered-instance stage alone, with class vectors."""
+
+    output_names = CenteredInstanceGraph.output_names + ("pred_class_vectors",)

@@ -83,14 +83,19 @@ def integral_offsets(confmaps: torch.Tensor, points: torch.Tensor, patch_size: i
     """
     radius = patch_size // 2
     padded = F.pad(confmaps, (radius, radius, radius, radius))
-    padded_width = torch._shape_as_tensor(padded)[3]
+    shape = torch._shape_as_tensor(padded)
+    padded_width = shape[3]
+    # Explicit sizes instead of -1/flatten: ONNX Runtime cannot infer -1 when
+    # another dimension is 0 (a frame with no instances gives zero crops).
+    batch, channels, slots = points.shape[0], points.shape[1], points.shape[2]
     anchors = torch.nan_to_num(points, nan=0.0).to(torch.int64) + radius
     grid = torch.arange(patch_size, dtype=torch.int64) - radius
     rows = anchors[..., 1, None, None] + grid[:, None]  # (B, C, K, P, 1)
     cols = anchors[..., 0, None, None] + grid[None, :]  # (B, C, K, 1, P)
-    flat_index = (rows * padded_width + cols).flatten(2)  # (B, C, K*P*P)
-    patches = torch.gather(padded.flatten(2), 2, flat_index)
-    patches = patches.reshape(points.shape[0], points.shape[1], -1, patch_size, patch_size)
+    flat_index = (rows * padded_width + cols).reshape(batch, channels, slots * patch_size * patch_size)
+    flat_maps = padded.reshape(batch, channels, shape[2] * shape[3])
+    patches = torch.gather(flat_maps, 2, flat_index)
+    patches = patches.reshape(batch, channels, slots, patch_size, patch_size)
     offsets = grid.to(torch.float32) - ((patch_size - 1) / 2 - radius)
     total = patches.sum(dim=(3, 4))
     dx = (patches * offsets[None, None, None, None, :]).sum(dim=(3, 4)) / total

@@ -30,7 +30,10 @@ def completer(model_type: str):
 
 
 def complete(outputs: Outputs, spec: ModelSpec) -> Outputs:
-    return COMPLETERS[spec.model_type](outputs, spec)
+    completed = COMPLETERS[spec.model_type](outputs, spec)
+    # An instance none of whose nodes cleared the threshold is dropped, as sleap-nn does.
+    has_points = ~np.all(np.isnan(completed.pred_keypoints), axis=(1, 2))
+    return attrs.evolve(completed, instance_valid=np.asarray(completed.instance_valid) & has_points)
 
 
 @completer("single_instance")
@@ -63,3 +66,48 @@ def _centroid(outputs: Outputs, spec: ModelSpec) -> Outputs:
         pred_peak_values=peak_values,
         instance_scores=np.where(outputs.instance_valid, values, np.nan).astype(np.float32),
     )
+
+
+@completer("topdown")
+def _topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    # sleap-nn scores a top-down instance by its centroid's confidence.
+    return attrs.evolve(
+        outputs,
+        instance_scores=np.where(outputs.instance_valid, outputs.pred_centroid_values, np.nan).astype(np.float32),
+    )
+
+
+@completer("centered_instance")
+def _centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    # Given centroids carry no confidence; sleap-nn scores them 1 (its GT-centroid path).
+    valid = np.asarray(outputs.instance_valid)
+    return attrs.evolve(outputs, instance_scores=np.where(valid, 1.0, np.nan).astype(np.float32))
+
+
+def assign_identities(outputs: Outputs) -> Outputs:
+    """One Hungarian assignment per frame of instances to classes (sleap-nn's rule).
+
+    Maximizes the summed class probability; instances left over when there are
+    more instances than classes get class -1 (no track).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    valid = np.flatnonzero(outputs.instance_valid)
+    vectors = np.asarray(outputs.pred_class_vectors)
+    class_ids = np.full(len(vectors), -1, np.int64)
+    scores = np.full(len(vectors), np.nan, np.float32)
+    if len(valid):
+        rows, cols = linear_sum_assignment(-vectors[valid])
+        class_ids[valid[rows]] = cols
+        scores[valid[rows]] = vectors[valid[rows], cols]
+    return attrs.evolve(outputs, class_ids=class_ids, instance_tracking_scores=scores)
+
+
+@completer("multi_class_topdown")
+def _multi_class_topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    return assign_identities(_topdown(outputs, spec))
+
+
+@completer("multi_class_centered_instance")
+def _multi_class_centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    return assign_identities(_centered_instance(outputs, spec))

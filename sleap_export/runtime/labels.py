@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import sleap_io as sio
@@ -26,24 +26,40 @@ def output_skeleton(spec: ModelSpec) -> sio.Skeleton:
     )
 
 
-def predicted_instances(outputs: Outputs, skeleton: sio.Skeleton) -> list[sio.PredictedInstance]:
-    """The valid instances of one frame, in slot order."""
+def class_tracks(spec: ModelSpec) -> list[sio.Track]:
+    """One track per class of a multi-class model, named as in its training config."""
+    return [sio.Track(name=name) for name in spec.class_names]
+
+
+def predicted_instances(
+    outputs: Outputs, skeleton: sio.Skeleton, tracks: Sequence[sio.Track] = ()
+) -> list[sio.PredictedInstance]:
+    """The valid instances of one frame, in slot order, with their class's track."""
     instances = []
     for i in np.flatnonzero(np.asarray(outputs.instance_valid)):
+        identity = {}
+        if outputs.class_ids is not None and outputs.class_ids[i] >= 0:
+            identity = {
+                "track": tracks[int(outputs.class_ids[i])],
+                "tracking_score": float(outputs.instance_tracking_scores[i]),
+            }
         instances.append(
             sio.PredictedInstance.from_numpy(
                 points_data=np.asarray(outputs.pred_keypoints[i], dtype=np.float64),
                 point_scores=np.asarray(outputs.pred_peak_values[i], dtype=np.float64),
                 score=float(outputs.instance_scores[i]),
                 skeleton=skeleton,
+                **identity,
             )
         )
     return instances
 
 
-def labeled_frame(outputs: Outputs, video: sio.Video, skeleton: sio.Skeleton) -> sio.LabeledFrame:
+def labeled_frame(
+    outputs: Outputs, video: sio.Video, skeleton: sio.Skeleton, tracks: Sequence[sio.Track] = ()
+) -> sio.LabeledFrame:
     return sio.LabeledFrame(
-        video=video, frame_idx=int(outputs.frame_idx), instances=predicted_instances(outputs, skeleton)
+        video=video, frame_idx=int(outputs.frame_idx), instances=predicted_instances(outputs, skeleton, tracks)
     )
 
 

@@ -20,7 +20,9 @@ ARRAY_FIELDS = (
     "pred_centroid_values",
     "instance_scores",
     "instance_valid",
+    "pred_class_vectors",
     "class_ids",
+    "instance_tracking_scores",
 )
 
 
@@ -31,7 +33,10 @@ class Outputs:
     Keypoints are ``(instances, nodes, 2)`` ``(x, y)`` in original-frame pixels
     (``pred_raw_*``: in the model-input image, after resizing and padding);
     missing points are NaN. Centroids are ``(instances, 2)``.
-    ``instance_valid`` marks the slots that hold an instance.
+    ``instance_valid`` marks the slots that hold an instance. Multi-class
+    models add ``pred_class_vectors`` (class probabilities per instance),
+    ``class_ids`` (the identity assigned per frame, -1 for none) and
+    ``instance_tracking_scores`` (the assigned class's probability).
     """
 
     original_image: Optional[Any] = None
@@ -46,7 +51,9 @@ class Outputs:
     pred_centroid_values: Optional[Any] = None
     instance_scores: Optional[Any] = None
     instance_valid: Optional[Any] = None
+    pred_class_vectors: Optional[Any] = None
     class_ids: Optional[Any] = None
+    instance_tracking_scores: Optional[Any] = None
     node_names: tuple[str, ...] = ()
     edges: tuple[tuple[int, int], ...] = ()
     device: str = "cpu"

@@ -22,6 +22,7 @@ import sleap_io as sio
 from sleap_export.errors import InputError
 from sleap_export.runtime.frames import as_batch
 from sleap_export.runtime.labels import (
+    class_tracks,
     labeled_frame,
     output_skeleton,
     provenance,
@@ -39,6 +40,8 @@ class FrameSource:
     video: sio.Video
     frame_indices: tuple[int, ...]
     read: Callable[[int], np.ndarray]
+    # Per-frame (K, 2) centroids of labeled instances, for centered-instance artifacts.
+    centroids: Optional[Callable[[int], np.ndarray]] = None
 
 
 @attrs.frozen
@@ -46,6 +49,20 @@ class Batch:
     video_index: int
     frame_indices: tuple[int, ...]
     frames: np.ndarray
+    centroids: Optional[np.ndarray] = None  # (N, K, 2), NaN for empty slots
+
+
+def instance_centroids(lf: sio.LabeledFrame, anchor: Optional[int]) -> np.ndarray:
+    """``(K, 2)`` centroids of a frame's instances: the anchor node where visible,
+    else the mean of the visible nodes (sleap-nn's center-of-mass default)."""
+    centroids = []
+    for instance in lf.instances:
+        points = instance.numpy()
+        if anchor is not None and not np.isnan(points[anchor]).any():
+            centroids.append(points[anchor])
+        elif not np.isnan(points).all():
+            centroids.append(np.nanmean(points, axis=0))
+    return np.asarray(centroids, np.float32).reshape(-1, 2)
 
 
 @contextlib.contextmanager
@@ -136,7 +153,12 @@ def frame_sources(source, frames: Optional[Sequence[int] | str] = None) -> list[
         for lfs in by_video.values():
             images = {lf.frame_idx: lf for lf in lfs}
             sources.append(
-                FrameSource(lfs[0].video, tuple(sorted(images)), lambda i, im=images: im[i].image)
+                FrameSource(
+                    lfs[0].video,
+                    tuple(sorted(images)),
+                    lambda i, im=images: im[i].image,
+                    lambda i, anchor, im=images: instance_centroids(im[i], anchor),
+                )
             )
         if not sources:
             raise InputError("The labels file has no labeled frames to predict on.")
@@ -147,7 +169,15 @@ def frame_sources(source, frames: Optional[Sequence[int] | str] = None) -> list[
     )
 
 
-def _decode(sources: Sequence[FrameSource], batch_size: int) -> Iterator[Batch]:
+def _padded_centroids(per_frame: list[np.ndarray]) -> np.ndarray:
+    slots = max(1, max(len(c) for c in per_frame))
+    out = np.full((len(per_frame), slots, 2), np.nan, np.float32)
+    for i, centroids in enumerate(per_frame):
+        out[i, : len(centroids)] = centroids
+    return out
+
+
+def _decode(sources: Sequence[FrameSource], batch_size: int, anchor: Optional[int] = None, need_centroids: bool = False) -> Iterator[Batch]:
     for video_index, source in enumerate(sources):
         indices = source.frame_indices
         for start in range(0, len(indices), batch_size):
@@ -158,7 +188,10 @@ def _decode(sources: Sequence[FrameSource], batch_size: int) -> Iterator[Batch]:
                     f"Frames {chunk[0]}-{chunk[-1]} differ in size; frames of one video "
                     "must share a size."
                 )
-            yield Batch(video_index, tuple(chunk), as_batch(np.stack(images)))
+            centroids = None
+            if need_centroids:
+                centroids = _padded_centroids([source.centroids(i, anchor) for i in chunk])
+            yield Batch(video_index, tuple(chunk), as_batch(np.stack(images)), centroids)
 
 
 def background(iterator: Iterator, depth: int) -> Iterator:
@@ -206,6 +239,7 @@ class Predictor:
         self.batch_size = batch_size
         self.artifact = artifact
         self.skeleton = output_skeleton(runner.spec)
+        self.tracks = class_tracks(runner.spec)
 
     @classmethod
     def from_artifact(cls, path: str | Path, device: str = "cpu", batch_size: int = 4, **runner_options) -> "Predictor":
@@ -224,20 +258,30 @@ class Predictor:
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
         sources = [s for item in inputs for s in frame_sources(item, frames)]
+        spec = self.runner.spec
+        need_centroids = "centroids" in spec.input_names
+        if need_centroids and any(s.centroids is None for s in sources):
+            raise InputError(
+                f"A {spec.model_type} artifact crops around given centroids; predict on a "
+                ".slp with instances, or call runner.predict(frames, centroids=...)."
+            )
+        anchor_part = spec.stages[-1].anchor_part
+        anchor = spec.skeleton.nodes.index(anchor_part) if anchor_part else None
         labeled_frames = []
         with self.runner:
-            for batch in background(_decode(sources, self.batch_size), depth=4):
+            for batch in background(_decode(sources, self.batch_size, anchor, need_centroids), depth=4):
                 video = sources[batch.video_index].video
                 for outputs in self.runner.predict(
-                    batch.frames, batch.frame_indices, batch.video_index, keep_images=False
+                    batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
                 ):
-                    labeled_frames.append(labeled_frame(outputs, video, self.skeleton))
+                    labeled_frames.append(labeled_frame(outputs, video, self.skeleton, self.tracks))
                 if on_batch is not None:
                     on_batch(len(batch.frame_indices))
         labels = sio.Labels(
             labeled_frames=labeled_frames,
             videos=[s.video for s in sources],
             skeletons=[self.skeleton],
+            tracks=self.tracks,
             provenance=provenance(self.runner.spec, self.artifact),
         )
         if output is not None:

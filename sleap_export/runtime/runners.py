@@ -69,11 +69,20 @@ class Runner(abc.ABC):
         self.deactivate()
 
     # Inference ---------------------------------------------------------------
-    def infer(self, frames) -> dict[str, np.ndarray]:
-        """Raw graph outputs by name for a batch of frames."""
+    def infer(self, frames, centroids=None) -> dict[str, np.ndarray]:
+        """Raw graph outputs by name for a batch of frames.
+
+        ``centroids`` (``(N, K, 2)`` frame pixels, NaN rows for empty slots) feed
+        artifacts that crop around given centroids (standalone centered instance).
+        """
         batch = match_channels(as_batch(frames), self.spec.input_channels)
+        inputs = [batch]
+        if "centroids" in self.spec.input_names:
+            inputs.extend(_centroid_inputs(centroids, len(batch)))
+        elif centroids is not None:
+            raise InputError(f"A {self.spec.model_type} artifact finds its own centroids; do not pass centroids.")
         self.activate()
-        arrays = self.infer_impl(batch)
+        arrays = self.infer_impl(inputs)
         return dict(zip(self.spec.output_names, arrays))
 
     def predict(
@@ -82,10 +91,11 @@ class Runner(abc.ABC):
         frame_indices: Optional[Sequence[int]] = None,
         video_idx: Optional[int] = None,
         keep_images: bool = True,
+        centroids=None,
     ) -> list[Outputs]:
         """One completed `Outputs` per frame."""
         batch = as_batch(frames)
-        raw = self.infer(batch)
+        raw = self.infer(batch, centroids=centroids)
         results = []
         for i in range(len(batch)):
             fields = {name: value[i] for name, value in raw.items()}
@@ -104,7 +114,8 @@ class Runner(abc.ABC):
     def activate_impl(self) -> None: ...
 
     @abc.abstractmethod
-    def infer_impl(self, frames: np.ndarray) -> list[np.ndarray]: ...
+    def infer_impl(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the graph on its inputs, in ``spec.input_names`` order."""
 
     def deactivate_impl(self) -> None:
         """Release what activate_impl acquired (nothing by default)."""
@@ -148,8 +159,8 @@ class OnnxRunner(Runner):
                 f"ONNX Runtime could not start {wanted}; check the CUDA install or use device='cpu'."
             )
 
-    def infer_impl(self, frames: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {"frames": frames})
+    def infer_impl(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, dict(zip(self.spec.input_names, inputs)))
 
     def deactivate_impl(self) -> None:
         self.session = None
@@ -175,11 +186,11 @@ class TorchModuleRunner(Runner):
         self.module = self.module.to(self.device).eval()
         self._callable = torch.compile(self.module, dynamic=True) if self.compile else self.module
 
-    def infer_impl(self, frames: np.ndarray) -> list[np.ndarray]:
+    def infer_impl(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         import torch
 
         with torch.inference_mode():
-            outputs = self._callable(torch.from_numpy(frames).to(self.device))
+            outputs = self._callable(*(torch.from_numpy(a).to(self.device) for a in inputs))
         return [t.cpu().numpy() for t in outputs]
 
     def deactivate_impl(self) -> None:
@@ -202,6 +213,20 @@ class TorchScriptRunner(TorchModuleRunner):
             warnings.simplefilter("ignore", FutureWarning)  # jit.load's deprecation notice
             module = torch.jit.load(str(path), map_location=device)
         return cls(module, spec, device, **options)
+
+
+def _centroid_inputs(centroids, n_frames: int) -> list[np.ndarray]:
+    """``(N, K, 2)`` centroids (NaN = empty slot) -> the graph's centroids and validity."""
+    if centroids is None:
+        raise InputError(
+            "This centered-instance artifact crops around centroids you supply; pass "
+            "centroids=(N, K, 2) frame pixels, or predict on a .slp with instances."
+        )
+    centroids = np.asarray(centroids, dtype=np.float32)
+    if centroids.ndim != 3 or centroids.shape[0] != n_frames or centroids.shape[2] != 2:
+        raise InputError(f"Centroids must be (frames={n_frames}, K, 2), got shape {centroids.shape}.")
+    valid = ~np.isnan(centroids).any(axis=-1)
+    return [np.nan_to_num(centroids, nan=0.0), valid]
 
 
 def load(path: str | Path, device: str = "cpu", **options) -> Runner:
