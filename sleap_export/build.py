@@ -19,23 +19,27 @@ from sleap_export.spec import ModelSpec, PostprocessSpec
 
 @attrs.frozen
 class ExportOptions:
-    """Export settings a user chooses; recorded in the spec."""
+    """Export settings a user chooses; the decoding ones are recorded in the spec."""
 
-    max_instances: int = attrs.field(default=20, validator=attrs.validators.ge(1))
-    peak_threshold: float = attrs.field(default=0.2, validator=attrs.validators.ge(0.0))
-    instance_peak_threshold: Optional[float] = None
-    refinement: bool = True
-    integral_patch_size: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    postprocess: PostprocessSpec = PostprocessSpec()
     opset: int = 17
 
-    def postprocess(self) -> PostprocessSpec:
-        return PostprocessSpec(
-            peak_threshold=self.peak_threshold,
-            instance_peak_threshold=self.instance_peak_threshold,
-            refinement="integral" if self.refinement else None,
-            integral_patch_size=self.integral_patch_size,
-            max_instances=self.max_instances,
-        )
+    @classmethod
+    def from_fields(cls, **fields) -> "ExportOptions":
+        """Build from flat fields (``max_instances=``, ``opset=``, ...), as the CLI and presets give them."""
+        own = {f.name for f in attrs.fields(cls)} - {"postprocess"}
+        decoding = {f.name for f in attrs.fields(PostprocessSpec)}
+        unknown = set(fields) - own - decoding
+        if unknown:
+            raise InputError(
+                f"Unknown export option(s) {', '.join(sorted(unknown))}; known: "
+                f"{', '.join(sorted(own | decoding))}."
+            )
+        try:
+            post = PostprocessSpec(**{k: v for k, v in fields.items() if k in decoding})
+            return cls(postprocess=post, **{k: v for k, v in fields.items() if k in own})
+        except (TypeError, ValueError) as err:
+            raise InputError(f"Invalid export option: {err}.") from None
 
 
 @attrs.frozen
@@ -61,6 +65,8 @@ ARTIFACT_FOR_RUNS = {
     ("multi_class_topdown",): "multi_class_centered_instance",
     ("centered_instance", "centroid"): "topdown",
     ("centroid", "multi_class_topdown"): "multi_class_topdown",
+    ("bottomup",): "bottomup",
+    ("multi_class_bottomup",): "multi_class_bottomup",
 }
 # Stage order inside an artifact: the centroid stage comes first.
 _STAGE_ORDER = {"centroid": 0}
@@ -98,7 +104,9 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
             "The two runs take different channel counts (grayscale vs RGB); pair runs "
             "trained on the same kind of frames."
         )
-    post = options.postprocess()
+    post = attrs.evolve(options.postprocess, edge_order=_edge_order(runs[0].stage.paf_edges))
+    if post.grouping == "graph" and artifact_type != "bottomup":
+        raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
     instance_post = post
     if post.instance_peak_threshold is not None:
         instance_post = attrs.evolve(post, peak_threshold=post.instance_peak_threshold)
@@ -114,6 +122,8 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     instance_run = runs[-1]
     if artifact_type in ("single_instance", "centroid"):
         module = graph_cls(stages[0], size_match)
+    elif artifact_type in ("bottomup", "multi_class_bottomup"):
+        module = graph_cls(stages[0], size_match, runs[0].stage)
     else:
         if instance_run.stage.crop_size is None:
             raise InputError(
@@ -128,12 +138,24 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         skeleton=instance_run.skeleton,
         stages=tuple(r.stage for r in runs),
         postprocess=post,
-        input_names=graph_cls.input_names,
-        output_names=graph_cls.output_names,
+        input_names=module.input_names,
+        output_names=module.output_names,
         class_names=instance_run.class_names,
         versions=versions(),
     )
     return BuiltGraph(module=module, spec=spec)
+
+
+def _edge_order(edges) -> tuple[int, ...]:
+    """The order sleap-nn assembles PAF edges in: BFS from its topological root."""
+    if not edges:
+        return ()
+    import networkx as nx
+
+    edges = [tuple(e) for e in edges]
+    graph = nx.DiGraph(edges)
+    root = next(nx.topological_sort(graph))
+    return tuple(edges.index(e) for e in nx.bfs_edges(graph, root))
 
 
 def versions() -> dict[str, str]:

@@ -18,9 +18,6 @@ import attrs
 from sleap_export.errors import InputError
 from sleap_export.spec import HEAD_TYPES, SkeletonSpec, StageSpec
 
-# Head types whose runs this release exports (bottom-up types are recognised but refused).
-EXPORTABLE_HEAD_TYPES = ("single_instance", "centroid", "centered_instance", "multi_class_topdown")
-
 CHECKPOINT_NAME = "best.ckpt"
 CONFIG_NAME = "training_config.yaml"
 LEGACY_CONFIG_NAME = "training_config.json"
@@ -81,10 +78,10 @@ def load_run(path: str | Path) -> LoadedRun:
 
     run_dir = resolve_run_dir(path)
     model_type = model_type_of(run_dir)
-    if model_type not in EXPORTABLE_HEAD_TYPES:
-        known = "is not supported by this release" if model_type in HEAD_TYPES else "is not a pose model type"
+    if model_type not in HEAD_TYPES:
         raise InputError(
-            f"Model type {model_type!r} {known}; supported: {', '.join(EXPORTABLE_HEAD_TYPES)}."
+            f"Model type {model_type!r} is not a pose model sleap-export exports; "
+            f"supported: {', '.join(HEAD_TYPES)}."
         )
     config = OmegaConf.load(run_dir / CONFIG_NAME)
     backbone_type = next(
@@ -120,6 +117,14 @@ def load_run(path: str | Path) -> LoadedRun:
     preprocessing = config.data_config.preprocessing
     confmaps = heads["confmaps"]
     skeleton = get_skeleton_from_config(config.data_config.skeletons)[0]
+    pafs = heads.get("pafs")
+    paf_edges = ()
+    if pafs is not None:
+        # The PAF channels follow the head's own edge list, over its part names.
+        parts = list(confmaps.part_names)
+        paf_edges = tuple((parts.index(a), parts.index(b)) for a, b in pafs.edges)
+    class_maps = heads.get("class_maps")
+    classes = heads.get("class_vectors") or class_maps
     stage = StageSpec(
         head_type=model_type,
         backbone=backbone_type,
@@ -131,6 +136,9 @@ def load_run(path: str | Path) -> LoadedRun:
         max_width=_optional_int(preprocessing.get("max_width")),
         crop_size=_optional_int(preprocessing.get("crop_size")),
         anchor_part=confmaps.get("anchor_part"),
+        paf_stride=None if pafs is None else int(pafs.output_stride),
+        class_maps_stride=None if class_maps is None else int(class_maps.output_stride),
+        paf_edges=paf_edges,
         checkpoint_sha256=file_sha256(checkpoint_path),
         source=run_dir.resolve().name,
     )
@@ -140,7 +148,7 @@ def load_run(path: str | Path) -> LoadedRun:
         stage=stage,
         skeleton=skeleton_spec(skeleton),
         run_dir=run_dir,
-        class_names=tuple(heads["class_vectors"]["classes"]) if heads.get("class_vectors") is not None else (),
+        class_names=tuple(classes["classes"]) if classes is not None else (),
     )
 
 

@@ -55,13 +55,16 @@ def _export_command(format: str):
         max_instances: Optional[int] = typer.Option(None, help="Instance slots per frame (default 20)."),
         peak_threshold: Optional[float] = typer.Option(None, help="Minimum confidence of a peak (default 0.2)."),
         refinement: Optional[bool] = typer.Option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on)."),
+        grouping: Optional[str] = typer.Option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate, no host work)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact."),
     ):
         from sleap_export.exporters import export
 
         options = _read_preset(preset)
-        given = dict(max_instances=max_instances, peak_threshold=peak_threshold, refinement=refinement)
+        given = dict(max_instances=max_instances, peak_threshold=peak_threshold, grouping=grouping)
         options.update({k: v for k, v in given.items() if v is not None})
+        if refinement is not None:
+            options["refinement"] = "integral" if refinement else None
         started = time.perf_counter()
         path = export(model_dirs, output, format=format, overwrite=overwrite, **options)
         size = path.stat().st_size / 1e6

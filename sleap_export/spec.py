@@ -71,6 +71,10 @@ class StageSpec:
     max_width: Optional[int] = None
     crop_size: Optional[int] = None
     anchor_part: Optional[str] = None
+    paf_stride: Optional[int] = None
+    class_maps_stride: Optional[int] = None
+    # Bottom-up: the skeleton edges the PAFs encode, as node index pairs.
+    paf_edges: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_pairs)
     checkpoint_sha256: str = ""
     source: str = ""
 
@@ -79,14 +83,25 @@ class StageSpec:
 class PostprocessSpec:
     """Peak-decoding settings baked into the graph (sleap-nn's defaults)."""
 
-    peak_threshold: float = 0.2
+    peak_threshold: float = attrs.field(default=0.2, validator=attrs.validators.ge(0.0))
     # Top-down's centered-instance stage threshold when it differs (sleap-nn's keypoint_threshold).
     instance_peak_threshold: Optional[float] = None
     refinement: Optional[str] = attrs.field(
         default="integral", validator=attrs.validators.in_((None, "integral"))
     )
-    integral_patch_size: int = 5
-    max_instances: int = 20
+    integral_patch_size: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    max_instances: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    # Bottom-up grouping (sleap-nn's PAFScorer defaults).
+    peaks_per_node: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    n_line_points: int = attrs.field(default=10, validator=attrs.validators.ge(2))
+    max_edge_length_ratio: float = 0.25
+    dist_penalty_weight: float = 1.0
+    min_line_scores: float = 0.25
+    min_instance_peaks: float = 0
+    # "host": exact sleap-nn grouping in the runtime; "graph": approximate, in the graph.
+    grouping: str = attrs.field(default="host", validator=attrs.validators.in_(("host", "graph")))
+    # Order in which sleap-nn assembles edges (BFS from its topological root).
+    edge_order: tuple[int, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ def _eager(models: tuple[str, ...], options: tuple):
     from sleap_export.build import ExportOptions
     from sleap_export.eager import eager_runner
 
-    return eager_runner([MODELS / m for m in models], options=ExportOptions(**dict(options)))
+    return eager_runner([MODELS / m for m in models], options=ExportOptions.from_fields(**dict(options)))
 
 
 def make_runner(kind: str, models: list[str], artifact, **options):

@@ -25,7 +25,7 @@ def test_dropping_refinement_fails_parity(reference, artifact):
     expected = reference("centroid-centered_pair_small.mp4", CENTROID, lambda: video)
     frames = range(0, 60)
     expected = {k: v for k, v in expected.items() if k[1] in frames}
-    ours = our_poses(make_runner("onnx", CENTROID, artifact, refinement=False), video, frames=list(frames))
+    ours = our_poses(make_runner("onnx", CENTROID, artifact, refinement=None), video, frames=list(frames))
     comparison = compare_poses(ours, expected)
     assert not comparison
     assert comparison.deviation_at(99.9) > 0.1

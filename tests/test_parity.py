@@ -7,6 +7,8 @@ the same track for every matched instance of multi-class models.
 
 from __future__ import annotations
 
+import os
+
 import attrs
 import pytest
 import sleap_io as sio
@@ -49,10 +51,22 @@ CASES = {
         export_options={"instance_peak_threshold": 0.01},
         reference_settings={"keypoint_threshold": 0.01},
     ),
+    "bottomup": Case(["minimal_instance_bottomup"], "centered_pair_small.mp4", [(512, 448), (250, 301)]),
+    "multi_class_bottomup": Case(
+        ["minimal_instance_multiclass_bottomup"], "centered_pair_small.mp4", [(512, 448)]
+    ),
 }
 
 
-def compare(ours, expected, case: Case):
+def record(label: str, comparison) -> None:
+    """Append a summary line to $SLEAP_EXPORT_PARITY_REPORT, for release notes."""
+    path = os.environ.get("SLEAP_EXPORT_PARITY_REPORT")
+    if path:
+        with open(path, "a") as stream:
+            stream.write(f"{label}: {comparison.summary()}\n")
+
+
+def compare(ours, expected, case: Case, label: str = ""):
     comparison = compare_poses(
         ours.poses,
         expected.poses,
@@ -61,7 +75,7 @@ def compare(ours, expected, case: Case):
         ours_tracks=ours.tracks,
         reference_tracks=expected.tracks,
     )
-    print(comparison.summary())
+    record(label, comparison)
     assert comparison.count_agreement >= case.min_count_agreement, comparison.count_mismatches[:10]
     assert comparison, comparison.summary()
     return comparison
@@ -71,7 +85,7 @@ def run_case(name: str, kind: str, source_name: str, source, reference, artifact
     case = CASES[name]
     expected = reference(f"{name}-{source_name}", case.models, source, **case.reference_settings)
     runner = make_runner(kind, case.models, artifact, **case.export_options)
-    return compare(our_predictions(runner, source()), expected, case)
+    return compare(our_predictions(runner, source()), expected, case, f"{name} {kind} {source_name}")
 
 
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
@@ -90,7 +104,7 @@ def test_other_frame_size_parity(name, kind, reference, artifact, frame_sequence
 
 
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
-@pytest.mark.parametrize("name", ["centroid", "topdown", "multi_class_topdown"])
+@pytest.mark.parametrize("name", ["centroid", "topdown", "multi_class_topdown", "bottomup", "multi_class_bottomup"])
 def test_labels_file_parity(name, kind, reference, artifact):
     source = str(DATA / "minimal_instance.pkg.slp")
     run_case(name, kind, "pkg", lambda: sio.load_slp(source), reference, artifact)

@@ -69,7 +69,7 @@ def test_stages_keep_their_own_input_scale(half_scale_centered, reference, frame
     expected = reference(
         "topdown-half-scale-centered", runs, lambda: sio.load_video(paths), keypoint_threshold=0.01
     )
-    options = ExportOptions(instance_peak_threshold=0.01)
+    options = ExportOptions.from_fields(instance_peak_threshold=0.01)
     built = build_graph([MODELS / CENTROID, half_scale_centered], options)
     assert [s.input_scale for s in built.spec.stages] == [1.0, 0.5]
     ours = our_poses(TorchModuleRunner(built.module, built.spec), sio.load_video(paths))

@@ -86,18 +86,18 @@ def export(
 ) -> Path:
     """Export sleap-nn run folder(s) to one self-describing artifact.
 
-    Options can be passed as an `ExportOptions` or as its fields
-    (``max_instances=``, ``peak_threshold=``, ...).
+    Options can be passed as an `ExportOptions` or as flat fields
+    (``max_instances=``, ``peak_threshold=``, ``refinement=None``, ...).
     """
     if isinstance(model_paths, (str, Path)):
         model_paths = [model_paths]
     output = Path(output)
     exporter = exporter_for(output, format)
     check_output_path(output, overwrite)
-    try:
-        options = attrs.evolve(options or ExportOptions(), **option_fields)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"Invalid export option: {err}.") from None
+    if options is None:
+        options = ExportOptions.from_fields(**option_fields)
+    elif option_fields:
+        raise InputError("Pass export options either as options= or as fields, not both.")
     built = build_graph(model_paths, options)
     partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
     try:

@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 import torch
 
 from sleap_export.graph.crops import centered_crops
+from sleap_export.graph.grouping import group_in_graph
+from sleap_export.graph.paf import paf_line_scores
 from sleap_export.graph.peaks import global_peaks, integral_offsets, local_peaks
 from sleap_export.graph.preprocess import ScaleAndPad, SizeMatch, frames_to_images
 from sleap_export.spec import PostprocessSpec, StageSpec
@@ -215,3 +217,80 @@ class MultiClassCenteredInstanceGraph(CenteredInstanceGraph):
     """The multi-class centered-instance stage alone, with class vectors."""
 
     output_names = CenteredInstanceGraph.output_names + ("pred_class_vectors",)
+
+
+class BottomUpPeaks(PoseGraph):
+    """Shared part of the bottom-up graphs: refined local peaks of every node."""
+
+    def __init__(self, stage: Stage, size_match: SizeMatch, spec: StageSpec):
+        super().__init__()
+        self.stage = stage
+        self.size_match = size_match
+        self.spec = spec
+
+    def peaks(self, frames: torch.Tensor):
+        """``(heads, model-input pixel peaks (B, N, K, 2), values, valid, size_scale)``."""
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        heads = self.stage.heads(sized)
+        confmaps = heads[self.stage.confmap_head]
+        points, values, valid = local_peaks(confmaps, self.stage.post.peak_threshold, self.stage.post.peaks_per_node)
+        points = self.stage.refine(confmaps, points) * self.stage.output_stride
+        return heads, points, values, valid, size_scale
+
+
+@register_graph("bottomup")
+class BottomUpGraph(BottomUpPeaks):
+    """Peaks per node and PAF line scores of every candidate pair; grouping happens on the host."""
+
+    output_names = ("pred_peaks", "pred_peak_values", "pred_peak_valid", "pred_line_scores")
+    grouped_output_names = ("pred_keypoints", "pred_peak_values", "instance_scores", "instance_valid")
+
+    def __init__(self, stage: Stage, size_match: SizeMatch, spec: StageSpec):
+        super().__init__(stage, size_match, spec)
+        if stage.post.grouping == "graph":
+            self.output_names = self.grouped_output_names
+
+    def forward(self, frames: torch.Tensor):
+        heads, points, values, valid, size_scale = self.peaks(frames)
+        post = self.stage.post
+        scores = paf_line_scores(
+            heads["PartAffinityFieldsHead"],
+            points,
+            valid,
+            self.spec.paf_edges,
+            self.spec.paf_stride,
+            post.n_line_points,
+            post.max_edge_length_ratio,
+            post.dist_penalty_weight,
+        )
+        keypoints = points / self.stage.input_scale / size_scale
+        if post.grouping == "graph":
+            return group_in_graph(
+                keypoints, values, scores, self.spec.paf_edges, post.edge_order, post.min_line_scores, post.max_instances
+            )
+        return keypoints, values, valid, scores
+
+
+@register_graph("multi_class_bottomup")
+class MultiClassBottomUpGraph(BottomUpPeaks):
+    """Peaks per node and the class probabilities at each peak (nearest class-map pixel)."""
+
+    output_names = ("pred_peaks", "pred_peak_values", "pred_peak_valid", "pred_class_probs")
+
+    def forward(self, frames: torch.Tensor):
+        heads, points, values, valid, size_scale = self.peaks(frames)
+        class_maps = heads["ClassMapsHead"]  # (B, C, h, w)
+        stride = float(self.spec.class_maps_stride)
+        on_class_maps = points / stride
+        shape = torch._shape_as_tensor(class_maps)
+        n_classes, height, width = shape[1], shape[2], shape[3]
+        safe = torch.where(valid.unsqueeze(-1), on_class_maps, torch.zeros_like(on_class_maps))
+        col = torch.minimum(torch.round(safe[..., 0]).to(torch.int64).clamp(min=0), width - 1)
+        row = torch.minimum(torch.round(safe[..., 1]).to(torch.int64).clamp(min=0), height - 1)
+        batch, nodes, slots = points.shape[0], points.shape[1], points.shape[2]
+        pixel = (row * width + col).reshape(batch, 1, nodes * slots)
+        flat = class_maps.reshape(batch, n_classes, height * width)
+        probs = torch.gather(flat, 2, pixel.expand(batch, n_classes, nodes * slots))
+        probs = probs.reshape(batch, n_classes, nodes, slots).permute(0, 2, 3, 1)
+        keypoints = on_class_maps * stride / self.stage.input_scale / size_scale
+        return keypoints, values, valid, probs

@@ -8,6 +8,7 @@ Labels needs no per-type code.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import attrs
@@ -111,3 +112,55 @@ def _multi_class_topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
 @completer("multi_class_centered_instance")
 def _multi_class_centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
     return assign_identities(_centered_instance(outputs, spec))
+
+
+@completer("bottomup")
+def _bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    from sleap_export.runtime.grouping import cap_by_score, group_peaks
+
+    post = spec.postprocess
+    if post.grouping == "graph":
+        return outputs  # the graph already grouped
+    keypoints, peak_values, scores = group_peaks(
+        outputs.pred_peaks,
+        outputs.pred_peak_values,
+        outputs.pred_peak_valid,
+        outputs.pred_line_scores,
+        spec.stages[0].paf_edges,
+        post,
+    )
+    keypoints, peak_values, scores = cap_by_score(keypoints, peak_values, scores, post.max_instances)
+    return attrs.evolve(
+        outputs,
+        pred_keypoints=keypoints,
+        pred_peak_values=peak_values,
+        instance_scores=scores,
+        instance_valid=np.ones(len(scores), bool),
+    )
+
+
+@completer("multi_class_bottomup")
+def _multi_class_bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    from sleap_export.runtime.grouping import classify_peaks
+
+    keypoints, peak_values, probs = classify_peaks(
+        outputs.pred_peaks, outputs.pred_peak_values, outputs.pred_peak_valid, outputs.pred_class_probs
+    )
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an empty class
+        scores = np.nanmean(peak_values, axis=1)
+        tracking = np.nanmean(probs, axis=1)
+    # Instance c is class c; the cap keeps the best-scoring classes.
+    valid = ~np.isnan(scores)
+    if valid.sum() > spec.postprocess.max_instances:
+        keep = np.argsort(scores)[::-1][: spec.postprocess.max_instances]
+        valid = np.isin(np.arange(len(scores)), keep)
+    return attrs.evolve(
+        outputs,
+        pred_keypoints=keypoints,
+        pred_peak_values=peak_values,
+        instance_scores=scores.astype(np.float32),
+        instance_valid=valid,
+        class_ids=np.arange(len(scores)),
+        instance_tracking_scores=tracking.astype(np.float32),
+    )

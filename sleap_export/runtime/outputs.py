@@ -21,6 +21,10 @@ ARRAY_FIELDS = (
     "instance_scores",
     "instance_valid",
     "pred_class_vectors",
+    "pred_peaks",
+    "pred_peak_valid",
+    "pred_line_scores",
+    "pred_class_probs",
     "class_ids",
     "instance_tracking_scores",
 )
@@ -52,6 +56,12 @@ class Outputs:
     instance_scores: Optional[Any] = None
     instance_valid: Optional[Any] = None
     pred_class_vectors: Optional[Any] = None
+    # Bottom-up, before grouping: peaks per node (N, K, 2), validity, PAF line
+    # scores per edge (E, K, K) and class probabilities per peak (N, K, classes).
+    pred_peaks: Optional[Any] = None
+    pred_peak_valid: Optional[Any] = None
+    pred_line_scores: Optional[Any] = None
+    pred_class_probs: Optional[Any] = None
     class_ids: Optional[Any] = None
     instance_tracking_scores: Optional[Any] = None
     node_names: tuple[str, ...] = ()
