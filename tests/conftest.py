@@ -158,3 +158,14 @@ def frame_sequence_from(session_cache):
         return sorted(str(p) for p in folder.glob("*.png"))
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the parity figures the tests recorded (see test_parity.record)."""
+    import os
+
+    path = os.environ.get("SLEAP_EXPORT_PARITY_REPORT")
+    if path and Path(path).exists():
+        terminalreporter.write_sep("-", "parity against sleap-nn")
+        for line in sorted(Path(path).read_text().splitlines()):
+            terminalreporter.write_line(line)
