@@ -27,7 +27,6 @@ def register_graph(artifact_type: str) -> Callable[[type], type]:
 
     def add(cls: type) -> type:
         GRAPHS[artifact_type] = cls
-        cls.artifact_type = artifact_type
         return cls
 
     return add
@@ -71,7 +70,6 @@ class Stage(torch.nn.Module):
 class PoseGraph(torch.nn.Module):
     """Base of the artifact graphs."""
 
-    artifact_type: str = ""
     input_names: tuple[str, ...] = ("frames",)
     output_names: tuple[str, ...] = ()
 
