@@ -23,6 +23,8 @@ class ExportOptions:
 
     postprocess: PostprocessSpec = PostprocessSpec()
     opset: int = 17
+    # Output the network's head maps instead of poses (checks against other frameworks).
+    raw_heads: bool = False
 
     @classmethod
     def from_fields(cls, **fields) -> "ExportOptions":
@@ -81,7 +83,7 @@ def _valid_combinations() -> str:
 def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = ExportOptions()) -> BuiltGraph:
     """Load the run(s), check they make a valid artifact, and wrap them in its graph."""
     from sleap_export.checkpoint import load_run, model_type_of, resolve_run_dir
-    from sleap_export.graph.models import GRAPHS, CroppedInstances, SizeMatch, Stage
+    from sleap_export.graph.models import GRAPHS, CroppedInstances, RawHeadsGraph, SizeMatch, Stage
 
     if not 1 <= len(model_paths) <= 2:
         raise InputError(
@@ -120,7 +122,11 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     size_match = SizeMatch(max_height, max_width)
     graph_cls = GRAPHS[artifact_type]
     instance_run = runs[-1]
-    if artifact_type in ("single_instance", "centroid"):
+    if options.raw_heads:
+        if len(runs) != 1:
+            raise InputError("--raw-heads exports one model's heads; pass a single model folder.")
+        module = RawHeadsGraph(stages[0], size_match)
+    elif artifact_type in ("single_instance", "centroid"):
         module = graph_cls(stages[0], size_match)
     elif artifact_type in ("bottomup", "multi_class_bottomup"):
         module = graph_cls(stages[0], size_match, runs[0].stage)
@@ -142,6 +148,8 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         output_names=module.output_names,
         class_names=instance_run.class_names,
         versions=versions(),
+        raw_heads=options.raw_heads,
+        export_options={"opset": str(options.opset)},
     )
     return BuiltGraph(module=module, spec=spec)
 

@@ -1,10 +1,12 @@
-"""The one module that reads sleap-nn training runs.
+"""The one module that reads trained models: sleap-nn runs and SLEAP 1.x folders.
 
-A run folder (``best.ckpt`` + ``training_config.yaml``) becomes the network as
+A sleap-nn run folder (``best.ckpt`` + ``training_config.yaml``) or a SLEAP 1.x
+folder (``best_model.h5`` + ``training_config.json``) becomes the network as
 sleap-nn itself builds it plus the typed `StageSpec`/`SkeletonSpec` describing
 its preprocessing contract. Checkpoints are unpickled with ``weights_only=True``;
 the only non-tensor globals allowed are sleap-nn's own config classes and the
-omegaconf/typing/builtin types they are made of.
+omegaconf/typing/builtin types they are made of. SLEAP 1.x weights are HDF5
+datasets read by sleap-nn's legacy loader through h5py (no code in the file runs).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from pathlib import Path
 import attrs
 
 from sleap_export.errors import InputError
+from sleap_export.graph.keras import use_keras_geometry
 from sleap_export.spec import HEAD_TYPES, SkeletonSpec, StageSpec
 
 CHECKPOINT_NAME = "best.ckpt"
 CONFIG_NAME = "training_config.yaml"
 LEGACY_CONFIG_NAME = "training_config.json"
+LEGACY_WEIGHTS_NAME = "best_model.h5"
 
 # Globals a sleap-nn checkpoint may reference besides tensors (its saved config).
 _SAFE_GLOBAL_PREFIXES = ("sleap_nn.config.", "omegaconf.", "typing.", "builtins.")
@@ -46,34 +50,36 @@ def resolve_run_dir(path: str | Path) -> Path:
     if not path.exists():
         raise InputError(f"{path} does not exist; pass a sleap-nn training run folder.")
     run_dir = path if path.is_dir() else path.parent
-    if not (run_dir / CONFIG_NAME).exists():
-        if (run_dir / LEGACY_CONFIG_NAME).exists():
-            raise InputError(
-                f"{run_dir} is a SLEAP 1.x (TensorFlow) model folder; this release "
-                "exports sleap-nn runs (best.ckpt + training_config.yaml) only."
-            )
+    if not ((run_dir / CONFIG_NAME).exists() or is_legacy(run_dir)):
         raise InputError(
-            f"{run_dir} is not a sleap-nn training run: {CONFIG_NAME} is missing; "
-            "pass the folder that sleap-nn train wrote."
+            f"{run_dir} is not a training run: neither {CONFIG_NAME} (sleap-nn) nor "
+            f"{LEGACY_CONFIG_NAME} (SLEAP 1.x) is there; pass the folder that training wrote."
         )
     return run_dir
 
 
+def is_legacy(run_dir: Path) -> bool:
+    """A SLEAP 1.x (TensorFlow) model folder rather than a sleap-nn run."""
+    return not (run_dir / CONFIG_NAME).exists() and (run_dir / LEGACY_CONFIG_NAME).exists()
+
+
 def model_type_of(run_dir: Path) -> str:
     """The head type a run's training config declares."""
-    config = _load_config(run_dir)
-    heads = config.get("model_config", {}).get("head_configs", {}) or {}
+    if is_legacy(run_dir):
+        heads = _load_legacy_config(run_dir).model_config.head_configs
+        config_name = LEGACY_CONFIG_NAME
+    else:
+        heads = _load_config(run_dir).get("model_config", {}).get("head_configs", {}) or {}
+        config_name = CONFIG_NAME
     for name, head in heads.items():
         if head is not None:
             return name
-    raise InputError(f"{run_dir / CONFIG_NAME} declares no model head; re-train or fix the config.")
+    raise InputError(f"{run_dir / config_name} declares no model head; re-train or fix the config.")
 
 
 def load_run(path: str | Path) -> LoadedRun:
-    """Build the network of a run folder and describe it."""
+    """Build the network of a run folder (sleap-nn or SLEAP 1.x) and describe it."""
     import torch
-    from omegaconf import OmegaConf
-    from sleap_nn.architectures.model import Model
     from sleap_nn.inference.utils import get_skeleton_from_config
 
     run_dir = resolve_run_dir(path)
@@ -83,32 +89,18 @@ def load_run(path: str | Path) -> LoadedRun:
             f"Model type {model_type!r} is not a pose model sleap-export exports; "
             f"supported: {', '.join(HEAD_TYPES)}."
         )
-    config = OmegaConf.load(run_dir / CONFIG_NAME)
-    backbone_type = next(
-        (k for k, v in config.model_config.backbone_config.items() if v is not None), None
-    )
-    if backbone_type is None:
-        raise InputError(f"{run_dir / CONFIG_NAME} declares no backbone; fix the config.")
+    legacy = is_legacy(run_dir)
+    if legacy:
+        config = _load_legacy_config(run_dir)
+        weights_path = run_dir / LEGACY_WEIGHTS_NAME
+        network = _load_legacy_network(run_dir)
+        backbone_type = "unet"  # sleap-nn maps every SLEAP 1.x model onto its UNet
+    else:
+        config, backbone_type = _load_run_config(run_dir)
+        weights_path = run_dir / CHECKPOINT_NAME
+        network = _load_network(weights_path, config, backbone_type, model_type)
     backbone = config.model_config.backbone_config[backbone_type]
     heads = config.model_config.head_configs[model_type]
-
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    state_dict = _read_state_dict(checkpoint_path)
-    network = Model(
-        backbone_type=backbone_type,
-        backbone_config=backbone,
-        head_configs=heads,
-        model_type=model_type,
-    )
-    weights = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
-    try:
-        network.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        first_line = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise InputError(
-            f"{checkpoint_path} does not fit the architecture in {CONFIG_NAME} "
-            f"({first_line}); use the checkpoint and config of the same run."
-        ) from None
     network.eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
@@ -128,7 +120,8 @@ def load_run(path: str | Path) -> LoadedRun:
     stage = StageSpec(
         head_type=model_type,
         backbone=backbone_type,
-        in_channels=int(backbone.in_channels),
+        # sleap-nn reads a SLEAP 1.x model's channel count from its first kernel.
+        in_channels=int(network.backbone_config.in_channels if legacy else backbone.in_channels),
         input_scale=float(preprocessing.scale),
         max_stride=int(backbone.max_stride),
         output_stride=int(confmaps.output_stride),
@@ -139,8 +132,10 @@ def load_run(path: str | Path) -> LoadedRun:
         paf_stride=None if pafs is None else int(pafs.output_stride),
         class_maps_stride=None if class_maps is None else int(class_maps.output_stride),
         paf_edges=paf_edges,
-        checkpoint_sha256=file_sha256(checkpoint_path),
+        checkpoint_sha256=file_sha256(weights_path),
         source=run_dir.resolve().name,
+        source_format="sleap-1.x" if legacy else "sleap-nn",
+        training_config=(run_dir / (LEGACY_CONFIG_NAME if legacy else CONFIG_NAME)).read_text(),
     )
     return LoadedRun(
         network=network,
@@ -150,6 +145,106 @@ def load_run(path: str | Path) -> LoadedRun:
         run_dir=run_dir,
         class_names=tuple(classes["classes"]) if classes is not None else (),
     )
+
+
+def _load_run_config(run_dir: Path):
+    """A sleap-nn run's config as OmegaConf, and its backbone type."""
+    from omegaconf import OmegaConf
+
+    _load_config(run_dir)  # one-line errors for unreadable YAML
+    config = OmegaConf.load(run_dir / CONFIG_NAME)
+    backbone_type = next(
+        (k for k, v in config.model_config.backbone_config.items() if v is not None), None
+    )
+    if backbone_type is None:
+        raise InputError(f"{run_dir / CONFIG_NAME} declares no backbone; fix the config.")
+    return config, backbone_type
+
+
+def _load_network(checkpoint_path: Path, config, backbone_type: str, model_type: str):
+    """sleap-nn's `Model` with the run's checkpoint weights."""
+    from sleap_nn.architectures.model import Model
+
+    state_dict = _read_state_dict(checkpoint_path)
+    network = Model(
+        backbone_type=backbone_type,
+        backbone_config=config.model_config.backbone_config[backbone_type],
+        head_configs=config.model_config.head_configs[model_type],
+        model_type=model_type,
+    )
+    weights = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
+    try:
+        network.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        first_line = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise InputError(
+            f"{checkpoint_path} does not fit the architecture in {CONFIG_NAME} "
+            f"({first_line}); use the checkpoint and config of the same run."
+        ) from None
+    return network
+
+
+def _load_legacy_config(run_dir: Path):
+    """A SLEAP 1.x ``training_config.json`` as sleap-nn maps it (OmegaConf)."""
+    import json
+
+    from sleap_nn.config.training_job_config import TrainingJobConfig
+
+    config_path = run_dir / LEGACY_CONFIG_NAME
+    try:
+        json.loads(config_path.read_text())
+        return TrainingJobConfig.load_sleap_config(str(config_path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(
+            f"{config_path} is not valid JSON ({err}); restore the config SLEAP wrote."
+        ) from None
+    except Exception as err:
+        raise InputError(
+            f"{config_path} is not a SLEAP 1.x training config sleap-nn can read "
+            f"({type(err).__name__}: {err}); restore the config SLEAP wrote."
+        ) from None
+
+
+def _load_legacy_network(run_dir: Path):
+    """sleap-nn's `Model` for a SLEAP 1.x folder, with every weight from ``best_model.h5``.
+
+    sleap-nn's loader logs, rather than raises, when weights do not map, so any
+    weight tensor left at its random initial value is reported here.
+    """
+    import h5py
+    from loguru import logger
+    from sleap_nn.legacy_models import create_model_from_legacy_config, load_legacy_model_weights
+
+    weights_path = run_dir / LEGACY_WEIGHTS_NAME
+    if not weights_path.exists():
+        raise InputError(
+            f"{weights_path} is missing; the SLEAP 1.x folder needs the best_model.h5 training saved."
+        )
+    if not h5py.is_hdf5(weights_path):
+        raise InputError(
+            f"{weights_path} is not an HDF5 file (corrupt or truncated); restore it from the training run."
+        )
+    # sleap-nn logs every mapped layer; the check below is what we report.
+    logger.disable("sleap_nn")
+    try:
+        network = create_model_from_legacy_config(str(run_dir))
+        initial = {n: p.detach().clone() for n, p in network.named_parameters() if p.ndim > 1}
+        load_legacy_model_weights(network, str(weights_path))
+    except Exception as err:
+        raise InputError(
+            f"{weights_path} could not be mapped onto sleap-nn's architecture "
+            f"({type(err).__name__}: {err}); check the folder holds the model its config describes."
+        ) from None
+    finally:
+        logger.enable("sleap_nn")
+    missing = [n for n, p in network.named_parameters() if n in initial and p.equal(initial[n])]
+    if missing:
+        raise InputError(
+            f"{weights_path} lacks weights for {len(missing)} of {len(initial)} layers "
+            f"(e.g. {missing[0]}); it does not match {LEGACY_CONFIG_NAME} — use the files of one training run."
+        )
+    use_keras_geometry(network)  # TensorFlow's, not sleap-nn's, upsampling geometry
+    return network
 
 
 def skeleton_spec(skeleton) -> SkeletonSpec:

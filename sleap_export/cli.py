@@ -7,6 +7,7 @@ them, so ``--help`` and ONNX prediction start fast and torch-free.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Export trained sleap-nn models to ONNX / TorchScript and run them.",
 )
-_state = {"debug": False}
+_state = {"debug": False, "interrupt_reported": False}
+# Exit status for Ctrl-C / SIGTERM (typer turns KeyboardInterrupt into this code).
+INTERRUPTED = 130
 
 
 @app.callback()
@@ -49,13 +52,20 @@ _FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
 
 def _export_command(format: str):
     def command(
-        model_dirs: List[Path] = typer.Argument(..., help="sleap-nn training run folder(s) (or their best.ckpt)."),
+        model_dirs: List[Path] = typer.Argument(
+            ..., help="sleap-nn training run folder(s) (or their best.ckpt), or SLEAP 1.x model folder(s)."
+        ),
         output: Path = typer.Option(..., "--output", "-o", help="Artifact path to write."),
         preset: Optional[Path] = typer.Option(None, "--preset", help="YAML file of export options (see configs/)."),
         max_instances: Optional[int] = typer.Option(None, help="Instance slots per frame (default 20)."),
         peak_threshold: Optional[float] = typer.Option(None, help="Minimum confidence of a peak (default 0.2)."),
         refinement: Optional[bool] = typer.Option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on)."),
         grouping: Optional[str] = typer.Option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate, no host work)."),
+        raw_heads: bool = typer.Option(False, "--raw-heads", help="Output the network's head maps, not poses (debugging, activation checks)."),
+        check: Optional[Path] = typer.Option(
+            None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails."
+        ),
+        check_frames: int = typer.Option(50, "--check-frames", help="Frames `--check` compares."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact."),
     ):
         from sleap_export.exporters import export
@@ -65,10 +75,21 @@ def _export_command(format: str):
         options.update({k: v for k, v in given.items() if v is not None})
         if refinement is not None:
             options["refinement"] = "integral" if refinement else None
+        if raw_heads:
+            options["raw_heads"] = True
         started = time.perf_counter()
         path = export(model_dirs, output, format=format, overwrite=overwrite, **options)
         size = path.stat().st_size / 1e6
         typer.echo(f"wrote {path} ({size:.1f} MB, {format}) in {time.perf_counter() - started:.1f} s")
+        if check is not None:
+            try:
+                report = _run_check(path, model_dirs, check, check_frames, None, None)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            if not report:
+                path.unlink()
+                raise SleapExportError(f"{path.name} failed its check ({'; '.join(report.failures)}); removed it.")
 
     command.__doc__ = f"Export run folder(s) to a {_FORMAT_NAMES[format]} artifact, verified against the eager model."
     return command
@@ -91,7 +112,7 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ):
     """Predict poses on videos or labels and write a .slp file."""
-    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.predictor import PredictionInterrupted, Predictor
 
     if output.exists() and not overwrite:
         raise InputError(f"{output} already exists; pass --overwrite to replace it.")
@@ -110,7 +131,12 @@ def predict(
             fps = done["frames"] / (now - started)
             typer.echo(f"{done['frames']} frames, {fps:.1f} fps", err=True)
 
-    labels = predictor.predict(list(inputs), frames=frames, output=output, on_batch=report)
+    try:
+        labels = predictor.predict(list(inputs), frames=frames, output=output, on_batch=report)
+    except PredictionInterrupted as err:
+        typer.echo(str(err), err=True)
+        _state["interrupt_reported"] = True
+        raise
     elapsed = time.perf_counter() - started
     n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
     if not quiet:
@@ -120,15 +146,49 @@ def predict(
         )
 
 
+def _run_check(artifact, references, data, frames, max_deviation, json_path):
+    from rich.console import Console
+
+    from sleap_export.check import check_artifact, write_json_atomically
+
+    report = check_artifact(artifact, references, data, frames=frames, max_deviation=max_deviation)
+    Console(stderr=True).print(report.render())
+    if json_path is not None:
+        write_json_atomically(report.as_dict(), json_path)
+    return report
+
+
+@app.command()
+def check(
+    artifact: Path = typer.Argument(..., help="An artifact written by sleap-export."),
+    reference: List[Path] = typer.Option(
+        ..., "--reference", "-r", help="Run folder the artifact was exported from (repeat for top-down: -r CENTROID -r INSTANCE)."
+    ),
+    data: Path = typer.Option(..., "--data", "-d", help="Video, or .slp labels (ground-truth errors are reported too)."),
+    frames: int = typer.Option(50, "--frames", "-n", help="Frames to compare (spread over a video; first labeled frames of a .slp)."),
+    max_deviation: Optional[float] = typer.Option(
+        None, "--max-deviation", help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3)."
+    ),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+):
+    """Compare an artifact with sleap-nn's own inference on the same frames; exit 1 when out of tolerance."""
+    report = _run_check(artifact, reference, data, frames, max_deviation, json_path)
+    if not report:
+        typer.echo(f"check failed: {'; '.join(report.failures)}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 def inspect(
     artifact: Path = typer.Argument(..., help="An artifact written by sleap-export."),
     as_json: bool = typer.Option(False, "--json", help="Print the spec as JSON."),
+    verify: bool = typer.Option(False, "--verify", help="Recompute the payload hash; exit 1 if the artifact was modified."),
 ):
     """Print the spec embedded in an artifact."""
     from sleap_export.runtime.artifact import read_spec
+    from sleap_export.runtime.integrity import verify_payload
 
-    spec = read_spec(artifact)
+    spec = verify_payload(artifact) if verify else read_spec(artifact)
     if as_json:
         typer.echo(json.dumps(json.loads(spec.to_json()), indent=2))
         return
@@ -144,13 +204,15 @@ def inspect(
             f"stage {i}",
             f"{stage.head_type} ({stage.backbone}), {stage.in_channels} ch, scale {stage.input_scale}, "
             f"max stride {stage.max_stride}, output stride {stage.output_stride}, "
-            f"size {stage.max_height}x{stage.max_width}, sha256 {stage.checkpoint_sha256[:12]}",
+            f"size {stage.max_height}x{stage.max_width}; from {stage.source} ({stage.source_format}), "
+            f"weights sha256 {stage.checkpoint_sha256[:12]}",
         )
     post = spec.postprocess
     table.add_row("decoding", f"threshold {post.peak_threshold}, refinement {post.refinement}, max instances {post.max_instances}")
     table.add_row("outputs", ", ".join(spec.output_names))
     table.add_row("precision", spec.precision)
     table.add_row("versions", ", ".join(f"{k} {v}" for k, v in sorted(spec.versions.items())))
+    table.add_row("payload", f"sha256 {spec.payload_sha256[:16]}" + (" (verified)" if verify else ""))
     Console().print(table)
 
 
@@ -164,16 +226,21 @@ def demo(
     run_demo(output_dir)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: one-line errors and exit codes (2 usage, 1 failure, 130 interrupted)."""
+    # SIGTERM unwinds like Ctrl-C, so partial files are removed on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = app(standalone_mode=False)
     except click.exceptions.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        typer.echo("interrupted; nothing was left half-written", err=True)
-        sys.exit(130)
+        result = INTERRUPTED
     except SleapExportError as err:
         if _state["debug"]:
             raise
@@ -185,5 +252,7 @@ def main() -> None:
         message = str(err).splitlines()[0] if str(err) else ""
         typer.echo(f"error: {type(err).__name__}: {message} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
+    if result == INTERRUPTED and not _state["interrupt_reported"]:
+        typer.echo("interrupted; nothing was left half-written", err=True)
     if isinstance(result, int) and result:
         sys.exit(result)

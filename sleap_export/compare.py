@@ -31,6 +31,17 @@ def poses_by_frame(labels: sio.Labels) -> dict[tuple[int, int], np.ndarray]:
     return poses
 
 
+def scores_by_frame(labels: sio.Labels) -> dict[tuple[int, int], np.ndarray]:
+    """``(video index, frame index) -> (instances,)`` instance scores (NaN for user instances)."""
+    video_index = {id(v): i for i, v in enumerate(labels.videos)}
+    return {
+        (video_index[id(lf.video)], lf.frame_idx): np.array(
+            [float(getattr(inst, "score", np.nan)) for inst in lf.instances], np.float64
+        )
+        for lf in labels.labeled_frames
+    }
+
+
 def tracks_by_frame(labels: sio.Labels) -> dict[tuple[int, int], list]:
     """``(video index, frame index) -> [track name or None per instance]``."""
     video_index = {id(v): i for i, v in enumerate(labels.videos)}
@@ -49,6 +60,9 @@ class Comparison:
     frames: int
     count_mismatches: tuple[tuple[int, int], ...]
     deviations: np.ndarray  # px, one per keypoint present in both matched instances
+    deviation_nodes: np.ndarray  # node index of each deviation
+    score_deviations: np.ndarray  # |instance score difference| per matched instance (when scores given)
+    matched_instances: int
     visibility_mismatches: int
     track_mismatches: int
     tolerance_px: float
@@ -92,15 +106,21 @@ def compare_poses(
     min_count_agreement: float = 1.0,
     ours_tracks: Mapping | None = None,
     reference_tracks: Mapping | None = None,
+    ours_scores: Mapping | None = None,
+    reference_scores: Mapping | None = None,
 ) -> Comparison:
     """Match instances per frame (Hungarian on mean keypoint distance) and measure.
 
-    With track names for both sides, matched instances must also share a track.
+    With track names for both sides, matched instances must also share a track;
+    with instance scores for both, their differences are recorded.
     """
     deviations = []
+    deviation_nodes = []
+    score_deviations = []
     count_mismatches = []
     visibility_mismatches = 0
     track_mismatches = 0
+    matched_instances = 0
     keys = sorted(set(ours) | set(reference))
     for key in keys:
         a = ours.get(key, np.zeros((0, 0, 2)))
@@ -113,16 +133,23 @@ def compare_poses(
         cost = np.nanmean(np.where(np.isnan(distance), np.nan, distance), axis=-1)
         cost = np.nan_to_num(cost, nan=1e6)
         rows, cols = linear_sum_assignment(cost)
+        matched_instances += len(rows)
         for i, j in zip(rows, cols):
             present_a, present_b = ~np.isnan(a[i, :, 0]), ~np.isnan(b[j, :, 0])
             visibility_mismatches += int((present_a != present_b).sum())
             deviations.append(distance[i, j][present_a & present_b])
+            deviation_nodes.append(np.flatnonzero(present_a & present_b))
+            if ours_scores is not None and reference_scores is not None:
+                score_deviations.append(abs(ours_scores[key][i] - reference_scores[key][j]))
             if ours_tracks is not None and reference_tracks is not None:
                 track_mismatches += int(ours_tracks[key][i] != reference_tracks[key][j])
     return Comparison(
         frames=len(keys),
         count_mismatches=tuple(count_mismatches),
         deviations=np.concatenate(deviations) if deviations else np.zeros(0),
+        deviation_nodes=np.concatenate(deviation_nodes) if deviation_nodes else np.zeros(0, np.int64),
+        score_deviations=np.array(score_deviations, np.float64),
+        matched_instances=matched_instances,
         visibility_mismatches=visibility_mismatches,
         track_mismatches=track_mismatches,
         tolerance_px=tolerance_px,

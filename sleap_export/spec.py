@@ -28,6 +28,7 @@ HEAD_TYPES = (
     "multi_class_bottomup",
     "multi_class_topdown",
 )
+SOURCE_FORMATS = ("sleap-nn", "sleap-1.x")
 # What an artifact is: one run, or a centroid run paired with a centered-instance run.
 ARTIFACT_TYPES = (
     "single_instance",
@@ -75,8 +76,13 @@ class StageSpec:
     class_maps_stride: Optional[int] = None
     # Bottom-up: the skeleton edges the PAFs encode, as node index pairs.
     paf_edges: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_pairs)
+    # sha256 of the weights file: best.ckpt, or best_model.h5 for SLEAP 1.x.
     checkpoint_sha256: str = ""
     source: str = ""
+    # "sleap-nn" (best.ckpt) or "sleap-1.x" (TensorFlow best_model.h5, mapped by sleap-nn).
+    source_format: str = attrs.field(default="sleap-nn", validator=attrs.validators.in_(SOURCE_FORMATS))
+    # The training config file as written by training (YAML, or SLEAP 1.x JSON).
+    training_config: str = ""
 
 
 @attrs.frozen
@@ -97,7 +103,7 @@ class PostprocessSpec:
     max_edge_length_ratio: float = 0.25
     dist_penalty_weight: float = 1.0
     min_line_scores: float = 0.25
-    min_instance_peaks: float = 0
+    min_instance_peaks: float = 0.0
     # "host": exact sleap-nn grouping in the runtime; "graph": approximate, in the graph.
     grouping: str = attrs.field(default="host", validator=attrs.validators.in_(("host", "graph")))
     # Order in which sleap-nn assembles edges (BFS from its topological root).
@@ -116,7 +122,13 @@ class ModelSpec:
     output_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     class_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     precision: str = "fp32"
+    # The graph outputs head maps named after sleap-nn's heads, not poses.
+    raw_heads: bool = False
+    # Export settings outside decoding (e.g. ONNX opset).
+    export_options: dict[str, str] = attrs.field(factory=dict)
     versions: dict[str, str] = attrs.field(factory=dict)
+    # sha256 over the model payload and this spec (with this field blank); see runtime.integrity.
+    payload_sha256: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property

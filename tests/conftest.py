@@ -16,7 +16,14 @@ from filelock import FileLock
 PROJECT = Path(__file__).resolve().parents[1]
 ASSETS = PROJECT.parent / "shared" / "assets"
 MODELS = ASSETS / "models"
+LEGACY_MODELS = ASSETS / "legacy_models"
 DATA = ASSETS / "data"
+
+
+def model_dir(name: str) -> Path:
+    """A shared model folder by name: sleap-nn runs, or SLEAP 1.x folders (their names differ)."""
+    legacy = LEGACY_MODELS / name
+    return legacy if legacy.is_dir() else MODELS / name
 
 
 def pytest_configure(config):
@@ -29,7 +36,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def assets() -> Path:
     """The shared assets; their absence fails (never skips) the tests that need them."""
-    if not (MODELS.is_dir() and DATA.is_dir()):
+    if not (MODELS.is_dir() and LEGACY_MODELS.is_dir() and DATA.is_dir()):
         pytest.fail(f"Test assets are missing at {ASSETS}; CI provides ../shared/assets.")
     return ASSETS
 
@@ -85,17 +92,20 @@ class Predictions:
         )
 
 
+def sleap_nn_predict(source, model_names, keras_geometry: bool = True, **settings):
+    """sleap-nn's own checkpoint inference on shared models (SLEAP 1.x: see sleap_export.reference)."""
+    from sleap_export.reference import sleap_nn_predict as predict
+
+    return predict(source, [model_dir(m) for m in model_names], keras_geometry=keras_geometry, **settings)
+
+
 @pytest.fixture(scope="session")
 def reference(assets, session_cache):
     """``reference(name, model_names, source) -> Predictions`` by sleap-nn's checkpoint path."""
 
     def compute(name: str, model_names: list[str], source: Callable[[], object], **settings) -> Predictions:
         def produce(path: Path) -> None:
-            from sleap_nn.inference.run import predict
-
-            labels = predict(
-                source(), model_paths=[str(MODELS / m) for m in model_names], device="cpu", batch_size=4, **settings
-            )
+            labels = sleap_nn_predict(source(), model_names, **settings)
             found = Predictions.of(labels)
             path.mkdir()
             save_poses(found.poses, path / "poses.npz")
@@ -120,7 +130,7 @@ def artifact(assets, session_cache):
         return cached(
             session_cache,
             f"{key}{suffix}",
-            lambda path: export([MODELS / m for m in model_names], path, overwrite=True, **options),
+            lambda path: export([model_dir(m) for m in model_names], path, overwrite=True, **options),
         )
 
     return make

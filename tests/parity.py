@@ -7,7 +7,7 @@ from functools import lru_cache
 from sleap_export.runtime.predictor import Predictor
 from sleap_export.runtime.runners import load
 
-from conftest import MODELS
+from conftest import model_dir
 
 RUNNER_KINDS = ("onnx", "torchscript", "eager")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -18,7 +18,7 @@ def _eager(models: tuple[str, ...], options: tuple):
     from sleap_export.build import ExportOptions
     from sleap_export.eager import eager_runner
 
-    return eager_runner([MODELS / m for m in models], options=ExportOptions.from_fields(**dict(options)))
+    return eager_runner([model_dir(m) for m in models], options=ExportOptions.from_fields(**dict(options)))
 
 
 def make_runner(kind: str, models: list[str], artifact, **options):

@@ -18,6 +18,7 @@ from conftest import DATA
 from parity import RUNNER_KINDS, make_runner, our_predictions
 
 CENTROID = "minimal_instance_centroid"
+LEGACY = "minimal_instance.UNet."  # SLEAP 1.x (TensorFlow) folders in legacy_models/
 
 
 @attrs.frozen
@@ -68,7 +69,16 @@ CASES = {
     "multi_class_bottomup": Case(
         ["minimal_instance_multiclass_bottomup"], "centered_pair_small.mp4", [(512, 448)], onnx_relaxed=(0.95, 90.0)
     ),
+    # SLEAP 1.x models. The reference is sleap-nn's pipeline on the network with
+    # TensorFlow's upsampling geometry (conftest.sleap_nn_predict; test_legacy.py
+    # shows sleap-nn's own mapping is off and which side ground truth supports).
+    "legacy_centroid": Case([LEGACY + "centroid"], "centered_pair_small.mp4", [(512, 448)]),
+    "legacy_topdown": Case(
+        [LEGACY + "centroid", LEGACY + "centered_instance"], "centered_pair_small.mp4", [(512, 448)], 0.995
+    ),
+    "legacy_bottomup": Case([LEGACY + "bottomup"], "centered_pair_small.mp4", [(512, 448)]),
 }
+LABELED_CASES = [name for name in sorted(CASES) if name != "single_instance"]
 
 
 def record(label: str, comparison) -> None:
@@ -131,7 +141,7 @@ def test_other_frame_size_parity(name, kind, reference, artifact, frame_sequence
 
 
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
-@pytest.mark.parametrize("name", ["centroid", "topdown", "multi_class_topdown", "bottomup", "multi_class_bottomup"])
+@pytest.mark.parametrize("name", LABELED_CASES)
 def test_labels_file_parity(name, kind, reference, artifact):
     source = str(DATA / "minimal_instance.pkg.slp")
     run_case(name, kind, "pkg", lambda: sio.load_slp(source), reference, artifact)

@@ -6,11 +6,13 @@ import io
 import warnings
 from pathlib import Path
 
+import attrs
+
 from sleap_export.build import BuiltGraph, ExportOptions
 from sleap_export.exporters import register_exporter
 from sleap_export.exporters.verify import sample_inputs, verify_outputs
-
-SPEC_KEY = "sleap_export.spec"
+from sleap_export.runtime.artifact import ONNX_SPEC_KEY
+from sleap_export.runtime.integrity import onnx_payload_sha256
 
 
 @register_exporter("onnx", suffixes=(".onnx",))
@@ -41,9 +43,10 @@ def write_onnx(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
     model = onnx.load_from_string(buffer.getvalue())
     model = onnxslim.slim(model)
     del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = SPEC_KEY, built.spec.to_json()
     model.producer_name, model.producer_version = "sleap-export", built.spec.versions["sleap-export"]
+    spec = attrs.evolve(built.spec, payload_sha256=onnx_payload_sha256(model, built.spec))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ONNX_SPEC_KEY, spec.to_json()
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
 

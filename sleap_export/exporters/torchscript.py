@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import warnings
+import zipfile
 from pathlib import Path
+
+import attrs
 
 from sleap_export.build import BuiltGraph, ExportOptions
 from sleap_export.exporters import register_exporter
 from sleap_export.exporters.verify import sample_inputs, verify_outputs
-
-SPEC_FILE = "sleap_export_spec.json"
+from sleap_export.runtime.artifact import TORCHSCRIPT_SPEC_FILE
+from sleap_export.runtime.integrity import torchscript_payload_sha256
 
 
 @register_exporter("torchscript", suffixes=(".pt", ".ts", ".torchscript"))
@@ -28,7 +31,11 @@ def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> 
         # Saved through a buffer: a file name would become the archive's root
         # folder, and the same model must give the same bytes whatever its name.
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer, _extra_files={SPEC_FILE: built.spec.to_json()})
+        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_SPEC_FILE: built.spec.to_json()})
+        with zipfile.ZipFile(buffer) as archive:
+            spec = attrs.evolve(built.spec, payload_sha256=torchscript_payload_sha256(archive, built.spec))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_SPEC_FILE: spec.to_json()})
         path.write_bytes(buffer.getvalue())
         loaded = torch.jit.load(str(path), map_location="cpu")
     # A size other than the trace's, so a frame size baked into the trace shows.

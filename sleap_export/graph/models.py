@@ -217,6 +217,25 @@ class MultiClassCenteredInstanceGraph(CenteredInstanceGraph):
     output_names = CenteredInstanceGraph.output_names + ("pred_class_vectors",)
 
 
+class RawHeadsGraph(PoseGraph):
+    """One network's head maps (NCHW, model-input grid) after the artifact's preprocessing.
+
+    Not a pose artifact: it exists to check the traced network against another
+    framework's activations (SLEAP 1.x / TensorFlow) and to debug models.
+    """
+
+    def __init__(self, stage: Stage, size_match: SizeMatch):
+        super().__init__()
+        self.stage = stage
+        self.size_match = size_match
+        self.output_names = stage.head_names
+
+    def forward(self, frames: torch.Tensor):
+        sized, _ = self.size_match(frames_to_images(frames))
+        heads = self.stage.heads(sized)
+        return tuple(heads[name] for name in self.stage.head_names)
+
+
 class BottomUpPeaks(PoseGraph):
     """Shared part of the bottom-up graphs: refined local peaks of every node."""
 

@@ -28,7 +28,7 @@ from sleap_export.runtime.labels import (
     provenance,
     save_labels_atomically,
 )
-from sleap_export.runtime.runners import Runner, load
+from sleap_export.runtime.runners import Runner, load, require_poses
 
 LABELS_SUFFIXES = (".slp",)
 
@@ -235,6 +235,7 @@ class Predictor:
     def __init__(self, runner: Runner, batch_size: int = 4, artifact: Optional[str] = None):
         if batch_size < 1:
             raise InputError(f"Batch size must be at least 1, got {batch_size}.")
+        require_poses(runner.spec)
         self.runner = runner
         self.batch_size = batch_size
         self.artifact = artifact
@@ -268,22 +269,40 @@ class Predictor:
         anchor_part = spec.stages[-1].anchor_part
         anchor = spec.skeleton.nodes.index(anchor_part) if anchor_part else None
         labeled_frames = []
-        with self.runner:
-            for batch in background(_decode(sources, self.batch_size, anchor, need_centroids), depth=4):
-                video = sources[batch.video_index].video
-                for outputs in self.runner.predict(
-                    batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
-                ):
-                    labeled_frames.append(labeled_frame(outputs, video, self.skeleton, self.tracks))
-                if on_batch is not None:
-                    on_batch(len(batch.frame_indices))
-        labels = sio.Labels(
+        try:
+            with self.runner:
+                for batch in background(_decode(sources, self.batch_size, anchor, need_centroids), depth=4):
+                    video = sources[batch.video_index].video
+                    for outputs in self.runner.predict(
+                        batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
+                    ):
+                        labeled_frames.append(labeled_frame(outputs, video, self.skeleton, self.tracks))
+                    if on_batch is not None:
+                        on_batch(len(batch.frame_indices))
+        except KeyboardInterrupt:
+            # Ctrl-C / SIGTERM: keep the finished frames in a valid file, say how far it got.
+            if output is not None and labeled_frames:
+                save_labels_atomically(self._labels(labeled_frames, sources), output)
+            raise PredictionInterrupted(len(labeled_frames), sum(len(s.frame_indices) for s in sources), output) from None
+        labels = self._labels(labeled_frames, sources)
+        if output is not None:
+            save_labels_atomically(labels, output)
+        return labels
+
+    def _labels(self, labeled_frames: list, sources: list[FrameSource]) -> sio.Labels:
+        return sio.Labels(
             labeled_frames=labeled_frames,
             videos=[s.video for s in sources],
             skeletons=[self.skeleton],
             tracks=self.tracks,
             provenance=provenance(self.runner.spec, self.artifact),
         )
-        if output is not None:
-            save_labels_atomically(labels, output)
-        return labels
+
+
+class PredictionInterrupted(KeyboardInterrupt):
+    """Prediction stopped by Ctrl-C or SIGTERM; finished frames were saved where an output was given."""
+
+    def __init__(self, done: int, total: int, output: Optional[str | Path]):
+        saved = f"saved them to {output}" if output is not None and done else "nothing was written"
+        super().__init__(f"interrupted after {done} of {total} frames; {saved}")
+        self.done, self.total, self.output = done, total, output

@@ -24,6 +24,15 @@ from sleap_export.spec import ModelSpec
 RUNNERS: dict[str, type["Runner"]] = {}
 
 
+def require_poses(spec: ModelSpec) -> None:
+    """Refuse to decode poses from an artifact that outputs raw head maps."""
+    if spec.raw_heads:
+        raise InputError(
+            "This artifact outputs raw head maps (exported with --raw-heads); read them "
+            "with runner.infer(), or re-export without --raw-heads to predict poses."
+        )
+
+
 def register_runner(*suffixes: str):
     """Class decorator registering a runner for artifact suffixes."""
 
@@ -94,6 +103,7 @@ class Runner(abc.ABC):
         centroids=None,
     ) -> list[Outputs]:
         """One completed `Outputs` per frame."""
+        require_poses(self.spec)
         batch = as_batch(frames)
         raw = self.infer(batch, centroids=centroids)
         results = []
