@@ -7,6 +7,7 @@ them, so ``--help`` and ONNX prediction start fast and torch-free.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Export trained sleap-nn models to ONNX / TorchScript and run them.",
 )
-_state = {"debug": False, "interrupt_reported": False}
+_state = {"debug": False, "interrupt_reported": False, "terminated": False}
 # Exit status for Ctrl-C / SIGTERM (typer turns KeyboardInterrupt into this code).
 INTERRUPTED = 130
 
@@ -227,6 +228,7 @@ def demo(
 
 
 def _interrupt(signum, frame):
+    _state["terminated"] = True
     raise KeyboardInterrupt
 
 
@@ -252,7 +254,17 @@ def main() -> None:
         message = str(err).splitlines()[0] if str(err) else ""
         typer.echo(f"error: {type(err).__name__}: {message} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
-    if result == INTERRUPTED and not _state["interrupt_reported"]:
-        typer.echo("interrupted; nothing was left half-written", err=True)
+    if _state["terminated"] and result != INTERRUPTED:
+        # A library swallowed the interrupt (a bare except) and the command finished.
+        typer.echo("interrupted after the command had finished; its output is complete", err=True)
+        result = INTERRUPTED
+    if result == INTERRUPTED:
+        if not _state["interrupt_reported"]:
+            typer.echo("interrupted; nothing was left half-written", err=True)
+        # os._exit: an interrupt that landed inside an import makes CPython re-raise
+        # SIGINT at shutdown (status -2) whatever sys.exit says; cleanup already ran.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
     if isinstance(result, int) and result:
         sys.exit(result)

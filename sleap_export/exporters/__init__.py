@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import attrs
 
 from sleap_export.build import BuiltGraph, ExportOptions, build_graph
-from sleap_export.errors import InputError
+from sleap_export.errors import InputError, SleapExportError
 
 
 @attrs.frozen
@@ -103,6 +103,10 @@ def export(
     try:
         exporter.write(built, partial, options)
         os.replace(partial, output)
+    except OSError as err:
+        raise SleapExportError(
+            f"Could not write {output} ({err.strerror or err}); free space or choose another folder."
+        ) from None
     finally:
         partial.unlink(missing_ok=True)
     return output

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import sleap_io as sio
 
+from sleap_export.errors import SleapExportError
 from sleap_export.runtime.outputs import Outputs
 from sleap_export.spec import ModelSpec
 
@@ -70,6 +71,10 @@ def save_labels_atomically(labels: sio.Labels, path: str | Path) -> Path:
     try:
         sio.save_slp(labels, str(partial))
         os.replace(partial, path)
+    except OSError as err:
+        raise SleapExportError(
+            f"Could not write {path} ({err.strerror or err}); free space or choose another folder."
+        ) from None
     finally:
         partial.unlink(missing_ok=True)
     return path

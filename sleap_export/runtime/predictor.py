@@ -7,6 +7,7 @@ overlaps inference and memory stays bounded on long videos.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import re
@@ -90,7 +91,7 @@ def open_video(path: Path) -> sio.Video:
     except Exception:
         shape = None
     if shape is None:
-        raise InputError(f"{path} could not be opened as a video; check the file or its codec.")
+        raise InputError(f"{path} could not be opened as a video (empty, truncated or an unsupported codec); check the file.")
     if not shape[0]:
         raise InputError(f"{path} has no frames; pass a video with at least one frame.")
     return video
@@ -183,15 +184,15 @@ def _decode(sources: Sequence[FrameSource], batch_size: int, anchor: Optional[in
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             images = [np.asarray(source.read(i)) for i in chunk]
-            if len({image.shape for image in images}) > 1:
-                raise InputError(
-                    f"Frames {chunk[0]}-{chunk[-1]} differ in size; frames of one video "
-                    "must share a size."
-                )
-            centroids = None
-            if need_centroids:
-                centroids = _padded_centroids([source.centroids(i, anchor) for i in chunk])
-            yield Batch(video_index, tuple(chunk), as_batch(np.stack(images)), centroids)
+            # Frames of one input may differ in size (image sequences): each run of
+            # equal-size frames becomes its own batch; the graphs take any size.
+            for _, group in itertools.groupby(zip(chunk, images), key=lambda pair: pair[1].shape):
+                group = list(group)
+                same_size = tuple(i for i, _ in group)
+                centroids = None
+                if need_centroids:
+                    centroids = _padded_centroids([source.centroids(i, anchor) for i in same_size])
+                yield Batch(video_index, same_size, as_batch(np.stack([image for _, image in group])), centroids)
 
 
 def background(iterator: Iterator, depth: int) -> Iterator:

@@ -1,0 +1,308 @@
+"""Every row of docs/bad-inputs.md: one-line error, exit status, nothing half-written.
+
+Test ids match the table's first column.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sleap_io as sio
+import torch
+
+from sleap_export.errors import InputError, SleapExportError
+from conftest import DATA, LEGACY_MODELS, MODELS, PROJECT
+from test_cli import assert_one_line_error, cli
+
+CENTROID = MODELS / "minimal_instance_centroid"
+CENTERED = MODELS / "minimal_instance_centered_instance"
+BOTTOMUP = MODELS / "minimal_instance_bottomup"
+LEGACY_BOTTOMUP = LEGACY_MODELS / "minimal_instance.UNet.bottomup"
+VIDEO = DATA / "centered_pair_small.mp4"
+
+
+def test_the_table_lists_every_case_tested_here():
+    table = (PROJECT / "docs" / "bad-inputs.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.M))
+    tested = set(re.findall(r'"([a-z0-9-]+)"', Path(__file__).read_text())) & documented
+    assert len(documented) >= 20
+    assert documented == tested, documented ^ tested
+
+
+def run_folder(tmp_path: Path, name: str, config_from: Path = CENTROID, checkpoint: bytes | None = None) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copy(config_from / "training_config.yaml", folder)
+    if checkpoint is not None:
+        (folder / "best.ckpt").write_bytes(checkpoint)
+    return folder
+
+
+def legacy_folder(tmp_path: Path, damage) -> Path:
+    folder = tmp_path / "legacy"
+    shutil.copytree(LEGACY_BOTTOMUP, folder)
+    damage(folder)
+    return folder
+
+
+def broken_export(case: str, tmp_path: Path) -> list:
+    """Model folder arguments for an export that must be refused."""
+    if case == "missing-run":
+        return [tmp_path / "no_such_run"]
+    if case == "no-config":
+        (tmp_path / "empty").mkdir()
+        return [tmp_path / "empty"]
+    if case == "no-checkpoint":
+        return [run_folder(tmp_path, "run")]
+    if case == "empty-checkpoint":
+        return [run_folder(tmp_path, "run", checkpoint=b"")]
+    if case == "corrupt-checkpoint":
+        return [run_folder(tmp_path, "run", checkpoint=(CENTROID / "best.ckpt").read_bytes()[:5000])]
+    if case == "pickle-payload":
+        folder = run_folder(tmp_path, "run")
+        torch.save({"state_dict": {}, "payload": os.system}, folder / "best.ckpt")
+        return [folder]
+    if case == "wrong-architecture":
+        return [run_folder(tmp_path, "run", checkpoint=(BOTTOMUP / "best.ckpt").read_bytes())]
+    if case == "unsupported-type":
+        folder = run_folder(tmp_path, "run", checkpoint=(CENTROID / "best.ckpt").read_bytes())
+        config = (folder / "training_config.yaml").read_text()
+        (folder / "training_config.yaml").write_text(config.replace("    centroid:\n      confmaps:", "    segmentation:\n      confmaps:"))
+        return [folder]
+    if case == "invalid-pair":
+        return [BOTTOMUP, CENTROID]
+    if case == "legacy-no-weights":
+        return [legacy_folder(tmp_path, lambda d: (d / "best_model.h5").unlink())]
+    if case == "legacy-not-hdf5":
+        return [legacy_folder(tmp_path, lambda d: (d / "best_model.h5").write_bytes(b"not hdf5"))]
+    raise KeyError(case)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing-run", "does not exist"),
+        ("no-config", "is not a training run"),
+        ("no-checkpoint", "best.ckpt is missing"),
+        ("empty-checkpoint", "is empty"),
+        ("corrupt-checkpoint", "not a readable PyTorch checkpoint"),
+        ("pickle-payload", "refusing to unpickle"),
+        ("wrong-architecture", "does not fit the architecture"),
+        ("unsupported-type", "supported: single_instance, centroid"),
+        ("invalid-pair", "do not make one artifact"),
+        ("legacy-no-weights", "best_model.h5 is missing"),
+        ("legacy-not-hdf5", "not an HDF5 file"),
+    ],
+)
+def test_bad_models_are_refused(case, message, tmp_path, assets):
+    output = tmp_path / "out" / "model.onnx"
+    output.parent.mkdir()
+    assert_one_line_error(cli("onnx", *broken_export(case, tmp_path), "-o", output, check_rc=None), message)
+    assert list(output.parent.iterdir()) == []
+
+
+def test_bad_outputs_are_refused(tmp_path, assets):
+    result = cli("onnx", CENTROID, "-o", tmp_path / "nope" / "m.onnx", check_rc=None)
+    assert_one_line_error(result, "does not exist; create it first")  # "output-folder-missing"
+    existing = tmp_path / "exists.onnx"
+    existing.write_bytes(b"keep")
+    assert_one_line_error(cli("onnx", CENTROID, "-o", existing, check_rc=None), "--overwrite")  # "output-exists"
+    assert existing.read_bytes() == b"keep"
+    assert_one_line_error(cli("onnx", CENTROID, "-o", tmp_path / "m.bin", check_rc=None), "suffix")  # "output-suffix"
+
+
+def test_output_not_writable(tmp_path, monkeypatch, assets):
+    """Case "output-not-writable" (in-process: root ignores permission bits)."""
+    from sleap_export.exporters import export
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    with pytest.raises(InputError, match="is not writable; choose another"):
+        export([CENTROID], tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch, assets):
+    """Case "disk-full": the write fails half-way; nothing stays behind."""
+    from sleap_export.exporters import export
+
+    def full_disk(self, data):
+        with open(self, "wb") as stream:
+            stream.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(SleapExportError, match="No space left on device"):
+        export([CENTROID], tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def interrupt_after(seconds: float, *args) -> subprocess.CompletedProcess:
+    """Run the CLI, send SIGTERM after ``seconds``, return what it printed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sleap_export", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(seconds)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_sigterm_during_export(tmp_path, assets):
+    """Case "sigterm-export": no artifact and no partial file."""
+    output = tmp_path / "model.onnx"
+    result = interrupt_after(4.0, "onnx", BOTTOMUP, "-o", output)
+    assert result.returncode == 130, "the export was not interrupted: " + result.stdout + result.stderr
+    if output.exists():
+        # The signal landed in a library's bare `except` (torch's import probes do
+        # this) and the export ran to the end: the artifact must then be whole.
+        assert "output is complete" in result.stderr
+        cli("inspect", output, "--verify")
+    else:
+        assert result.stderr.strip().splitlines()[-1] == "interrupted; nothing was left half-written"
+    assert [p.name for p in tmp_path.iterdir()] in ([], ["model.onnx"])
+
+
+def test_sigterm_during_predict(tmp_path, artifact):
+    """Case "sigterm-predict": the frames done are saved in a valid .slp, and said so."""
+    model = artifact(["minimal_instance_bottomup"], ".onnx")
+    output = tmp_path / "out.slp"
+    result = interrupt_after(8.0, "predict", model, VIDEO, "-o", output, "-q")
+    assert result.returncode == 130, result.stderr
+    match = re.search(r"interrupted after (\d+) of 1100 frames; saved them to", result.stderr)
+    assert match, result.stderr
+    labels = sio.load_slp(str(output))
+    assert len(labels.labeled_frames) == int(match.group(1)) > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["out.slp"]
+
+
+def test_bad_videos(tmp_path, artifact):
+    model = artifact(["minimal_instance_centroid"], ".onnx")
+    not_a_video = tmp_path / "clip.mp4"
+    not_a_video.write_bytes(b"this is not a video")
+    result = cli("predict", model, not_a_video, "-o", tmp_path / "p.slp", check_rc=None)
+    assert_one_line_error(result, "could not be opened as a video")  # "not-a-video"
+    import imageio_ffmpeg
+
+    empty = tmp_path / "empty.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=64x64", "-frames:v", "0", "-c:v", "libx264", str(empty)],
+        check=True,
+    )
+    result = cli("predict", model, empty, "-o", tmp_path / "p.slp", check_rc=None)
+    assert_one_line_error(result, "could not be opened as a video")  # "empty-video"
+    existing = tmp_path / "exists.slp"
+    existing.write_bytes(b"keep")
+    result = cli("predict", model, VIDEO, "-o", existing, "--frames", "0", check_rc=None)
+    assert_one_line_error(result, "--overwrite")  # "predict-output-exists"
+    assert existing.read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "empty.mp4", "exists.slp"]
+
+
+def test_varying_frame_size_is_predicted_per_size(tmp_path, artifact):
+    """Case "varying-frame-size": an image sequence of two sizes runs, each frame as alone."""
+    import imageio.v3 as iio
+
+    from sleap_export.compare import compare_poses, poses_by_frame
+    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.runners import load
+
+    source = sio.load_video(str(VIDEO))
+    paths = []
+    for i, (height, width) in enumerate([(384, 384), (384, 384), (320, 352), (384, 384)]):
+        paths.append(tmp_path / f"{i:03d}.png")
+        iio.imwrite(paths[-1], source[i][:height, :width, 0])
+    runner = load(artifact(["minimal_instance_centroid"], ".onnx"))
+    together = poses_by_frame(Predictor(runner, batch_size=4).predict(sio.load_video([str(p) for p in paths])))
+    alone = poses_by_frame(Predictor(runner, batch_size=1).predict(sio.load_video([str(p) for p in paths])))
+    assert len(together) == 4
+    assert compare_poses(together, alone, tolerance_px=1e-4, percentile=100)
+
+
+def test_bad_frames_from_python(artifact):
+    from sleap_export.runtime.runners import load
+
+    runner = load(artifact(["minimal_instance_centroid"], ".onnx"))
+    with pytest.raises(InputError, match="4 channels but the model takes 1"):  # "wrong-channels"
+        runner.predict(np.zeros((2, 384, 384, 4), np.uint8))
+    with pytest.raises(InputError, match=r"uint8 in 0-255, got float32; convert"):  # "not-uint8"
+        runner.predict(np.zeros((1, 64, 64, 1), np.float32))
+    with pytest.raises(InputError, match="got int16"):
+        runner.predict(np.zeros((1, 64, 64, 1), np.int16))
+    with pytest.raises(InputError, match="it holds NaN"):  # "nan-frames"
+        runner.predict(np.full((1, 64, 64, 1), np.nan, np.float32))
+
+
+def rewrite_onnx_spec(source: Path, destination: Path, edit) -> None:
+    import onnx
+
+    from sleap_export.runtime.artifact import ONNX_SPEC_KEY
+
+    model = onnx.load(str(source))
+    for entry in model.metadata_props:
+        if entry.key == ONNX_SPEC_KEY:
+            spec = json.loads(entry.value)
+            edit(spec)
+            entry.value = json.dumps(spec, sort_keys=True)
+    onnx.save(model, str(destination))
+
+
+def test_artifacts_that_cannot_be_trusted(tmp_path, artifact):
+    import onnx
+
+    model = artifact(["minimal_instance_centroid"], ".onnx")
+    cli("inspect", model, "--verify")
+
+    newer = tmp_path / "newer.onnx"
+    rewrite_onnx_spec(model, newer, lambda spec: spec.update(schema_version=spec["schema_version"] + 1))
+    assert_one_line_error(cli("inspect", newer, check_rc=None), "upgrade sleap-export", rc=1)  # "newer-schema"
+    assert_one_line_error(cli("predict", newer, VIDEO, "-o", tmp_path / "p.slp", check_rc=None), "upgrade", rc=1)
+
+    # "tampered": a weight, the graph's spec, and a TorchScript archive entry.
+    weights = tmp_path / "weights.onnx"
+    proto = onnx.load(str(model))
+    initializer = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = bytearray(initializer.raw_data)
+    raw[0] ^= 0xFF
+    initializer.raw_data = bytes(raw)
+    onnx.save(proto, str(weights))
+    scaled = tmp_path / "scaled.onnx"
+    rewrite_onnx_spec(model, scaled, lambda spec: spec["stages"][0].update(input_scale=0.5))
+    scripted = tmp_path / "scripted.pt"
+    with zipfile.ZipFile(artifact(["minimal_instance_centroid"], ".pt")) as original, zipfile.ZipFile(scripted, "w") as copy:
+        for info in original.infolist():
+            data = original.read(info)
+            if info.filename.endswith("/data/0"):
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            copy.writestr(info, data)
+    for tampered in (weights, scaled, scripted):
+        assert_one_line_error(cli("inspect", tampered, "--verify", check_rc=None), "was modified after export", rc=1)
+
+    foreign = tmp_path / "foreign.onnx"
+    proto = onnx.load(str(model))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(foreign))
+    assert_one_line_error(cli("inspect", foreign, check_rc=None), "not written by sleap-export", rc=1)  # "foreign-onnx"
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(os.urandom(2000))
+    assert_one_line_error(cli("inspect", junk, check_rc=None), "not a readable ONNX model")  # "not-an-artifact"
+
+
+def test_check_refuses_the_wrong_references(tmp_path, artifact):
+    topdown = artifact(["minimal_instance_centroid", "minimal_instance_centered_instance"], ".onnx")
+    result = cli("check", topdown, "-r", CENTROID, "-r", BOTTOMUP, "-d", VIDEO, check_rc=None)
+    assert_one_line_error(result, "not the checkpoint this artifact was exported from", rc=1)  # "check-wrong-reference"
+    result = cli("check", topdown, "-r", CENTROID, "-d", VIDEO, check_rc=None)
+    assert_one_line_error(result, "pass as many --reference run folders (got 1)")  # "check-reference-count"
