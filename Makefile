@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 WORKERS ?= 2
 
-.PHONY: install demo test gpu-test demo-assets clean
+.PHONY: install demo test gpu-test bench demo-assets clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ test: install
 # GPU tests skip cleanly where there is no GPU; run this on a GPU machine.
 gpu-test: install
 	$(PY) -m pytest -m gpu -q -rs || [ $$? -eq 5 ]
+
+# The README's speed table: every model type against sleap-nn, one run (~25 min on 2 cores).
+bench: install
+	$(PY) scripts/bench.py
 
 # Re-creates the bundled demo clip and model (sleap-nn training, ~3 min on CPU).
 demo-assets: install

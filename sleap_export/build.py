@@ -25,6 +25,12 @@ class ExportOptions:
     opset: int = 17
     # Output the network's head maps instead of poses (checks against other frameworks).
     raw_heads: bool = False
+    # "int8": ONNX with the network's convolutions quantized (CPU provider), calibrated on
+    # ``calibration`` (video or .slp) and gated against fp32 (``max_deviation``: p99 px).
+    precision: str = attrs.field(default="fp32", validator=attrs.validators.in_(("fp32", "int8")))
+    calibration: Optional[str] = None
+    calibration_frames: int = 64
+    max_deviation: Optional[float] = None
 
     @classmethod
     def from_fields(cls, **fields) -> "ExportOptions":

@@ -67,6 +67,10 @@ def _export_command(format: str):
             None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails."
         ),
         check_frames: int = typer.Option(50, "--check-frames", help="Frames `--check` compares."),
+        precision: str = typer.Option("fp32", "--precision", help="fp32, or int8 (ONNX: the network's convolutions, for the CPU provider)."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8: video or .slp (labeled frames first) to calibrate on."),
+        calibration_frames: int = typer.Option(64, "--calibration-frames", help="int8: frames to calibrate on (and as many to gate on)."),
+        max_deviation: Optional[float] = typer.Option(None, "--max-deviation", help="int8: fail the export when p99 deviation from fp32 exceeds this (px)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact."),
     ):
         from sleap_export.exporters import export
@@ -78,10 +82,17 @@ def _export_command(format: str):
             options["refinement"] = "integral" if refinement else None
         if raw_heads:
             options["raw_heads"] = True
+        if precision != "fp32":
+            options.update(precision=precision, calibration_frames=calibration_frames, max_deviation=max_deviation)
+            options["calibration"] = None if calibration is None else str(calibration)
         started = time.perf_counter()
         path = export(model_dirs, output, format=format, overwrite=overwrite, **options)
         size = path.stat().st_size / 1e6
         typer.echo(f"wrote {path} ({size:.1f} MB, {format}) in {time.perf_counter() - started:.1f} s")
+        if precision != "fp32":
+            from sleap_export.runtime.artifact import read_spec
+
+            typer.echo(f"accuracy gate: {read_spec(path).export_options['accuracy gate']}")
         if check is not None:
             try:
                 report = _run_check(path, model_dirs, check, check_frames, None, None)
@@ -109,35 +120,38 @@ def predict(
     batch_size: int = typer.Option(4, "--batch-size", "-b", help="Frames per batch."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    video_index: Optional[int] = typer.Option(
+        None, "--video-index", help="Only this video of the inputs (counted over all inputs' videos, from 0)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Keep the frames an earlier, interrupted run saved in --output; predict the rest."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ):
-    """Predict poses on videos or labels and write a .slp file."""
+    """Predict poses on videos or labels and write a .slp file (saved as it goes; see --resume)."""
+    from sleap_export.progress import progress_for
     from sleap_export.runtime.predictor import PredictionInterrupted, Predictor
 
-    if output.exists() and not overwrite:
-        raise InputError(f"{output} already exists; pass --overwrite to replace it.")
+    if output.exists() and not (overwrite or resume):
+        raise InputError(f"{output} already exists; pass --overwrite to replace it, or --resume to finish it.")
     if not output.parent.exists():
         raise InputError(f"Output folder {output.parent} does not exist; create it first.")
     options = {"threads": threads} if threads is not None and artifact.suffix == ".onnx" else {}
     predictor = Predictor.from_artifact(artifact, device=device, batch_size=batch_size, **options)
     started = time.perf_counter()
-    done = {"frames": 0, "last": started}
-
-    def report(n: int) -> None:
-        done["frames"] += n
-        now = time.perf_counter()
-        if not quiet and now - done["last"] > 2.0:
-            done["last"] = now
-            fps = done["frames"] / (now - started)
-            typer.echo(f"{done['frames']} frames, {fps:.1f} fps", err=True)
-
+    progress = progress_for(quiet)
     try:
-        labels = predictor.predict(list(inputs), frames=frames, output=output, on_batch=report)
+        labels = predictor.predict(
+            list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index
+        )
     except PredictionInterrupted as err:
         typer.echo(str(err), err=True)
         _state["interrupt_reported"] = True
         raise
+    finally:
+        if hasattr(progress, "stop"):
+            progress.stop()
     elapsed = time.perf_counter() - started
     n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
     if not quiet:
@@ -180,6 +194,34 @@ def check(
 
 
 @app.command()
+def bench(
+    artifact: Path = typer.Argument(..., help="An artifact written by sleap-export."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Video to read frames from (default: synthetic frames)."),
+    batch_size: str = typer.Option("1,4,16", "--batch-size", "-b", help="Batch sizes to time, comma-separated."),
+    frames: int = typer.Option(200, "--frames", "-n", help="Frames per measurement."),
+    vs: List[Path] = typer.Option([], "--vs", help="Run folder(s): also time sleap-nn's checkpoint inference on the same frames."),
+    runners: str = typer.Option("", "--runners", help="Also time these runners: onnx,torchscript,eager,compile (need --vs)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+):
+    """Throughput per batch size (network only and end to end), latency, time split, memory."""
+    from rich.console import Console
+
+    from sleap_export.bench import run_bench
+    from sleap_export.check import write_json_atomically
+
+    try:
+        sizes = [int(b) for b in batch_size.split(",") if b.strip()]
+    except ValueError:
+        raise InputError(f"--batch-size takes comma-separated integers, got {batch_size!r}.") from None
+    names = [r.strip() for r in runners.split(",") if r.strip()]
+    report = run_bench(artifact, data, sizes, frames, vs, names, threads)
+    Console().print(report.render())
+    if json_path is not None:
+        write_json_atomically(report.as_dict(), json_path)
+
+
+@app.command()
 def inspect(
     artifact: Path = typer.Argument(..., help="An artifact written by sleap-export."),
     as_json: bool = typer.Option(False, "--json", help="Print the spec as JSON."),
@@ -212,6 +254,7 @@ def inspect(
     table.add_row("decoding", f"threshold {post.peak_threshold}, refinement {post.refinement}, max instances {post.max_instances}")
     table.add_row("outputs", ", ".join(spec.output_names))
     table.add_row("precision", spec.precision)
+    table.add_row("export", "; ".join(f"{k}: {v}" for k, v in sorted(spec.export_options.items())))
     table.add_row("versions", ", ".join(f"{k} {v}" for k, v in sorted(spec.versions.items())))
     table.add_row("payload", f"sha256 {spec.payload_sha256[:16]}" + (" (verified)" if verify else ""))
     Console().print(table)

@@ -175,17 +175,28 @@ def test_sigterm_during_export(tmp_path, assets):
     assert [p.name for p in tmp_path.iterdir()] in ([], ["model.onnx"])
 
 
-def test_sigterm_during_predict(tmp_path, artifact):
-    """Case "sigterm-predict": the frames done are saved in a valid .slp, and said so."""
+def test_sigterm_during_predict_then_resume(tmp_path, artifact):
+    """Case "sigterm-predict": the frames done are saved in a valid .slp, and said
+    so; ``--resume`` then predicts the rest, giving what one run gives."""
+    from sleap_export.compare import compare_poses, poses_by_frame
+    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.runners import load
+
     model = artifact(["minimal_instance_bottomup"], ".onnx")
     output = tmp_path / "out.slp"
-    result = interrupt_after(8.0, "predict", model, VIDEO, "-o", output, "-q")
+    result = interrupt_after(6.0, "predict", model, VIDEO, "-o", output, "--frames", "0-599", "-q")
     assert result.returncode == 130, result.stderr
-    match = re.search(r"interrupted after (\d+) of 1100 frames; saved them to", result.stderr)
+    match = re.search(r"interrupted after (\d+) of 600 frames; saved them to", result.stderr)
     assert match, result.stderr
     labels = sio.load_slp(str(output))
     assert len(labels.labeled_frames) == int(match.group(1)) > 0
     assert [p.name for p in tmp_path.iterdir()] == ["out.slp"]
+
+    cli("predict", model, VIDEO, "-o", output, "--frames", "0-599", "--resume", "-q")
+    resumed = poses_by_frame(sio.load_slp(str(output)))
+    whole = poses_by_frame(Predictor(load(model)).predict(str(VIDEO), frames="0-599"))
+    assert len(resumed) == 600
+    assert compare_poses(resumed, whole, tolerance_px=1e-4, percentile=100)
 
 
 def test_bad_videos(tmp_path, artifact):

@@ -10,6 +10,7 @@ from pathlib import Path
 import attrs
 
 from sleap_export.build import BuiltGraph, ExportOptions
+from sleap_export.errors import InputError
 from sleap_export.exporters import register_exporter
 from sleap_export.exporters.verify import sample_inputs, verify_outputs
 from sleap_export.runtime.artifact import TORCHSCRIPT_SPEC_FILE
@@ -20,6 +21,8 @@ from sleap_export.runtime.integrity import torchscript_payload_sha256
 def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
     import torch
 
+    if options.precision != "fp32":
+        raise InputError(f"{options.precision} is for ONNX artifacts (ONNX Runtime's CPU provider); export TorchScript in fp32.")
     inputs = tuple(torch.from_numpy(a) for a in sample_inputs(built.spec))
     with warnings.catch_warnings():
         # The tracer's shape warnings and jit.save/load's deprecation notices.

@@ -13,8 +13,9 @@ import queue
 import re
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Protocol, Sequence
 
 import attrs
 import numpy as np
@@ -30,6 +31,7 @@ from sleap_export.runtime.labels import (
     save_labels_atomically,
 )
 from sleap_export.runtime.runners import Runner, load, require_poses
+from sleap_export.runtime.timing import StageClock
 
 LABELS_SUFFIXES = (".slp",)
 
@@ -178,12 +180,20 @@ def _padded_centroids(per_frame: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _decode(sources: Sequence[FrameSource], batch_size: int, anchor: Optional[int] = None, need_centroids: bool = False) -> Iterator[Batch]:
+def _decode(
+    sources: Sequence[FrameSource],
+    batch_size: int,
+    anchor: Optional[int] = None,
+    need_centroids: bool = False,
+    clock: Optional[StageClock] = None,
+) -> Iterator[Batch]:
+    clock = clock or StageClock()
     for video_index, source in enumerate(sources):
         indices = source.frame_indices
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            images = [np.asarray(source.read(i)) for i in chunk]
+            with clock.section("decode"):
+                images = [np.asarray(source.read(i)) for i in chunk]
             # Frames of one input may differ in size (image sequences): each run of
             # equal-size frames becomes its own batch; the graphs take any size.
             for _, group in itertools.groupby(zip(chunk, images), key=lambda pair: pair[1].shape):
@@ -242,6 +252,8 @@ class Predictor:
         self.artifact = artifact
         self.skeleton = output_skeleton(runner.spec)
         self.tracks = class_tracks(runner.spec)
+        # "decode" (background thread, overlapped) and "labels"; the runner keeps its own.
+        self.clock = StageClock()
 
     @classmethod
     def from_artifact(cls, path: str | Path, device: str = "cpu", batch_size: int = 4, **runner_options) -> "Predictor":
@@ -252,14 +264,32 @@ class Predictor:
         source,
         frames: Optional[Sequence[int]] = None,
         output: Optional[str | Path] = None,
-        on_batch: Optional[Callable[[int], None]] = None,
+        progress: Optional["ProgressSink"] = None,
+        resume: bool = False,
+        save_every_s: float = 60.0,
+        video_index: Optional[int] = None,
     ) -> sio.Labels:
         """Predict every requested frame; optionally write ``output`` (.slp).
 
         ``source`` may be a list of inputs: the labels then hold one video each.
+        With ``output``, the frames done so far are saved there (atomically, a
+        valid .slp) every ``save_every_s`` seconds and on Ctrl-C / SIGTERM;
+        ``resume=True`` keeps the frames an earlier run saved in ``output`` and
+        predicts only the rest. ``video_index`` picks one video of the inputs.
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
         sources = [s for item in inputs for s in frame_sources(item, frames)]
+        if video_index is not None:
+            if not 0 <= video_index < len(sources):
+                raise InputError(f"--video-index {video_index} is out of range: the inputs hold {len(sources)} video(s).")
+            sources = [sources[video_index]]
+        previous = self._previous_frames(output, sources) if resume and output is not None else []
+        if previous:
+            done = {(id(lf.video), lf.frame_idx) for lf in previous}
+            sources = [
+                attrs.evolve(s, frame_indices=tuple(i for i in s.frame_indices if (id(s.video), i) not in done))
+                for s in sources
+            ]
         spec = self.runner.spec
         need_centroids = "centroids" in spec.input_names
         if need_centroids and any(s.centroids is None for s in sources):
@@ -269,35 +299,88 @@ class Predictor:
             )
         anchor_part = spec.stages[-1].anchor_part
         anchor = spec.skeleton.nodes.index(anchor_part) if anchor_part else None
-        labeled_frames = []
+        labeled_frames = list(previous)
+        if progress is not None:
+            progress.start(total=len(previous) + sum(len(s.frame_indices) for s in sources), done=len(previous))
+        last_save = time.monotonic()
         try:
             with self.runner:
-                for batch in background(_decode(sources, self.batch_size, anchor, need_centroids), depth=4):
+                decoded = _decode(sources, self.batch_size, anchor, need_centroids, self.clock)
+                for batch in background(decoded, depth=4):
                     video = sources[batch.video_index].video
-                    for outputs in self.runner.predict(
+                    results = self.runner.predict(
                         batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
-                    ):
-                        labeled_frames.append(labeled_frame(outputs, video, self.skeleton, self.tracks))
-                    if on_batch is not None:
-                        on_batch(len(batch.frame_indices))
+                    )
+                    with self.clock.section("labels"):
+                        labeled_frames.extend(labeled_frame(o, video, self.skeleton, self.tracks) for o in results)
+                    if progress is not None:
+                        progress.advance(len(batch.frame_indices))
+                    if output is not None and time.monotonic() - last_save > save_every_s:
+                        save_labels_atomically(self._labels(labeled_frames, sources), output)
+                        last_save = time.monotonic()
         except KeyboardInterrupt:
             # Ctrl-C / SIGTERM: keep the finished frames in a valid file, say how far it got.
             if output is not None and labeled_frames:
                 save_labels_atomically(self._labels(labeled_frames, sources), output)
-            raise PredictionInterrupted(len(labeled_frames), sum(len(s.frame_indices) for s in sources), output) from None
+            total = len(previous) + sum(len(s.frame_indices) for s in sources)
+            raise PredictionInterrupted(len(labeled_frames), total, output) from None
         labels = self._labels(labeled_frames, sources)
         if output is not None:
             save_labels_atomically(labels, output)
         return labels
 
     def _labels(self, labeled_frames: list, sources: list[FrameSource]) -> sio.Labels:
+        order = {id(s.video): i for i, s in enumerate(sources)}
         return sio.Labels(
-            labeled_frames=labeled_frames,
+            labeled_frames=sorted(labeled_frames, key=lambda lf: (order[id(lf.video)], lf.frame_idx)),
             videos=[s.video for s in sources],
             skeletons=[self.skeleton],
             tracks=self.tracks,
             provenance=provenance(self.runner.spec, self.artifact),
         )
+
+
+    def _previous_frames(self, output: str | Path, sources: Sequence[FrameSource]) -> list[sio.LabeledFrame]:
+        """Frames an earlier run saved in ``output``, moved onto this run's videos (matched by file name)."""
+        output = Path(output)
+        if not output.exists():
+            return []
+        try:
+            saved = sio.load_slp(str(output))
+        except Exception:
+            raise InputError(f"{output} is not a readable .slp, so it cannot be resumed; remove it or pass --overwrite.") from None
+        by_name = {str(s.video.filename): s.video for s in sources}
+        moved = []
+        for lf in saved.labeled_frames:
+            video = by_name.get(str(lf.video.filename))
+            if video is None:
+                raise InputError(
+                    f"{output} holds predictions for {lf.video.filename}, which is not among the inputs; "
+                    "resume with the same inputs, or write to another file."
+                )
+            moved.append(sio.LabeledFrame(video=video, frame_idx=lf.frame_idx, instances=[self._adopt(i) for i in lf.instances]))
+        return moved
+
+    def _adopt(self, instance: sio.PredictedInstance) -> sio.PredictedInstance:
+        """A saved instance on this run's skeleton and tracks (matched by name)."""
+        tracks = {t.name: t for t in self.tracks}
+        points = instance.numpy(scores=True)
+        return sio.PredictedInstance.from_numpy(
+            points_data=points[:, :2],
+            point_scores=points[:, 2],
+            score=float(instance.score),
+            skeleton=self.skeleton,
+            track=tracks.get(instance.track.name) if instance.track is not None else None,
+            tracking_score=instance.tracking_score,
+        )
+
+
+class ProgressSink(Protocol):
+    """What `Predictor.predict` reports progress to (the CLI's bar or log lines)."""
+
+    def start(self, total: int, done: int) -> None: ...
+
+    def advance(self, frames: int) -> None: ...
 
 
 class PredictionInterrupted(KeyboardInterrupt):

@@ -19,6 +19,7 @@ from sleap_export.runtime.artifact import read_spec
 from sleap_export.runtime.decode import complete
 from sleap_export.runtime.frames import as_batch, match_channels
 from sleap_export.runtime.outputs import Outputs
+from sleap_export.runtime.timing import StageClock
 from sleap_export.spec import ModelSpec
 
 RUNNERS: dict[str, type["Runner"]] = {}
@@ -53,6 +54,8 @@ class Runner(abc.ABC):
         self.spec = spec
         self.device = device
         self.is_active = False
+        # "host pre" (validation, channels), "network" (the graph), "host post" (decoding).
+        self.clock = StageClock()
 
     @classmethod
     def from_path(cls, path: Path, spec: ModelSpec, device: str = "cpu", **options) -> "Runner":
@@ -84,14 +87,16 @@ class Runner(abc.ABC):
         ``centroids`` (``(N, K, 2)`` frame pixels, NaN rows for empty slots) feed
         artifacts that crop around given centroids (standalone centered instance).
         """
-        batch = match_channels(as_batch(frames), self.spec.input_channels)
-        inputs = [batch]
-        if "centroids" in self.spec.input_names:
-            inputs.extend(_centroid_inputs(centroids, len(batch)))
-        elif centroids is not None:
-            raise InputError(f"A {self.spec.model_type} artifact finds its own centroids; do not pass centroids.")
+        with self.clock.section("host pre"):
+            batch = match_channels(as_batch(frames), self.spec.input_channels)
+            inputs = [batch]
+            if "centroids" in self.spec.input_names:
+                inputs.extend(_centroid_inputs(centroids, len(batch)))
+            elif centroids is not None:
+                raise InputError(f"A {self.spec.model_type} artifact finds its own centroids; do not pass centroids.")
         self.activate()
-        arrays = self.infer_impl(inputs)
+        with self.clock.section("network"):
+            arrays = self.infer_impl(inputs)
         return dict(zip(self.spec.output_names, arrays))
 
     def predict(
@@ -106,19 +111,20 @@ class Runner(abc.ABC):
         require_poses(self.spec)
         batch = as_batch(frames)
         raw = self.infer(batch, centroids=centroids)
-        results = []
-        for i in range(len(batch)):
-            fields = {name: value[i] for name, value in raw.items()}
-            outputs = Outputs(
-                original_image=batch[i] if keep_images else None,
-                node_names=self.spec.output_node_names,
-                edges=self.spec.skeleton.edges if self.spec.model_type != "centroid" else (),
-                frame_idx=None if frame_indices is None else int(frame_indices[i]),
-                video_idx=video_idx,
-                **fields,
-            )
-            results.append(complete(outputs, self.spec))
-        return results
+        with self.clock.section("host post"):
+            return [self._complete(raw, batch, i, frame_indices, video_idx, keep_images) for i in range(len(batch))]
+
+    def _complete(self, raw, batch, i, frame_indices, video_idx, keep_images) -> Outputs:
+        """Frame ``i``'s graph outputs, decoded (grouping, identities) into `Outputs`."""
+        outputs = Outputs(
+            original_image=batch[i] if keep_images else None,
+            node_names=self.spec.output_node_names,
+            edges=self.spec.skeleton.edges if self.spec.model_type != "centroid" else (),
+            frame_idx=None if frame_indices is None else int(frame_indices[i]),
+            video_idx=video_idx,
+            **{name: value[i] for name, value in raw.items()},
+        )
+        return complete(outputs, self.spec)
 
     @abc.abstractmethod
     def activate_impl(self) -> None: ...

@@ -1,0 +1,237 @@
+"""``sleap-export bench``: throughput, latency and where the time goes, in one process.
+
+Per batch size: the artifact alone on pre-decoded frames ("network": the whole
+graph, pre- and post-processing fused), end to end (decode -> Labels, through
+`Predictor`) with the time split by stage, and at batch 1 the latency
+percentiles of one frame in, decoded poses out. ``vs`` times sleap-nn's own
+checkpoint inference on the same frames in the same process; ``runners``
+compares our runners (ONNX Runtime, TorchScript, eager PyTorch, torch.compile)
+on the same frames. Ratios, not absolute numbers, are what carry across machines.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import attrs
+import numpy as np
+
+from sleap_export.errors import InputError
+
+RUNNER_NAMES = ("onnx", "torchscript", "eager", "compile")
+
+
+@attrs.frozen
+class BatchFigures:
+    batch_size: int
+    network_fps: float
+    end_to_end_fps: float
+    # Milliseconds per frame by stage, end to end ("decode" runs on its own thread, overlapped).
+    split_ms: dict[str, float]
+
+    @property
+    def end_to_end_share(self) -> float:
+        """End-to-end over network-only throughput (1.0: everything else hidden)."""
+        return self.end_to_end_fps / self.network_fps
+
+
+@attrs.frozen
+class BenchReport:
+    artifact: str
+    model_type: str
+    data: str
+    frames: int
+    batches: tuple[BatchFigures, ...]
+    latency_ms: dict[str, float]
+    peak_rss_mb: float
+    machine: dict[str, str]
+    versions: dict[str, str]
+    reference_fps: Optional[float] = None
+    reference_batch_size: Optional[int] = None
+    runner_fps: dict[str, float] = attrs.Factory(dict)
+
+    @property
+    def speedup_vs_reference(self) -> Optional[float]:
+        if self.reference_fps is None:
+            return None
+        ours = next(b for b in self.batches if b.batch_size == self.reference_batch_size)
+        return ours.end_to_end_fps / self.reference_fps
+
+    def as_dict(self) -> dict:
+        values = attrs.asdict(self)
+        values["speedup_vs_reference"] = self.speedup_vs_reference
+        for figures, batch in zip(values["batches"], self.batches):
+            figures["end_to_end_share"] = batch.end_to_end_share
+        return values
+
+    def render(self):
+        from rich.table import Table
+
+        table = Table(title=f"bench {Path(self.artifact).name} ({self.model_type}), {self.frames} frames of {Path(self.data).name}")
+        stages = sorted({stage for b in self.batches for stage in b.split_ms})
+        for column in ("batch", "network fps", "end-to-end fps", "e2e/network", *(f"{s} ms/frame" for s in stages)):
+            table.add_column(column, justify="right")
+        for b in self.batches:
+            split = [f"{b.split_ms.get(s, 0.0):.2f}" for s in stages]
+            table.add_row(str(b.batch_size), f"{b.network_fps:.1f}", f"{b.end_to_end_fps:.1f}", f"{b.end_to_end_share:.2f}", *split)
+        lines = [
+            "latency at batch 1 (frame in, poses out): "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in self.latency_ms.items()),
+            f"peak RSS {self.peak_rss_mb:.0f} MB; {self.machine['cpu']} ({self.machine['cores']} cores), "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.versions.items()) if k in ("onnxruntime", "torch", "sleap-nn")),
+        ]
+        if self.reference_fps is not None:
+            lines.append(
+                f"sleap-nn checkpoint inference, same frames, batch {self.reference_batch_size}: "
+                f"{self.reference_fps:.1f} fps -> this artifact is {self.speedup_vs_reference:.2f}x"
+            )
+        if self.runner_fps:
+            lines.append(
+                "network fps by runner: " + ", ".join(f"{name} {fps:.1f}" for name, fps in self.runner_fps.items())
+            )
+        table.caption = "\n".join(lines)
+        return table
+
+
+def _frames_and_source(spec, data: Optional[Path], frames: int):
+    """Pre-decoded frames (N, H, W, C) and the source `Predictor` reads them from."""
+    if data is None:
+        from sleap_export.exporters.verify import sample_frames
+
+        array = sample_frames(spec, frames)
+        return array, array, None, "synthetic blobs"
+    from sleap_export.runtime.predictor import open_video
+
+    if not data.exists():
+        raise InputError(f"{data} does not exist; pass a video (or leave --data out for synthetic frames).")
+    video = open_video(data)
+    indices = list(range(min(frames, video.shape[0])))
+    array = np.stack([video[i] for i in indices])
+    return array, str(data), indices, str(data)
+
+
+def _network_fps(runner, frames: np.ndarray, batch_size: int) -> float:
+    runner.infer(frames[:batch_size])  # warm-up: allocations, first-run optimizations
+    started = time.perf_counter()
+    for start in range(0, len(frames), batch_size):
+        runner.infer(frames[start : start + batch_size])
+    return len(frames) / (time.perf_counter() - started)
+
+
+def _latency_ms(runner, frames: np.ndarray, repeats: int = 50) -> dict[str, float]:
+    samples = []
+    for i in range(repeats + 1):
+        started = time.perf_counter()
+        runner.predict(frames[i % len(frames)][None], keep_images=False)
+        samples.append((time.perf_counter() - started) * 1000)
+    samples = np.array(samples[1:])
+    return {f"p{q}": float(np.percentile(samples, q)) for q in (50, 90, 99)}
+
+
+def _runner_for(name: str, artifact: Path, spec, model_dirs: Sequence[Path], workdir: Path, threads: Optional[int]):
+    from sleap_export.build import ExportOptions
+    from sleap_export.runtime.runners import load
+
+    if name == "onnx":
+        return load(artifact, threads=threads) if artifact.suffix == ".onnx" else None
+    if not model_dirs:
+        raise InputError(f"--runners {name} builds from the run folders; pass them with --vs.")
+    options = ExportOptions(postprocess=spec.postprocess)
+    if name == "torchscript":
+        from sleap_export.exporters import export
+
+        return load(export(list(model_dirs), workdir / "bench.pt", options=options))
+    from sleap_export.eager import eager_runner
+
+    return eager_runner(list(model_dirs), compile=name == "compile", options=options)
+
+
+def run_bench(
+    artifact: str | Path,
+    data: Optional[str | Path] = None,
+    batch_sizes: Sequence[int] = (1, 4, 16),
+    frames: int = 200,
+    vs: Sequence[str | Path] = (),
+    runners: Sequence[str] = (),
+    threads: Optional[int] = None,
+) -> BenchReport:
+    from sleap_export.runtime.artifact import read_spec
+    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.runners import load
+
+    artifact = Path(artifact)
+    spec = read_spec(artifact)
+    if "centroids" in spec.input_names:
+        raise InputError("bench runs artifacts that find their own instances; bench the top-down artifact instead.")
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise InputError("--batch-size takes positive sizes, e.g. 1,4,16.")
+    unknown = set(runners) - set(RUNNER_NAMES)
+    if unknown:
+        raise InputError(f"Unknown runner(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUNNER_NAMES)}.")
+    array, source, indices, data_name = _frames_and_source(spec, None if data is None else Path(data), frames)
+    runner = load(artifact, **({"threads": threads} if threads and artifact.suffix == ".onnx" else {}))
+    batches = []
+    with runner:
+        for batch_size in batch_sizes:
+            network = _network_fps(runner, array, batch_size)
+            predictor = Predictor(runner, batch_size=batch_size)
+            runner.clock.reset()
+            started = time.perf_counter()
+            predictor.predict(source, frames=indices)
+            end_to_end = len(array) / (time.perf_counter() - started)
+            seconds = {**runner.clock.seconds, **predictor.clock.seconds}
+            split = {stage: 1000 * s / len(array) for stage, s in seconds.items()}
+            batches.append(BatchFigures(batch_size, network, end_to_end, split))
+        latency = _latency_ms(runner, array)
+
+    reference_fps = reference_batch = None
+    if vs:
+        from sleap_export.reference import reference_settings, sleap_nn_predict
+
+        reference_batch = next((b for b in batch_sizes if b > 1), batch_sizes[0])
+        started = time.perf_counter()
+        sleap_nn_predict(source, vs, frames=indices, batch_size=reference_batch, **reference_settings(spec))
+        reference_fps = len(array) / (time.perf_counter() - started)
+
+    runner_fps = {}
+    batch = next((b for b in batch_sizes if b > 1), batch_sizes[0])
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in runners:
+            other = _runner_for(name, artifact, spec, [Path(v) for v in vs], Path(workdir), threads)
+            if other is not None:
+                with other:
+                    runner_fps[name] = _network_fps(other, array, batch)
+
+    return BenchReport(
+        artifact=str(artifact),
+        model_type=spec.model_type,
+        data=data_name,
+        frames=len(array),
+        batches=tuple(batches),
+        latency_ms=latency,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        machine={"cpu": platform.processor() or platform.machine(), "cores": str(os.cpu_count()), "python": platform.python_version()},
+        versions=_versions(spec),
+        reference_fps=reference_fps,
+        reference_batch_size=reference_batch,
+        runner_fps=runner_fps,
+    )
+
+
+def _versions(spec) -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    for name in ("sleap-export", "onnxruntime", "torch", "sleap-nn"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    found["exported with"] = ", ".join(f"{k} {v}" for k, v in sorted(spec.versions.items()) if k in ("torch", "sleap-nn"))
+    return found

@@ -1,0 +1,141 @@
+"""int8 ONNX for the CPU provider: static QDQ quantization of the network's
+convolutions, calibrated on real frames, gated by accuracy against fp32.
+
+Only ``Conv`` nodes are quantized: resizing, peak finding, refinement, crops
+and coordinate maths stay fp32. The gate runs the fp32 and int8 graphs on frames
+held aside from calibration (a video), or on the labeled frames (a .slp, where
+ground truth is compared too), and its figures travel in the spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import attrs
+import numpy as np
+
+from sleap_export.errors import InputError, SleapExportError
+
+# Fewer calibration frames than this give ranges from too little of the data.
+MIN_CALIBRATION_FRAMES = 32
+
+
+@attrs.frozen
+class CalibrationSet:
+    """Frames to calibrate on, frames to gate on, and ground truth where labels gave it."""
+
+    calibrate: list[np.ndarray]
+    gate: list[np.ndarray]
+    source: str
+    truth: Optional[dict] = None  # (0, i) -> (instances, nodes, 2) for gate frame i
+
+    def cache_key(self) -> str:
+        digest = hashlib.sha256()
+        for frame in self.calibrate:
+            digest.update(np.ascontiguousarray(frame).tobytes())
+        return digest.hexdigest()
+
+
+def calibration_set(data: Optional[str | Path], count: int) -> CalibrationSet:
+    """``count`` calibration frames (a .slp: labeled frames first) and a gate set."""
+    import sleap_io as sio
+
+    if data is None:
+        raise InputError("int8 needs real frames to calibrate on: pass --calibration VIDEO or LABELS.slp.")
+    data = Path(data)
+    if not data.exists():
+        raise InputError(f"Calibration data {data} does not exist; pass a video or .slp file.")
+    if count < 1:
+        raise InputError(f"--calibration-frames must be at least 1, got {count}.")
+    if data.suffix == ".slp":
+        labels = sio.load_slp(str(data))
+        frames = [lf.image for lf in labels.labeled_frames[:count]]
+        truth = {
+            (0, i): np.stack([inst.numpy() for inst in lf.user_instances])
+            for i, lf in enumerate(labels.labeled_frames[:count])
+            if lf.user_instances
+        }
+        if not frames:
+            raise InputError(f"{data} has no labeled frames to calibrate on; pass a video or other labels.")
+        calibrate, gate = frames, frames
+    else:
+        from sleap_export.runtime.predictor import open_video
+
+        video = open_video(data)
+        total = video.shape[0]
+        # Calibration and gate frames interleave, so the gate sees unseen frames of the same data.
+        spread = np.linspace(0, total - 1, min(2 * count, total)).round().astype(int)
+        calibrate = [video[int(i)] for i in spread[0::2]]
+        gate = [video[int(i)] for i in spread[1::2]] or calibrate
+        truth = None
+    if len(calibrate) < MIN_CALIBRATION_FRAMES:
+        warnings.warn(
+            f"Calibrating int8 on {len(calibrate)} frames; {MIN_CALIBRATION_FRAMES}+ give steadier ranges.",
+            stacklevel=2,
+        )
+    return CalibrationSet(calibrate=calibrate, gate=gate, source=data.name, truth=truth or None)
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, frames: list[np.ndarray], cache_path: Path) -> None:
+    """QDQ int8 (per-channel weights, uint8 activations) of the Conv nodes only."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Frames(CalibrationDataReader):
+        def __init__(self):
+            self.remaining = iter(frames)
+
+        def get_next(self):
+            frame = next(self.remaining, None)
+            return None if frame is None else {"frames": frame[None]}
+
+    # ONNX Runtime's quantizer logs advice on the root logger; our gate reports instead.
+    logging.disable(logging.WARNING)
+    try:
+        quantize_static(
+            str(fp32_path),
+            str(int8_path),
+            Frames(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibration_cache_path=str(cache_path),
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def accuracy_gate(spec, fp32_path: Path, reduced_path: Path, calibration: CalibrationSet, max_deviation: Optional[float]) -> str:
+    """Compare the reduced artifact with fp32 on the gate frames; one-line summary, or raise."""
+    from sleap_export.compare import compare_poses, poses_by_frame
+    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.runners import OnnxRunner
+
+    frames = np.stack(calibration.gate) if len({f.shape for f in calibration.gate}) == 1 else None
+    if frames is None:
+        raise InputError("Calibration frames differ in size; calibrate on one video or labels of one size.")
+
+    def poses(path: Path) -> dict:
+        return poses_by_frame(Predictor(OnnxRunner(path, spec)).predict(frames))
+
+    fp32, reduced = poses(fp32_path), poses(reduced_path)
+    comparison = compare_poses(reduced, fp32)
+    deviations = comparison.deviations
+    mean = float(deviations.mean()) if deviations.size else 0.0
+    p99 = comparison.deviation_at(99)
+    summary = (
+        f"{spec.precision} vs fp32 on {comparison.frames} {calibration.source} frames: mean {mean:.3f} px, "
+        f"p99 {p99:.3f} px, instance counts agree on {comparison.count_agreement:.1%}"
+    )
+    if calibration.truth:
+        truth = {k: v for k, v in calibration.truth.items()}
+        errors = [compare_poses({k: p[k] for k in truth if k in p}, truth).deviations for p in (reduced, fp32)]
+        summary += f"; vs labels: {spec.precision} {errors[0].mean():.2f} px, fp32 {errors[1].mean():.2f} px"
+    if max_deviation is not None and p99 > max_deviation:
+        raise SleapExportError(f"The {spec.precision} artifact fails its accuracy gate ({summary}; --max-deviation {max_deviation} px).")
+    return summary
