@@ -24,9 +24,9 @@ test: install
 gpu-test: install
 	$(PY) -m pytest -m gpu -q -rs || [ $$? -eq 5 ]
 
-# The README's speed table: every model type against sleap-nn, one run (~25 min on 2 cores).
+# The README's speed table: every model type against sleap-nn, one run (~40 min on 2 cores).
 bench: install
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --realistic
 
 # Re-creates the bundled demo clip and model (sleap-nn training, ~3 min on CPU).
 demo-assets: install

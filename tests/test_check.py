@@ -27,6 +27,11 @@ CHECKED = {
         {"instance_peak_threshold": 0.01},  # the shared model's maps peak near 0.017
     ),
     "centered_instance": (["minimal_instance_centered_instance"], LABELED, {}),
+    "multi_class_centered_instance": (
+        ["minimal_instance_multiclass_centered_instance"],
+        LABELED,
+        {"instance_peak_threshold": 0.01},
+    ),
     "bottomup": (["minimal_instance_bottomup"], VIDEO, {}),
     "multi_class_bottomup": (["minimal_instance_multiclass_bottomup"], LABELED, {}),
     "legacy_topdown": ([LEGACY + "centroid", LEGACY + "centered_instance"], VIDEO, {}),

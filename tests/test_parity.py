@@ -74,8 +74,15 @@ CASES = {
     # shows sleap-nn's own mapping is off and which side ground truth supports).
     # The SLEAP 1.x centroid model finds up to 25 centroid peaks on ~13 frames
     # near the video's end; 32 slots hold them all (20 would drop the lowest).
+    # Those spurious peaks sit on flat maps where ONNX Runtime's rounding moves a
+    # few refined peaks (measured over the video: p99.9 0.22 px, max 6.8 px, counts
+    # equal); TorchScript and eager are bit-identical.
     "legacy_centroid": Case(
-        [LEGACY + "centroid"], "centered_pair_small.mp4", [(512, 448)], export_options={"max_instances": 32}
+        [LEGACY + "centroid"],
+        "centered_pair_small.mp4",
+        [(512, 448)],
+        export_options={"max_instances": 32},
+        onnx_relaxed=(1.0, 99.0),
     ),
     "legacy_topdown": Case(
         [LEGACY + "centroid", LEGACY + "centered_instance"],

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from sleap_export.errors import InputError, SleapExportError
+from sleap_export.runtime.registry import suffix_registry
 from sleap_export.spec import ModelSpec
 
 ONNX_SPEC_KEY = "sleap_export.spec"
@@ -19,15 +20,8 @@ TORCHSCRIPT_SPEC_FILE = "sleap_export_spec.json"
 SPEC_READERS: dict[str, Callable[[Path], str]] = {}
 
 
-def spec_reader(*suffixes: str):
-    """Decorator registering a function ``path -> spec JSON`` for file suffixes."""
-
-    def add(read):
-        for suffix in suffixes:
-            SPEC_READERS[suffix] = read
-        return read
-
-    return add
+# ``@spec_reader(".onnx")`` registers a function ``path -> spec JSON``.
+spec_reader = suffix_registry(SPEC_READERS)
 
 
 def artifact_suffixes() -> tuple[str, ...]:

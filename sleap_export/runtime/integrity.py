@@ -17,6 +17,7 @@ import attrs
 
 from sleap_export.errors import SleapExportError
 from sleap_export.runtime.artifact import TORCHSCRIPT_SPEC_FILE, read_spec
+from sleap_export.runtime.registry import suffix_registry
 from sleap_export.spec import ModelSpec
 
 _PAYLOAD_READERS: dict[str, Callable[[Path, ModelSpec], str]] = {}
@@ -24,13 +25,8 @@ _PAYLOAD_READERS: dict[str, Callable[[Path, ModelSpec], str]] = {}
 _TORCHSCRIPT_SKIPPED = ("extra/" + TORCHSCRIPT_SPEC_FILE, ".data/serialization_id")
 
 
-def _payload_reader(*suffixes: str):
-    def add(read):
-        for suffix in suffixes:
-            _PAYLOAD_READERS[suffix] = read
-        return read
-
-    return add
+# ``@_payload_reader(".onnx")`` registers a function ``(path, spec) -> payload sha256``.
+_payload_reader = suffix_registry(_PAYLOAD_READERS)
 
 
 def _finish(digest, spec: ModelSpec) -> str:

@@ -19,6 +19,7 @@ from sleap_export.runtime.artifact import read_spec
 from sleap_export.runtime.decode import complete
 from sleap_export.runtime.frames import as_batch, match_channels
 from sleap_export.runtime.outputs import Outputs
+from sleap_export.runtime.registry import suffix_registry
 from sleap_export.runtime.timing import StageClock
 from sleap_export.spec import ModelSpec
 
@@ -34,15 +35,8 @@ def require_poses(spec: ModelSpec) -> None:
         )
 
 
-def register_runner(*suffixes: str):
-    """Class decorator registering a runner for artifact suffixes."""
-
-    def add(cls):
-        for suffix in suffixes:
-            RUNNERS[suffix] = cls
-        return cls
-
-    return add
+# ``@register_runner(".onnx")`` registers a runner class for artifact suffixes.
+register_runner = suffix_registry(RUNNERS)
 
 
 class Runner(abc.ABC):

@@ -1,0 +1,64 @@
+"""Build realistic-size sleap-nn run folders with random weights, for timing only.
+
+    python scripts/realistic_models.py OUT_DIR
+
+Takes the architectures of sleap-nn's sample configs in ../shared/assets/configs
+(bottom-up UNet medium RF; centroid UNet + centered-instance UNet medium RF)
+and the skeleton and data settings of the shared trained runs, and writes
+``best.ckpt`` + ``training_config.yaml`` folders that sleap-nn and sleap-export
+both load. Random weights: good for speed, never for accuracy claims.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from sleap_nn.architectures.model import Model
+
+ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
+# run folder name -> (sample config giving the architecture, trained run giving skeleton/data, crop size)
+REALISTIC = {
+    "bottomup_unet_medium_rf": ("config_bottomup_unet_medium_rf.yaml", "minimal_instance_bottomup", None),
+    "centroid_unet": ("config_centroid_unet.yaml", "minimal_instance_centroid", None),
+    "centered_instance_unet_medium_rf": (
+        "config_topdown_centered_instance_unet_medium_rf.yaml",
+        "minimal_instance_centered_instance",
+        160,
+    ),
+}
+
+
+def build(out_dir: Path, name: str) -> Path:
+    template_name, trained_name, crop_size = REALISTIC[name]
+    template = OmegaConf.load(ASSETS / "configs" / template_name)
+    config = OmegaConf.load(ASSETS / "models" / trained_name / "training_config.yaml")
+    model_type = next(k for k, v in config.model_config.head_configs.items() if v is not None)
+    config.model_config.backbone_config.unet = template.model_config.backbone_config.unet
+    for head_name, head in template.model_config.head_configs[model_type].items():
+        config.model_config.head_configs[model_type][head_name].output_stride = head.output_stride
+    config.data_config.preprocessing.scale = template.data_config.preprocessing.scale
+    if crop_size is not None:
+        config.data_config.preprocessing.crop_size = crop_size
+    torch.manual_seed(0)
+    network = Model(
+        backbone_type="unet",
+        backbone_config=config.model_config.backbone_config.unet,
+        head_configs=config.model_config.head_configs[model_type],
+        model_type=model_type,
+    )
+    folder = out_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, folder / "training_config.yaml")
+    state = {f"model.{k}": v for k, v in network.state_dict().items()}
+    torch.save({"state_dict": state}, folder / "best.ckpt")
+    parameters = sum(p.numel() for p in network.parameters())
+    print(f"{folder}: {model_type}, {parameters / 1e6:.2f} M parameters")
+    return folder
+
+
+if __name__ == "__main__":
+    for model_name in REALISTIC:
+        build(Path(sys.argv[1]), model_name)
