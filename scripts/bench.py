@@ -81,8 +81,8 @@ def measure(name: str, frames: str | None, work: Path) -> dict:
         "sleap-nn onnx s": timed(
             [BIN / "sleap-nn", "predict", "-i", video, "-m", their_export, "--runtime", "onnx", "-o", work / "b.slp", "--device", "cpu", *selection]
         ),
-        "sleap-export s": timed([BIN / "sleap-export", "predict", artifact, video, "-o", work / "c.slp", "-q", *selection]),
-        "start-up s": timed([BIN / "sleap-export", "predict", artifact, video, "-o", work / "d.slp", "-q", "--frames", "0"]),
+        "sleap-export s": timed([BIN / "sleap-export", "predict", artifact, video, "-o", work / "c.slp", "-q", "--overwrite", *selection]),
+        "start-up s": timed([BIN / "sleap-export", "predict", artifact, video, "-o", work / "d.slp", "-q", "--overwrite", "--frames", "0"]),
     }
     report = work / f"{slug}-bench.json"
     subprocess.run(

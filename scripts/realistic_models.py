@@ -52,8 +52,11 @@ def build(out_dir: Path, name: str) -> Path:
     folder = out_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, folder / "training_config.yaml")
-    state = {f"model.{k}": v for k, v in network.state_dict().items()}
-    torch.save({"state_dict": state}, folder / "best.ckpt")
+    # The keys a Lightning checkpoint carries, which sleap-nn's loader reads.
+    trained = torch.load(ASSETS / "models" / trained_name / "best.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = {key: trained[key] for key in ("epoch", "global_step", "pytorch-lightning_version")}
+    checkpoint.update(state_dict={f"model.{k}": v for k, v in network.state_dict().items()}, config=config)
+    torch.save(checkpoint, folder / "best.ckpt")
     parameters = sum(p.numel() for p in network.parameters())
     print(f"{folder}: {model_type}, {parameters / 1e6:.2f} M parameters")
     return folder
