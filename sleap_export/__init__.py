@@ -1,28 +1,30 @@
 """sleap-export: trained sleap-nn models to fast, self-describing artifacts, and a runtime for them.
 
-``export`` needs the ``export`` extra (torch, sleap-nn, onnx); ``load`` and
+``export`` needs the ``export`` extra (torch, sleap-nn, onnx), as do
+``check_artifact`` and ``run_bench``'s comparisons with sleap-nn; ``load`` and
 ``Predictor`` need only the runtime dependencies for ONNX artifacts.
 """
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
-__all__ = ["Predictor", "export", "load", "__version__"]
+# Public name -> the module defining it, imported on first use so that
+# `import sleap_export` stays cheap and torch-free.
+_LAZY = {
+    "export": "sleap_export.exporters",
+    "load": "sleap_export.runtime.runners",
+    "Predictor": "sleap_export.runtime.predictor",
+    "check_artifact": "sleap_export.check",
+    "run_bench": "sleap_export.bench",
+}
+
+__all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name: str):
-    # Lazy, so `import sleap_export` stays cheap and torch-free.
-    if name == "export":
-        from sleap_export.exporters import export
-
-        return export
-    if name == "load":
-        from sleap_export.runtime.runners import load
-
-        return load
-    if name == "Predictor":
-        from sleap_export.runtime.predictor import Predictor
-
-        return Predictor
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'sleap_export' has no attribute {name!r}")
