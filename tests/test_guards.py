@@ -7,7 +7,7 @@ import pytest
 import sleap_io as sio
 import torch
 
-from sleap_export.build import build_graph
+from sleap_export.build import ExportOptions, build_graph
 from sleap_export.compare import compare_poses
 from sleap_export.errors import SleapExportError
 from sleap_export.exporters.torchscript import write_torchscript
@@ -41,7 +41,7 @@ def test_exporter_refuses_a_graph_that_bakes_the_frame_size(monkeypatch, tmp_pat
     _bake_frame_size(monkeypatch)
     built = build_graph([MODELS / CENTROID[0]])
     with pytest.raises(SleapExportError, match="differs from the eager model"):
-        write_torchscript(built, tmp_path / "baked.pt", None)
+        write_torchscript(built, tmp_path / "baked.pt", ExportOptions())
 
 
 def test_baked_frame_size_fails_parity_at_another_size(monkeypatch, reference, frame_sequence):
