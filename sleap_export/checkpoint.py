@@ -18,7 +18,6 @@ from pathlib import Path
 import attrs
 
 from sleap_export.errors import InputError
-from sleap_export.graph.keras import use_keras_geometry
 from sleap_export.spec import HEAD_TYPES, SkeletonSpec, StageSpec
 
 CHECKPOINT_NAME = "best.ckpt"
@@ -214,6 +213,8 @@ def _load_legacy_network(run_dir: Path):
     import h5py
     from loguru import logger
     from sleap_nn.legacy_models import create_model_from_legacy_config, load_legacy_model_weights
+
+    from sleap_export.graph.keras import use_keras_geometry
 
     weights_path = run_dir / LEGACY_WEIGHTS_NAME
     if not weights_path.exists():

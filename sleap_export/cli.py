@@ -150,7 +150,7 @@ def predict(
         _state["interrupt_reported"] = True
         raise
     finally:
-        if hasattr(progress, "stop"):
+        if progress is not None:
             progress.stop()
     elapsed = time.perf_counter() - started
     n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)

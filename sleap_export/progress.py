@@ -26,6 +26,9 @@ class LogProgress:
             eta = (self.total - self.done) / fps if fps > 0 else float("inf")
             print(f"{self.done}/{self.total} frames, {fps:.1f} fps, ETA {eta:.0f} s", file=self.stream, flush=True)
 
+    def stop(self) -> None:
+        """Nothing to tear down: every line is already written."""
+
 
 class BarProgress:
     """A rich progress bar with frames, fps and ETA."""

@@ -116,9 +116,9 @@ def accuracy_gate(spec, fp32_path: Path, reduced_path: Path, calibration: Calibr
     from sleap_export.runtime.predictor import Predictor
     from sleap_export.runtime.runners import OnnxRunner
 
-    frames = np.stack(calibration.gate) if len({f.shape for f in calibration.gate}) == 1 else None
-    if frames is None:
+    if len({f.shape for f in calibration.gate}) > 1:
         raise InputError("Calibration frames differ in size; calibrate on one video or labels of one size.")
+    frames = np.stack(calibration.gate)
 
     def poses(path: Path) -> dict:
         return poses_by_frame(Predictor(OnnxRunner(path, spec)).predict(frames))
@@ -133,7 +133,7 @@ def accuracy_gate(spec, fp32_path: Path, reduced_path: Path, calibration: Calibr
         f"p99 {p99:.3f} px, instance counts agree on {comparison.count_agreement:.1%}"
     )
     if calibration.truth:
-        truth = {k: v for k, v in calibration.truth.items()}
+        truth = calibration.truth
         errors = [compare_poses({k: p[k] for k in truth if k in p}, truth).deviations for p in (reduced, fp32)]
         summary += f"; vs labels: {spec.precision} {errors[0].mean():.2f} px, fp32 {errors[1].mean():.2f} px"
     if max_deviation is not None and p99 > max_deviation:
