@@ -17,6 +17,63 @@ from sleap_export.errors import InputError
 from sleap_export.spec import ModelSpec, PostprocessSpec
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+# Frame sides (min, opt, max) a TensorRT engine accepts when neither the user nor the training config says.
+DEFAULT_SIDE = (64, 512, 2048)
+
+
+@attrs.frozen
+class AxisRange:
+    """One input axis of an optimization profile: the smallest, the tuned-for and the largest size."""
+
+    min: int
+    opt: int
+    max: int
+
+    def __attrs_post_init__(self):
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise InputError(f"A profile range needs 1 <= min <= opt <= max, got {self}; e.g. 1/4/16.")
+
+    @classmethod
+    def parse(cls, text: str, axis: str) -> "AxisRange":
+        """``"1/4/16"`` (min/opt/max) or ``"384"`` (fixed)."""
+        try:
+            values = [int(part) for part in text.split("/")]
+        except ValueError:
+            values = []
+        if len(values) == 1:
+            values *= 3
+        if len(values) != 3:
+            raise InputError(f"--{axis} takes MIN/OPT/MAX or one size, e.g. 1/4/16 or 384; got {text!r}.")
+        return cls(*values)
+
+    def __str__(self) -> str:
+        return str(self.min) if self.min == self.max else f"{self.min}/{self.opt}/{self.max}"
+
+
+@attrs.frozen
+class EngineOptions:
+    """How to build an engine: profile per axis, builder memory, timing cache, portability."""
+
+    # The opt batch is the batch prediction runs at (predict's default is 4).
+    batch: AxisRange = AxisRange(1, 4, 16)
+    # None: DEFAULT_SIDE's range, tuned for the training size where the config fixes one.
+    height: Optional[AxisRange] = None
+    width: Optional[AxisRange] = None
+    # None leaves TensorRT's default (all of the GPU's memory), which large models need.
+    workspace_gb: Optional[float] = attrs.field(default=None)
+    # None: one cache per TensorRT version and GPU in the user's cache folder.
+    timing_cache: Optional[Path] = None
+    use_timing_cache: bool = True
+    hardware_compatibility: bool = False
+    show_progress: bool = False
+
+    @workspace_gb.validator
+    def _positive(self, attribute, value):
+        if value is not None and value <= 0:
+            raise InputError(f"--workspace-gb must be positive, got {value}.")
+
+
 @attrs.frozen
 class ExportOptions:
     """Export settings a user chooses; the decoding ones are recorded in the spec."""
@@ -25,12 +82,18 @@ class ExportOptions:
     opset: int = 17
     # Output the network's head maps instead of poses (checks against other frameworks).
     raw_heads: bool = False
-    # "int8": ONNX with the network's convolutions quantized (CPU provider), calibrated on
-    # ``calibration`` (video or .slp) and gated against fp32 (``max_deviation``: p99 px).
-    precision: str = attrs.field(default="fp32", validator=attrs.validators.in_(("fp32", "int8")))
+    # Reduced precision is the network's alone: "fp16" runs it in half precision (GPU
+    # providers, TensorRT); "int8" quantizes its convolutions, calibrated on
+    # ``calibration`` (video or .slp). Both are gated against fp32 on frames of
+    # ``calibration`` (``max_deviation``: p99 px).
+    precision: str = attrs.field(default="fp32", validator=attrs.validators.in_(PRECISIONS))
     calibration: Optional[str] = None
+    # int8 for ONNX Runtime's CPU provider (uint8 activations) or TensorRT (symmetric int8 only).
+    int8_target: str = attrs.field(default="onnxruntime", validator=attrs.validators.in_(("onnxruntime", "tensorrt")))
     calibration_frames: int = 64
     max_deviation: Optional[float] = None
+    # TensorRT builds (the ``trt`` format) only.
+    tensorrt: EngineOptions = EngineOptions()
 
     @classmethod
     def from_fields(cls, **fields) -> "ExportOptions":

@@ -48,7 +48,7 @@ def _read_preset(path: Optional[Path]) -> dict:
     return values
 
 
-_FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
+_FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript", "tensorrt": "TensorRT"}
 
 
 def _export_command(format: str):
@@ -67,48 +67,110 @@ def _export_command(format: str):
             None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails."
         ),
         check_frames: int = typer.Option(50, "--check-frames", help="Frames `--check` compares."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32, or int8 (ONNX: the network's convolutions, for the CPU provider)."),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8: video or .slp (labeled frames first) to calibrate on."),
-        calibration_frames: int = typer.Option(64, "--calibration-frames", help="int8: frames to calibrate on (and as many to gate on)."),
-        max_deviation: Optional[float] = typer.Option(None, "--max-deviation", help="int8: fail the export when p99 deviation from fp32 exceeds this (px)."),
+        precision: str = typer.Option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized)."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="fp16/int8: video or .slp (labeled frames first) to calibrate on (int8) and gate against fp32."),
+        calibration_frames: int = typer.Option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on)."),
+        max_deviation: Optional[float] = typer.Option(None, "--max-deviation", help="fp16/int8: fail the export when p99 deviation from fp32 exceeds this (px)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact."),
     ):
-        from sleap_export.exporters import export
-
-        options = _read_preset(preset)
-        given = dict(max_instances=max_instances, peak_threshold=peak_threshold, grouping=grouping)
-        options.update({k: v for k, v in given.items() if v is not None})
-        if refinement is not None:
-            options["refinement"] = "integral" if refinement else None
-        if raw_heads:
-            options["raw_heads"] = True
-        if precision != "fp32":
-            options.update(precision=precision, calibration_frames=calibration_frames, max_deviation=max_deviation)
-            options["calibration"] = None if calibration is None else str(calibration)
-        started = time.perf_counter()
-        path = export(model_dirs, output, format=format, overwrite=overwrite, **options)
-        size = path.stat().st_size / 1e6
-        typer.echo(f"wrote {path} ({size:.1f} MB, {format}) in {time.perf_counter() - started:.1f} s")
-        if precision != "fp32":
-            from sleap_export.runtime.artifact import read_spec
-
-            typer.echo(f"accuracy gate: {read_spec(path).export_options['accuracy gate']}")
-        if check is not None:
-            try:
-                report = _run_check(path, model_dirs, check, check_frames, None, None)
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-            if not report:
-                path.unlink()
-                raise SleapExportError(f"{path.name} failed its check ({'; '.join(report.failures)}); removed it.")
+        _export(
+            format, model_dirs, output, preset, max_instances, peak_threshold, refinement, grouping, raw_heads,
+            check, check_frames, precision, calibration, calibration_frames, max_deviation, overwrite,
+        )
 
     command.__doc__ = f"Export run folder(s) to a {_FORMAT_NAMES[format]} artifact, verified against the eager model."
     return command
 
 
+def _export(format, model_dirs, output, preset, max_instances, peak_threshold, refinement, grouping, raw_heads,
+            check, check_frames, precision, calibration, calibration_frames, max_deviation, overwrite, engine=None):
+    from sleap_export.build import ExportOptions
+    from sleap_export.exporters import export
+
+    fields = _read_preset(preset)
+    given = dict(max_instances=max_instances, peak_threshold=peak_threshold, grouping=grouping)
+    fields.update({k: v for k, v in given.items() if v is not None})
+    if refinement is not None:
+        fields["refinement"] = "integral" if refinement else None
+    if raw_heads:
+        fields["raw_heads"] = True
+    if precision != "fp32":
+        fields.update(precision=precision, calibration_frames=calibration_frames, max_deviation=max_deviation)
+        fields["calibration"] = None if calibration is None else str(calibration)
+    if engine is not None:
+        fields["tensorrt"] = engine
+    if check is not None and any(p.suffix == ".onnx" for p in model_dirs):
+        raise InputError("--check compares with sleap-nn on the run folders; pass those instead of the ONNX artifact.")
+    started = time.perf_counter()
+    path = export(model_dirs, output, format=format, overwrite=overwrite, options=ExportOptions.from_fields(**fields))
+    size = path.stat().st_size / 1e6
+    typer.echo(f"wrote {path} ({size:.1f} MB, {format}) in {time.perf_counter() - started:.1f} s")
+    from sleap_export.runtime.artifact import read_spec
+
+    gate = read_spec(path).export_options.get("accuracy gate")
+    if gate is not None:
+        typer.echo(f"accuracy gate: {gate}")
+    if check is not None:
+        try:
+            report = _run_check(path, model_dirs, check, check_frames, None, None)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if not report:
+            path.unlink()
+            raise SleapExportError(f"{path.name} failed its check ({'; '.join(report.failures)}); removed it.")
+
+
 app.command("onnx")(_export_command("onnx"))
 app.command("torchscript")(_export_command("torchscript"))
+
+
+@app.command("trt")
+def trt(
+    model_dirs: List[Path] = typer.Argument(
+        ..., help="Run folder(s) as for `onnx`, or one ONNX artifact of ours (keeps its precision)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Engine path to write (.engine or .plan)."),
+    batch: str = typer.Option("1/4/16", "--batch", help="Batch sizes MIN/OPT/MAX (OPT: the batch you predict at), or one size."),
+    height: Optional[str] = typer.Option(None, "--height", help="Frame heights MIN/OPT/MAX or one size (default: the training size, else 64/512/2048)."),
+    width: Optional[str] = typer.Option(None, "--width", help="Frame widths MIN/OPT/MAX or one size (default: as --height)."),
+    workspace_gb: Optional[float] = typer.Option(None, "--workspace-gb", help="Builder memory limit in GiB (default: TensorRT's, all GPU memory)."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file (default: one per TensorRT version and GPU in ~/.cache/sleap-export)."),
+    no_timing_cache: bool = typer.Option(False, "--no-timing-cache", help="Time every tactic afresh and keep no cache."),
+    hardware_compatibility: bool = typer.Option(False, "--hardware-compatibility", help="Build an engine that runs on any Ampere or newer GPU (somewhat slower)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not show the builder's progress."),
+    preset: Optional[Path] = typer.Option(None, "--preset", help="YAML file of export options (see configs/)."),
+    max_instances: Optional[int] = typer.Option(None, help="Instance slots per frame (default 20)."),
+    peak_threshold: Optional[float] = typer.Option(None, help="Minimum confidence of a peak (default 0.2)."),
+    refinement: Optional[bool] = typer.Option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on)."),
+    grouping: Optional[str] = typer.Option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate)."),
+    check: Optional[Path] = typer.Option(None, "--check", help="Video or .slp: run `check` on the new engine; remove it and exit 1 if it fails."),
+    check_frames: int = typer.Option(50, "--check-frames", help="Frames `--check` compares."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (symmetric Q/DQ, calibrated on --calibration)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="fp16/int8: video or .slp to calibrate on (int8) and gate against fp32."),
+    calibration_frames: int = typer.Option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on)."),
+    max_deviation: Optional[float] = typer.Option(None, "--max-deviation", help="fp16/int8: fail when p99 deviation from fp32 exceeds this (px)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing engine."),
+):
+    """Build a TensorRT engine (spec inside; loadable by trtexec and Triton) on this machine's GPU."""
+    from sleap_export.build import AxisRange, EngineOptions
+
+    height_range = None if height is None else AxisRange.parse(height, "height")
+    width_range = None if width is None else AxisRange.parse(width, "width")
+    engine = EngineOptions(
+        batch=AxisRange.parse(batch, "batch"),
+        height=height_range,
+        width=width_range or height_range,
+        workspace_gb=workspace_gb,
+        timing_cache=timing_cache,
+        use_timing_cache=not no_timing_cache,
+        hardware_compatibility=hardware_compatibility,
+        show_progress=not quiet,
+    )
+    _export(
+        "tensorrt", model_dirs, output, preset, max_instances, peak_threshold, refinement, grouping, False,
+        check, check_frames, precision, calibration, calibration_frames, max_deviation, overwrite, engine=engine,
+    )
 
 
 @app.command()
@@ -118,7 +180,7 @@ def predict(
     output: Path = typer.Option(..., "--output", "-o", help="Predictions .slp to write."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame ranges, e.g. 0-999,2000-."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", help="Frames per batch."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda for TensorRT engines, else cpu)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
     video_index: Optional[int] = typer.Option(
         None, "--video-index", help="Only this video of the inputs (counted over all inputs' videos, from 0)."

@@ -4,6 +4,7 @@ exported artifacts, each computed once per test session (shared by xdist workers
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,19 @@ def model_dir(name: str) -> Path:
     """A shared model folder by name: sleap-nn runs, or SLEAP 1.x folders (their names differ)."""
     legacy = LEGACY_MODELS / name
     return legacy if legacy.is_dir() else MODELS / name
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_problem() -> str | None:
+    """Why GPU tests cannot run here (no TensorRT, no GPU), or None where they can."""
+    from sleap_export.errors import SleapExportError
+    from sleap_export.runtime.tensorrt import local_target
+
+    try:
+        local_target()
+    except SleapExportError as err:
+        return f"needs an NVIDIA GPU with TensorRT ({err})"
+    return None
 
 
 def pytest_configure(config):

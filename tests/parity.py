@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import pytest
+
 from sleap_export.runtime.predictor import Predictor
 from sleap_export.runtime.runners import load
 
-from conftest import model_dir
+from conftest import gpu_problem, model_dir
 
-RUNNER_KINDS = ("onnx", "torchscript", "eager")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+# TensorRT engines are held to the ONNX tolerances; they run where `make gpu-test` finds a GPU.
+TENSORRT = pytest.param(
+    "tensorrt", marks=[pytest.mark.gpu, pytest.mark.skipif(gpu_problem() is not None, reason=str(gpu_problem()))]
+)
+RUNNER_KINDS = ("onnx", "torchscript", "eager", TENSORRT)
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "tensorrt": ".engine"}
+# Runtimes whose float rounding differs from PyTorch's (see Case.onnx_relaxed).
+REORDERED_KINDS = ("onnx", "tensorrt")
 
 
 @lru_cache(maxsize=8)

@@ -15,7 +15,7 @@ import sleap_io as sio
 
 from sleap_export.compare import compare_poses
 from conftest import DATA
-from parity import RUNNER_KINDS, make_runner, our_predictions
+from parity import REORDERED_KINDS, RUNNER_KINDS, make_runner, our_predictions
 
 CENTROID = "minimal_instance_centroid"
 LEGACY = "minimal_instance.UNet."  # SLEAP 1.x (TensorFlow) folders in legacy_models/
@@ -106,7 +106,7 @@ def record(label: str, comparison) -> None:
 
 def compare(ours, expected, case: Case, label: str = "", kind: str = ""):
     min_count_agreement, percentile = case.min_count_agreement, 99.9
-    if kind == "onnx" and case.onnx_relaxed is not None:
+    if kind in REORDERED_KINDS and case.onnx_relaxed is not None:
         min_count_agreement, percentile = case.onnx_relaxed
     comparison = compare_poses(
         ours.poses,
@@ -119,7 +119,7 @@ def compare(ours, expected, case: Case, label: str = "", kind: str = ""):
     )
     record(label, comparison)
     assert comparison.count_agreement >= min_count_agreement, comparison.count_mismatches[:10]
-    if kind == "onnx" and case.onnx_relaxed is not None:
+    if kind in REORDERED_KINDS and case.onnx_relaxed is not None:
         assert comparison.track_mismatches == 0, comparison.summary()
         assert comparison.deviation_at(percentile) <= case.tolerance_px, comparison.summary()
     else:
@@ -143,7 +143,7 @@ def test_whole_video_parity(name, kind, reference, artifact):
     """ONNX on every frame; TorchScript and eager (the traced module and the module
     itself, bit-identical to sleap-nn) on every 10th frame to keep CI short."""
     video = str(DATA / CASES[name].video)
-    frames = None if kind == "onnx" else list(range(0, sio.load_video(video).shape[0], 10))
+    frames = None if kind in REORDERED_KINDS else list(range(0, sio.load_video(video).shape[0], 10))
     run_case(name, kind, CASES[name].video, lambda: video, reference, artifact, frames)
 
 

@@ -42,9 +42,38 @@ def test_int8_gate_fails_the_export_and_leaves_nothing(tmp_path):
     assert not list(tmp_path.glob("*.onnx*"))
 
 
-def test_int8_needs_calibration_and_onnx(tmp_path):
+def test_reduced_precision_needs_frames_and_onnx_or_tensorrt(tmp_path):
     with pytest.raises(InputError, match="--calibration"):
         export([CENTROID], tmp_path / "a.onnx", precision="int8")
-    with pytest.raises(InputError, match="export TorchScript in fp32"):
+    with pytest.raises(InputError, match="for ONNX and TensorRT artifacts; export TorchScript in fp32"):
         export([CENTROID], tmp_path / "a.pt", precision="int8", calibration=str(VIDEO))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_onnx_runs_on_the_cpu_provider_passes_its_gate_and_check(tmp_path):
+    """The networks' convolutions in fp16, decoding in fp32; gated against fp32, checked against sleap-nn."""
+    import numpy as np
+    import onnx
+
+    from sleap_export.check import check_artifact
+
+    output = tmp_path / "fp16.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no calibration-size warning: fp16 calibrates nothing
+        export([CENTROID], output, precision="fp16", calibration=str(VIDEO), calibration_frames=8)
+    spec = verify_payload(output)
+    assert spec.precision == "fp16" and "calibration" not in spec.export_options
+    assert spec.export_options["accuracy gate"].startswith("fp16 vs fp32 on 8 centered_pair_small.mp4 frames: mean ")
+    model = onnx.load(str(output))
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    convolutions = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert convolutions and all(weights[n.input[1]].dtype == np.float16 for n in convolutions)
+    assert all(o.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16 for o in model.graph.output)
+    report = check_artifact(output, [CENTROID], VIDEO, frames=8)
+    assert report, report.failures
+
+
+def test_fp16_needs_gate_frames(tmp_path):
+    with pytest.raises(InputError, match="fp16 needs real frames to gate against fp32: pass --calibration"):
+        export([CENTROID], tmp_path / "a.onnx", precision="fp16")
     assert list(tmp_path.iterdir()) == []

@@ -24,16 +24,19 @@ class Exporter:
     name: str
     suffixes: tuple[str, ...]
     write: Callable[[BuiltGraph, Path, ExportOptions], None]
+    # Raises when this machine cannot write the format, before any model is loaded.
+    preflight: Callable[[ExportOptions], None] = lambda options: None
 
 
 EXPORTERS: dict[str, Exporter] = {}
 
 
-def register_exporter(name: str, suffixes: tuple[str, ...]):
+def register_exporter(name: str, suffixes: tuple[str, ...], preflight: Callable[[ExportOptions], None] | None = None):
     """Decorator registering ``write(built, path, options)`` as format ``name``."""
 
     def add(write):
-        EXPORTERS[name] = Exporter(name=name, suffixes=suffixes, write=write)
+        extra = {} if preflight is None else {"preflight": preflight}
+        EXPORTERS[name] = Exporter(name=name, suffixes=suffixes, write=write, **extra)
         return write
 
     return add
@@ -88,6 +91,7 @@ def export(
 
     Options can be passed as an `ExportOptions` or as flat fields
     (``max_instances=``, ``peak_threshold=``, ``refinement=None``, ...).
+    A TensorRT engine can also be built from one of our ONNX artifacts.
     """
     if isinstance(model_paths, (str, Path)):
         model_paths = [model_paths]
@@ -98,10 +102,18 @@ def export(
         options = ExportOptions.from_fields(**option_fields)
     elif option_fields:
         raise InputError("Pass export options either as options= or as fields, not both.")
-    built = build_graph(model_paths, options)
+    onnx_source = _onnx_artifact_source(model_paths, exporter, options)
+    exporter.preflight(options)
+    if onnx_source is None:
+        built = build_graph(model_paths, options)
     partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
     try:
-        exporter.write(built, partial, options)
+        if onnx_source is None:
+            exporter.write(built, partial, options)
+        else:
+            from sleap_export.exporters.tensorrt import build_engine
+
+            build_engine(onnx_source, partial, options.tensorrt)
         os.replace(partial, output)
     except OSError as err:
         raise SleapExportError(
@@ -112,5 +124,25 @@ def export(
     return output
 
 
+def _onnx_artifact_source(model_paths, exporter: Exporter, options: ExportOptions) -> Path | None:
+    """The ONNX artifact to build an engine from, when that is what was passed."""
+    paths = [Path(p) for p in model_paths]
+    if not any(p.suffix == ".onnx" for p in paths):
+        return None
+    if exporter.name != "tensorrt" or len(paths) != 1:
+        raise InputError(
+            "An ONNX artifact can only be built into a TensorRT engine (sleap-export trt MODEL.onnx -o "
+            "MODEL.engine); to export another format, pass the training run folder(s)."
+        )
+    if not paths[0].is_file():
+        raise InputError(f"{paths[0]} does not exist; pass an ONNX artifact written by sleap-export.")
+    if options.precision != "fp32":
+        raise InputError(
+            "An engine built from an ONNX artifact keeps that artifact's precision; leave out --precision, "
+            "or pass the run folder(s) to export at another precision."
+        )
+    return paths[0]
+
+
 def _load_builtin_exporters() -> None:
-    from sleap_export.exporters import onnx, torchscript  # noqa: F401  (registers)
+    from sleap_export.exporters import onnx, tensorrt, torchscript  # noqa: F401  (registers)

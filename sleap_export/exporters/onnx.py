@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from pathlib import Path
@@ -17,13 +18,27 @@ from sleap_export.runtime.integrity import onnx_payload_sha256
 
 @register_exporter("onnx", suffixes=(".onnx",))
 def write_onnx(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
-    import onnx
     import onnxruntime
-    import onnxslim
     import torch
 
     inputs = tuple(torch.from_numpy(a) for a in sample_inputs(built.spec))
-    names = list(built.spec.input_names)
+    write_model(trace_onnx(built.module, built.spec, options), built.spec, path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {n: t.numpy() for n, t in zip(built.spec.input_names, inputs)})
+    expected = [t.numpy() for t in built.module(*inputs)]
+    verify_outputs(built.spec, expected, actual, "ONNX")
+    if options.precision != "fp32":
+        write_reduced_precision(built, path, options)
+
+
+def trace_onnx(module, spec, options: ExportOptions):
+    """The traced, simplified ONNX model of ``module`` (dynamic batch and frame size)."""
+    import onnx
+    import onnxslim
+    import torch
+
+    inputs = tuple(torch.from_numpy(a) for a in sample_inputs(spec))
+    names = list(spec.input_names)
     dynamic_axes = {"frames": {0: "batch", 1: "height", 2: "width"}}
     dynamic_axes.update({name: {0: "batch", 1: "instances"} for name in names[1:]})
     buffer = io.BytesIO()
@@ -31,23 +46,16 @@ def write_onnx(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
         # The tracer warns about shape arithmetic it records dynamically on purpose.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            built.module,
+            module,
             inputs,
             buffer,
             dynamo=False,
             opset_version=options.opset,
             input_names=names,
-            output_names=list(built.spec.output_names),
+            output_names=list(spec.output_names),
             dynamic_axes=dynamic_axes,
         )
-    model = onnxslim.slim(onnx.load_from_string(buffer.getvalue()))
-    write_model(model, built.spec, path)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    actual = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
-    expected = [t.numpy() for t in built.module(*inputs)]
-    verify_outputs(built.spec, expected, actual, "ONNX")
-    if options.precision == "int8":
-        write_int8(built.spec, path, options)
+    return onnxslim.slim(onnx.load_from_string(buffer.getvalue()))
 
 
 def write_model(model, spec, path: Path) -> None:
@@ -63,26 +71,30 @@ def write_model(model, spec, path: Path) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-def write_int8(spec, path: Path, options: ExportOptions) -> None:
-    """Replace the fp32 model at ``path`` by its int8 twin once it passes the accuracy gate."""
+def write_reduced_precision(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
+    """Replace the verified fp32 model at ``path`` by its fp16 or int8 twin once that passes its gate."""
     import onnx
 
     from sleap_export.exporters.precision import accuracy_gate, calibration_set, quantize_int8
+    from sleap_export.graph.models import with_half_precision_networks
 
-    calibration = calibration_set(options.calibration, options.calibration_frames)
-    # Beside the artifact, keyed by the fp32 payload and the calibration frames: reused by re-exports.
-    key = onnx_payload_sha256(onnx.load(str(path)), spec)[:8] + "-" + calibration.cache_key()[:8]
-    cache = path.parent / f".sleap-export-calibration-{key}.json"
-    int8_path = path.with_name(path.name + ".int8")
+    spec, precision = built.spec, options.precision
+    frames = calibration_set(options.calibration, options.calibration_frames, precision)
+    reduced_path = path.with_name(f"{path.name}.{precision}")
+    exported = dict(spec.export_options)
     try:
-        quantize_int8(path, int8_path, calibration.calibrate, cache)
-        int8_spec = attrs.evolve(spec, precision="int8")
-        gate = accuracy_gate(int8_spec, path, int8_path, calibration, options.max_deviation)
-        exported = {
-            **spec.export_options,
-            "calibration": f"{len(calibration.calibrate)} frames of {calibration.source}",
-            "accuracy gate": gate,
-        }
-        write_model(onnx.load(str(int8_path)), attrs.evolve(int8_spec, export_options=exported), path)
+        if precision == "fp16":
+            half = with_half_precision_networks(copy.deepcopy(built.module))
+            onnx.save(trace_onnx(half, spec, options), str(reduced_path))
+        else:
+            # Beside the artifact, keyed by the fp32 payload and the calibration frames: reused by re-exports.
+            key = onnx_payload_sha256(onnx.load(str(path)), spec)[:8] + "-" + frames.cache_key()[:8]
+            cache = path.parent / f".sleap-export-calibration-{key}.json"
+            quantize_int8(path, reduced_path, frames.calibrate, cache, symmetric=options.int8_target == "tensorrt")
+            exported["calibration"] = f"{len(frames.calibrate)} frames of {frames.source}"
+            exported["int8 activations"] = "int8 (symmetric)" if options.int8_target == "tensorrt" else "uint8"
+        reduced_spec = attrs.evolve(spec, precision=precision)
+        exported["accuracy gate"] = accuracy_gate(reduced_spec, path, reduced_path, frames, options.max_deviation)
+        write_model(onnx.load(str(reduced_path)), attrs.evolve(reduced_spec, export_options=exported), path)
     finally:
-        int8_path.unlink(missing_ok=True)
+        reduced_path.unlink(missing_ok=True)

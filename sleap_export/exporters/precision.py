@@ -1,9 +1,10 @@
-"""int8 ONNX for the CPU provider: static QDQ quantization of the network's
-convolutions, calibrated on real frames, gated by accuracy against fp32.
+"""Reduced precision: int8 calibration and quantization, and the accuracy gate.
 
-Only ``Conv`` nodes are quantized: resizing, peak finding, refinement, crops
-and coordinate maths stay fp32. The gate runs the fp32 and int8 graphs on frames
-held aside from calibration (a video), or on the labeled frames (a .slp, where
+int8 is static QDQ quantization of the network's ``Conv`` nodes, calibrated on
+real frames; fp16 (traced from the graph, see ``HalfPrecisionNetwork``) needs
+no calibration. Resizing, peak finding, refinement, crops and coordinate maths
+stay fp32 in both. The gate runs the fp32 and reduced graphs on frames held
+aside from calibration (a video), or on the labeled frames (a .slp, where
 ground truth is compared too), and its figures travel in the spec.
 """
 
@@ -40,12 +41,13 @@ class CalibrationSet:
         return digest.hexdigest()
 
 
-def calibration_set(data: Optional[str | Path], count: int) -> CalibrationSet:
+def calibration_set(data: Optional[str | Path], count: int, precision: str = "int8") -> CalibrationSet:
     """``count`` calibration frames (a .slp: labeled frames first) and a gate set."""
     import sleap_io as sio
 
     if data is None:
-        raise InputError("int8 needs real frames to calibrate on: pass --calibration VIDEO or LABELS.slp.")
+        purpose = "to calibrate on and gate against fp32" if precision == "int8" else "to gate against fp32"
+        raise InputError(f"{precision} needs real frames {purpose}: pass --calibration VIDEO or LABELS.slp.")
     data = Path(data)
     if not data.exists():
         raise InputError(f"Calibration data {data} does not exist; pass a video or .slp file.")
@@ -72,7 +74,7 @@ def calibration_set(data: Optional[str | Path], count: int) -> CalibrationSet:
         calibrate = [video[int(i)] for i in spread[0::2]]
         gate = [video[int(i)] for i in spread[1::2]] or calibrate
         truth = None
-    if len(calibrate) < MIN_CALIBRATION_FRAMES:
+    if precision == "int8" and len(calibrate) < MIN_CALIBRATION_FRAMES:
         warnings.warn(
             f"Calibrating int8 on {len(calibrate)} frames; {MIN_CALIBRATION_FRAMES}+ give steadier ranges.",
             stacklevel=2,
@@ -80,8 +82,11 @@ def calibration_set(data: Optional[str | Path], count: int) -> CalibrationSet:
     return CalibrationSet(calibrate=calibrate, gate=gate, source=data.name, truth=truth or None)
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, frames: list[np.ndarray], cache_path: Path) -> None:
-    """QDQ int8 (per-channel weights, uint8 activations) of the Conv nodes only."""
+def quantize_int8(
+    fp32_path: Path, int8_path: Path, frames: list[np.ndarray], cache_path: Path, symmetric: bool = False
+) -> None:
+    """QDQ int8 of the Conv nodes only: per-channel weights; uint8 activations for the CPU
+    provider, or ``symmetric`` int8 activations (zero point 0), the only kind TensorRT takes."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Frames(CalibrationDataReader):
@@ -102,9 +107,10 @@ def quantize_int8(fp32_path: Path, int8_path: Path, frames: list[np.ndarray], ca
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["Conv"],
             per_channel=True,
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibration_cache_path=str(cache_path),
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         )
     finally:
         logging.disable(logging.NOTSET)

@@ -22,7 +22,7 @@ def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> 
     import torch
 
     if options.precision != "fp32":
-        raise InputError(f"{options.precision} is for ONNX artifacts (ONNX Runtime's CPU provider); export TorchScript in fp32.")
+        raise InputError(f"{options.precision} is for ONNX and TensorRT artifacts; export TorchScript in fp32.")
     inputs = tuple(torch.from_numpy(a) for a in sample_inputs(built.spec))
     with warnings.catch_warnings():
         # The tracer's shape warnings and jit.save/load's deprecation notices.

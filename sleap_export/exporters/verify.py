@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from sleap_export.errors import SleapExportError
@@ -13,14 +15,13 @@ from sleap_export.spec import ModelSpec
 VERIFY_TOLERANCE = 1e-2
 
 
-def sample_frames(spec: ModelSpec, batch: int = 2) -> np.ndarray:
-    """Deterministic frames with smooth blobs, at the training size.
+def sample_frames(spec: ModelSpec, batch: int = 2, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """Deterministic frames with smooth blobs, at ``size`` or the training size.
 
     Blobs give the networks peaked responses to decode, unlike noise or zeros.
     """
     stage = spec.stages[0]
-    height = stage.max_height or 256
-    width = stage.max_width or 256
+    height, width = size or (stage.max_height or 256, stage.max_width or 256)
     rng = np.random.default_rng(0)
     ys, xs = np.mgrid[0:height, 0:width]
     frames = np.zeros((batch, height, width, stage.in_channels), np.uint8)
@@ -33,9 +34,9 @@ def sample_frames(spec: ModelSpec, batch: int = 2) -> np.ndarray:
     return frames
 
 
-def sample_inputs(spec: ModelSpec, batch: int = 2) -> tuple[np.ndarray, ...]:
+def sample_inputs(spec: ModelSpec, batch: int = 2, size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, ...]:
     """Sample values for every graph input: frames, plus centroids where taken."""
-    frames = sample_frames(spec, batch)
+    frames = sample_frames(spec, batch, size)
     if "centroids" not in spec.input_names:
         return (frames,)
     height, width = frames.shape[1:3]

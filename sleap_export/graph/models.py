@@ -311,3 +311,26 @@ class MultiClassBottomUpGraph(BottomUpPeaks):
         probs = probs.reshape(batch, n_classes, nodes, slots).permute(0, 2, 3, 1)
         keypoints = on_class_maps * stride / self.stage.input_scale / size_scale
         return keypoints, values, valid, probs
+
+
+class HalfPrecisionNetwork(torch.nn.Module):
+    """A network run in fp16: its input cast down, its head maps cast back to fp32.
+
+    Everything around it (resizing, peaks, refinement, coordinates) stays fp32.
+    """
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network.half()
+
+    def forward(self, images: torch.Tensor) -> dict:
+        heads = self.network(images.to(torch.float16))
+        return {name: maps.to(torch.float32) for name, maps in heads.items()}
+
+
+def with_half_precision_networks(graph: torch.nn.Module) -> torch.nn.Module:
+    """``graph`` with every stage's network wrapped in `HalfPrecisionNetwork` (in place)."""
+    for stage in graph.modules():
+        if isinstance(stage, Stage) and not isinstance(stage.network, HalfPrecisionNetwork):
+            stage.network = HalfPrecisionNetwork(stage.network)
+    return graph

@@ -15,8 +15,8 @@ from typing import Callable
 
 import attrs
 
-from sleap_export.errors import SleapExportError
-from sleap_export.runtime.artifact import TORCHSCRIPT_SPEC_FILE, read_spec
+from sleap_export.errors import InputError, SleapExportError
+from sleap_export.runtime.artifact import ENGINE_SUFFIXES, TORCHSCRIPT_SPEC_FILE, read_spec
 from sleap_export.runtime.registry import suffix_registry
 from sleap_export.spec import ModelSpec
 
@@ -77,6 +77,12 @@ def verify_payload(path: str | Path) -> ModelSpec:
     """The artifact's spec, after checking its payload digest; raises when tampered."""
     path = Path(path)
     spec = read_spec(path)
+    if path.suffix in ENGINE_SUFFIXES:
+        raise InputError(
+            f"{path.name} is a TensorRT engine: TensorRT builds are not reproducible, so engines carry no "
+            f"payload hash; verify the ONNX artifact it was built from (payload "
+            f"{spec.export_options.get('built from payload', 'unknown')[:16]}) and run `sleap-export check` on the engine."
+        )
     if not spec.payload_sha256:
         raise SleapExportError(
             f"{path} carries no payload hash (written before sleap-export recorded one); re-export it."

@@ -256,7 +256,9 @@ class Predictor:
         self.clock = StageClock()
 
     @classmethod
-    def from_artifact(cls, path: str | Path, device: str = "cpu", batch_size: int = 4, **runner_options) -> "Predictor":
+    def from_artifact(
+        cls, path: str | Path, device: Optional[str] = None, batch_size: int = 4, **runner_options
+    ) -> "Predictor":
         return cls(load(path, device=device, **runner_options), batch_size=batch_size, artifact=str(path))
 
     def predict(

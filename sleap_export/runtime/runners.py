@@ -43,6 +43,8 @@ class Runner(abc.ABC):
     """Runs an exported graph on uint8 frames."""
 
     name = "runner"
+    # What load() gives a runner when no device is asked for.
+    default_device = "cpu"
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         self.spec = spec
@@ -239,15 +241,20 @@ def _centroid_inputs(centroids, n_frames: int) -> list[np.ndarray]:
     return [np.nan_to_num(centroids, nan=0.0), valid]
 
 
-def load(path: str | Path, device: str = "cpu", **options) -> Runner:
-    """Open an artifact (or, for the eager runner, a sleap-nn run folder)."""
+def load(path: str | Path, device: Optional[str] = None, **options) -> Runner:
+    """Open an artifact (or, for the eager runner, a sleap-nn run folder).
+
+    ``device`` defaults to the GPU for TensorRT engines and the CPU otherwise.
+    """
     path = Path(path)
     if path.is_dir():
         from sleap_export.eager import eager_runner
 
-        return eager_runner([path], device=device, **options)
+        return eager_runner([path], device=device or "cpu", **options)
     spec = read_spec(path)
+    from sleap_export.runtime import tensorrt  # noqa: F401  (registers the engine runner)
+
     runner_cls = RUNNERS.get(path.suffix)
     if runner_cls is None:
         raise InputError(f"No runner for {path.suffix} artifacts; expected one of {', '.join(RUNNERS)}.")
-    return runner_cls.from_path(path, spec, device=device, **options)
+    return runner_cls.from_path(path, spec, device=device or runner_cls.default_device, **options)

@@ -1,0 +1,199 @@
+"""TensorRT engines at run time: what built them, whether this machine can run them, the runner.
+
+An engine only runs under the TensorRT version that built it, and on GPUs of
+the compute capability it was built for, unless it was built
+hardware-compatible (Ampere and newer). The builder records its target in the
+spec (`EngineTarget`), so `load()` can refuse a mismatch in one line before
+TensorRT fails deep inside deserialization. Needs ``tensorrt``, ``polygraphy``
+and ``cuda-python`` (``pip install 'sleap-export[trt]'``), never torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import attrs
+import numpy as np
+
+from sleap_export.errors import InputError, SleapExportError
+from sleap_export.runtime.artifact import ENGINE_SUFFIXES
+from sleap_export.runtime.runners import Runner, register_runner
+from sleap_export.spec import ModelSpec
+
+INSTALL_HINT = "install it with pip install 'sleap-export[trt]' on a machine with an NVIDIA GPU"
+# Engines built hardware-compatible run on this compute capability and newer.
+HARDWARE_COMPATIBLE_FROM = (8, 0)
+HARDWARE_COMPATIBILITY_LEVELS = ("none", "ampere+")
+
+
+def _capability(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+@attrs.frozen
+class EngineTarget:
+    """The TensorRT version and GPU an engine was built with (or a machine has)."""
+
+    tensorrt: str
+    gpu: str
+    compute_capability: str  # "8.6"
+    hardware_compatibility: str = attrs.field(
+        default="none", validator=attrs.validators.in_(HARDWARE_COMPATIBILITY_LEVELS)
+    )
+
+    def as_export_options(self) -> dict[str, str]:
+        return {
+            "tensorrt": self.tensorrt,
+            "gpu": self.gpu,
+            "compute capability": self.compute_capability,
+            "hardware compatibility": self.hardware_compatibility,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> "EngineTarget":
+        options = spec.export_options
+        try:
+            return cls(
+                tensorrt=options["tensorrt"],
+                gpu=options["gpu"],
+                compute_capability=options["compute capability"],
+                hardware_compatibility=options.get("hardware compatibility", "none"),
+            )
+        except KeyError as missing:
+            raise SleapExportError(
+                f"The engine's spec does not say which {missing.args[0]} built it; rebuild it with `sleap-export trt`."
+            ) from None
+
+
+def compatibility_problem(built: EngineTarget, here: EngineTarget, engine_name: str = "The engine") -> Optional[str]:
+    """Why an engine built for ``built`` cannot run ``here``, in one line; None when it can."""
+    rebuild = f"rebuild it on this machine with `sleap-export trt RUN_DIR... -o {engine_name}`"
+    if built.tensorrt != here.tensorrt:
+        return (
+            f"{engine_name} was built with TensorRT {built.tensorrt} and this machine has TensorRT "
+            f"{here.tensorrt}; engines run only under the version that built them: {rebuild}."
+        )
+    built_cc, here_cc = _capability(built.compute_capability), _capability(here.compute_capability)
+    if built.hardware_compatibility == "ampere+":
+        if here_cc < HARDWARE_COMPATIBLE_FROM:
+            return (
+                f"{engine_name} is hardware-compatible from Ampere (compute capability 8.0) on, and this "
+                f"GPU ({here.gpu}) is {here.compute_capability}: {rebuild}."
+            )
+        return None
+    if built_cc != here_cc:
+        return (
+            f"{engine_name} was built for compute capability {built.compute_capability} ({built.gpu}) and "
+            f"this GPU ({here.gpu}) is {here.compute_capability}: {rebuild}, or build it once with "
+            "--hardware-compatibility to run on any Ampere or newer GPU."
+        )
+    return None
+
+
+def import_tensorrt():
+    """The tensorrt module, or a one-line error saying how to get it."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise SleapExportError(f"TensorRT is not installed; {INSTALL_HINT}.") from None
+    return tensorrt
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        try:
+            from cuda import cudart as runtime
+        except ImportError:
+            raise SleapExportError(f"cuda-python is not installed; {INSTALL_HINT}.") from None
+    return runtime
+
+
+def local_target(device_index: int = 0, hardware_compatibility: str = "none") -> EngineTarget:
+    """This machine's TensorRT version and GPU ``device_index``."""
+    tensorrt = import_tensorrt()
+    cudart = _cudart()
+    error, count = cudart.cudaGetDeviceCount()
+    if int(error) != 0 or count == 0:
+        raise SleapExportError(
+            "No CUDA GPU is visible here; TensorRT engines are built and run on an NVIDIA GPU "
+            "(use an ONNX artifact on this machine)."
+        )
+    if device_index >= count:
+        raise InputError(f"GPU {device_index} does not exist here ({count} visible); pass --device cuda:0.")
+    error, properties = cudart.cudaGetDeviceProperties(device_index)
+    if int(error) != 0:
+        raise SleapExportError(f"Could not query GPU {device_index} ({error}); check the CUDA driver.")
+    name = properties.name
+    name = (name.decode() if isinstance(name, bytes) else str(name)).rstrip("\0")
+    return EngineTarget(
+        tensorrt=tensorrt.__version__,
+        gpu=name,
+        compute_capability=f"{properties.major}.{properties.minor}",
+        hardware_compatibility=hardware_compatibility,
+    )
+
+
+def cuda_device_index(device: str) -> int:
+    """``"cuda"`` / ``"cuda:N"`` -> N; anything else is refused (engines run on GPUs only)."""
+    if device == "cuda":
+        return 0
+    prefix, _, index = device.partition(":")
+    if prefix != "cuda" or not index.isdigit():
+        raise InputError(f"TensorRT engines run on a GPU; pass device 'cuda' or 'cuda:N', not {device!r}.")
+    return int(index)
+
+
+@register_runner(*ENGINE_SUFFIXES)
+class TensorRTRunner(Runner):
+    """A TensorRT engine, run through Polygraphy's runner: device buffers kept per
+    shape and reused across calls, its own CUDA stream, host copies of the outputs."""
+
+    name = "tensorrt"
+    default_device = "cuda"
+
+    def __init__(self, path: Path, spec: ModelSpec, device: str = "cuda"):
+        super().__init__(spec, device)
+        self.path = Path(path)
+        self.device_index = cuda_device_index(device)
+        self._engine = None
+        self._runner = None
+
+    @classmethod
+    def from_path(cls, path, spec, device="cuda", **options):
+        return cls(path, spec, device, **options)
+
+    def activate_impl(self) -> None:
+        tensorrt = import_tensorrt()
+        from polygraphy.backend.trt import TrtRunner
+
+        cudart = _cudart()
+        cudart.cudaSetDevice(self.device_index)
+        problem = compatibility_problem(
+            EngineTarget.from_spec(self.spec), local_target(self.device_index), self.path.name
+        )
+        if problem:
+            raise SleapExportError(problem)
+        logger = tensorrt.Logger(tensorrt.Logger.ERROR)
+        self._engine = tensorrt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
+        if self._engine is None:
+            raise SleapExportError(
+                f"TensorRT could not load {self.path.name} (see its message above); rebuild it with `sleap-export trt`."
+            )
+        self._runner = TrtRunner(self._engine)
+        self._runner.activate()
+
+    def infer_impl(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        feed = {name: np.ascontiguousarray(array) for name, array in zip(self.spec.input_names, inputs)}
+        outputs = self._runner.infer(feed)
+        # Copied: Polygraphy reuses its host buffers on the next call. The spec output is skipped.
+        return [np.array(outputs[name]) for name in self.spec.output_names]
+
+    def deactivate_impl(self) -> None:
+        if self._runner is not None:
+            self._runner.deactivate()
+        self._runner = None
+        self._engine = None

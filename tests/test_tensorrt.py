@@ -1,0 +1,205 @@
+"""TensorRT: what can be checked without a GPU (profiles, the spec inside engines,
+compatibility rules, refusals), and GPU tests that skip cleanly elsewhere
+(`make gpu-test`; parity of engines with sleap-nn is in test_parity.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+
+from sleap_export.build import AxisRange, EngineOptions
+from sleap_export.errors import InputError, SleapExportError
+from sleap_export.exporters.onnx import write_model
+from sleap_export.exporters.tensorrt import (
+    build_engine,
+    default_timing_cache,
+    describe_profile,
+    engine_graph,
+    profile_shapes,
+)
+from sleap_export.runtime.artifact import ENGINE_SPEC_OUTPUT, read_spec, spec_json_in_engine
+from sleap_export.runtime.tensorrt import EngineTarget, compatibility_problem, cuda_device_index
+from conftest import DATA, MODELS, gpu_problem
+from test_cli import assert_one_line_error, cli
+
+CENTROID = "minimal_instance_centroid"
+CENTERED = "minimal_instance_centered_instance"
+VIDEO = DATA / "centered_pair_small.mp4"
+H100 = EngineTarget(tensorrt="10.13.3.9", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
+needs_gpu = pytest.mark.skipif(gpu_problem() is not None, reason=str(gpu_problem()))
+
+
+def test_axis_ranges_parse_and_refuse_nonsense():
+    assert AxisRange.parse("1/4/16", "batch") == AxisRange(1, 4, 16)
+    assert AxisRange.parse("384", "height") == AxisRange(384, 384, 384)
+    for text, message in (("4/2/8", "min <= opt <= max"), ("0/1/2", "min <= opt <= max"), ("1/4", "MIN/OPT/MAX"), ("big", "MIN/OPT/MAX")):
+        with pytest.raises(InputError, match=message):
+            AxisRange.parse(text, "batch")
+    with pytest.raises(InputError, match="--workspace-gb must be positive"):
+        EngineOptions(workspace_gb=0)
+
+
+def test_profiles_cover_every_input_with_the_chosen_ranges(artifact):
+    spec = read_spec(artifact([CENTROID], ".onnx"))
+    shapes = profile_shapes(spec, EngineOptions())
+    assert list(shapes) == ["frames"]
+    # Any size from 64 to 2048 (the graph fits frames to the 384x384 training size), tuned for 384.
+    assert spec.stages[0].max_height == 384
+    assert shapes["frames"] == ((1, 64, 64, 1), (4, 384, 384, 1), (16, 2048, 2048, 1))
+    custom = EngineOptions(batch=AxisRange(2, 8, 8), height=AxisRange(384, 384, 384), width=AxisRange(300, 400, 500))
+    assert profile_shapes(spec, custom)["frames"] == ((2, 384, 300, 1), (8, 384, 400, 1), (8, 384, 500, 1))
+    assert describe_profile(profile_shapes(spec, custom)) == "frames 2x384x300x1 .. 8x384x400x1 .. 8x384x500x1"
+    free = attrs.evolve(spec, stages=[attrs.evolve(spec.stages[0], max_height=None, max_width=None)])
+    assert profile_shapes(free, EngineOptions())["frames"][1] == (4, 512, 512, 1)
+
+    centered = read_spec(artifact([CENTERED], ".onnx"))
+    shapes = profile_shapes(centered, EngineOptions())
+    assert list(shapes) == ["frames", "centroids", "centroid_valid"]
+    slots = centered.postprocess.max_instances
+    assert shapes["centroids"] == ((1, 1, 2), (4, slots, 2), (16, 64, 2))
+    assert shapes["centroid_valid"] == ((1, 1), (4, slots), (16, 64))
+
+
+def test_the_spec_output_travels_through_a_graph_runtime_and_is_found_in_engine_bytes(artifact, tmp_path):
+    """The engine's graph is an ONNX model with one more output: run it (ONNX Runtime
+    standing in for TensorRT) and the spec's bytes come out, findable by a plain scan."""
+    onnx_path = artifact([CENTROID], ".onnx")
+    spec = read_spec(onnx_path)
+    graph = engine_graph(onnx.load(str(onnx_path)), spec)
+    assert [o.name for o in graph.graph.output][-1] == ENGINE_SPEC_OUTPUT
+    assert not graph.metadata_props  # the spec is in the graph, not beside it
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    frames = np.zeros((1, 384, 384, 1), np.uint8)
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"frames": frames})))
+    words = outputs[ENGINE_SPEC_OUTPUT]
+    assert words.dtype == np.int32
+    # Engines store constants verbatim among other bytes; a torn copy of the magic must not confuse the scan.
+    engine_bytes = b"\x7fplan" + words.tobytes()[:30] + bytes(range(256)) * 8 + words.tobytes() + b"\0" * 64
+    assert spec_json_in_engine(engine_bytes) == spec.to_json()
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(engine_bytes)
+    assert read_spec(engine) == spec
+    result = cli("inspect", str(engine), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model_type"] == "centroid"
+
+
+def test_compatibility_rules():
+    assert compatibility_problem(H100, H100) is None
+    other_version = attrs.evolve(H100, tensorrt="10.14.1.48")
+    assert "built with TensorRT 10.13.3.9 and this machine has TensorRT 10.14.1.48" in compatibility_problem(H100, other_version)
+    ada = EngineTarget(tensorrt=H100.tensorrt, gpu="NVIDIA GeForce RTX 4090", compute_capability="8.9")
+    problem = compatibility_problem(H100, ada, "model.engine")
+    assert "built for compute capability 9.0 (NVIDIA H100 80GB HBM3)" in problem
+    assert "sleap-export trt RUN_DIR... -o model.engine" in problem and "--hardware-compatibility" in problem
+    portable = attrs.evolve(H100, hardware_compatibility="ampere+")
+    assert compatibility_problem(portable, ada) is None
+    turing = EngineTarget(tensorrt=H100.tensorrt, gpu="Tesla T4", compute_capability="7.5")
+    assert "hardware-compatible from Ampere" in compatibility_problem(portable, turing)
+    # Same compute capability, another card: TensorRT runs it.
+    assert compatibility_problem(H100, attrs.evolve(H100, gpu="NVIDIA H100 PCIe")) is None
+    assert all("\n" not in p for p in (compatibility_problem(H100, ada), compatibility_problem(H100, other_version)))
+
+
+def test_engine_targets_round_trip_through_the_spec(artifact):
+    spec = read_spec(artifact([CENTROID], ".onnx"))
+    with pytest.raises(SleapExportError, match="does not say which tensorrt built it"):
+        EngineTarget.from_spec(spec)
+    built = attrs.evolve(spec, export_options={**spec.export_options, **H100.as_export_options()})
+    assert EngineTarget.from_spec(read_spec_via_json(built)) == H100
+    assert default_timing_cache(H100).name == "timing-10.13.3.9-sm90.cache"
+
+
+def read_spec_via_json(spec):
+    from sleap_export.spec import ModelSpec
+
+    return ModelSpec.from_json(spec.to_json())
+
+
+def test_engines_run_on_gpus_only():
+    assert cuda_device_index("cuda") == 0 and cuda_device_index("cuda:1") == 1
+    for device in ("cpu", "cuda:x", "gpu"):
+        with pytest.raises(InputError, match="TensorRT engines run on a GPU"):
+            cuda_device_index(device)
+
+
+def test_a_cpu_int8_onnx_is_refused_for_tensorrt(artifact, tmp_path):
+    """uint8-activation Q/DQ (the CPU provider's) is not buildable by TensorRT; say how to get the right one."""
+    onnx_path = artifact([CENTROID], ".onnx")
+    spec = read_spec(onnx_path)
+    cpu_int8 = tmp_path / "cpu-int8.onnx"
+    write_model(onnx.load(str(onnx_path)), attrs.evolve(spec, precision="int8", export_options={"int8 activations": "uint8"}), cpu_int8)
+    with pytest.raises(InputError, match="--precision int8 --calibration DATA"):
+        build_engine(cpu_int8, tmp_path / "x.engine", EngineOptions())
+    assert not (tmp_path / "x.engine").exists()
+
+
+@pytest.mark.skipif(gpu_problem() is None, reason="this machine has TensorRT and a GPU")
+def test_trt_without_tensorrt_or_gpu_fails_in_one_line_before_any_work(tmp_path):
+    result = cli("trt", str(MODELS / CENTROID), "-o", str(tmp_path / "model.engine"), check_rc=None)
+    assert_one_line_error(result, "TensorRT is not installed" if "not installed" in gpu_problem() else "No CUDA GPU", rc=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_symmetric_int8_for_tensorrt_has_zero_points_of_zero(tmp_path):
+    from sleap_export.build import ExportOptions
+    from sleap_export.exporters import export
+
+    options = ExportOptions.from_fields(
+        precision="int8", calibration=str(VIDEO), calibration_frames=8, int8_target="tensorrt"
+    )
+    with pytest.warns(UserWarning, match="on 8 frames"):
+        path = export([MODELS / CENTROID], tmp_path / "trt-int8.onnx", options=options)
+    assert read_spec(path).export_options["int8 activations"] == "int8 (symmetric)"
+    model = onnx.load(str(path))
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [initializers[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_gpu_engine_builds_loads_in_plain_tensorrt_and_predicts(precision, tmp_path, artifact):
+    import tensorrt
+
+    from sleap_export.exporters import export
+    from sleap_export.runtime.predictor import Predictor
+
+    fields = {} if precision == "fp32" else {"precision": precision, "calibration": str(VIDEO), "calibration_frames": 16}
+    cache = tmp_path / "timing.cache"
+    engine_path = export(
+        [MODELS / CENTROID], tmp_path / "model.engine", tensorrt=EngineOptions(timing_cache=cache), **fields
+    )
+    assert cache.stat().st_size > 0
+    spec = read_spec(engine_path)
+    assert spec.precision == precision and spec.export_options["tensorrt"] == tensorrt.__version__
+    # Plain TensorRT loads it: the spec is one more output, nothing else changes.
+    engine = tensorrt.Runtime(tensorrt.Logger()).deserialize_cuda_engine(engine_path.read_bytes())
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    assert names[0] == "frames" and ENGINE_SPEC_OUTPUT in names
+    labels = Predictor.from_artifact(engine_path).predict(str(VIDEO), frames=range(8))
+    onnx_labels = Predictor.from_artifact(artifact([CENTROID], ".onnx")).predict(str(VIDEO), frames=range(8))
+    assert [len(lf.instances) for lf in labels.labeled_frames] == [len(lf.instances) for lf in onnx_labels.labeled_frames]
+
+
+def test_onnx_on_cuda_runs_there_or_fails_loudly(artifact):
+    """device="cuda" never falls back to the CPU in silence."""
+    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.runners import load
+
+    path = artifact([CENTROID], ".onnx")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(SleapExportError, match="no CUDAExecutionProvider here; install onnxruntime-gpu"):
+            load(path, device="cuda").activate()
+        return
+    on_gpu = Predictor.from_artifact(path, device="cuda").predict(str(VIDEO), frames=range(8))
+    on_cpu = Predictor.from_artifact(path).predict(str(VIDEO), frames=range(8))
+    for gpu_frame, cpu_frame in zip(on_gpu.labeled_frames, on_cpu.labeled_frames):
+        assert len(gpu_frame.instances) == len(cpu_frame.instances)
