@@ -20,9 +20,12 @@ demo: install
 test: install
 	$(PY) -m pytest -n $(WORKERS) -q
 
-# GPU tests skip cleanly where there is no GPU; run this on a GPU machine.
+# TensorRT and CUDA tests (they skip cleanly in `make test`); run this on a GPU machine.
+# Fails when TensorRT cannot be installed, rather than skipping everything.
 gpu-test: install
-	$(PY) -m pytest -m gpu -q -rs || [ $$? -eq 5 ]
+	$(PY) -m pip install -q -e ".[export,dev,trt]"
+	$(PY) -c "from sleap_export.runtime.tensorrt import local_target; print(local_target())"
+	$(PY) -m pytest -m gpu -n 1 -q -rs
 
 # The README's speed table: every model type against sleap-nn, one run (~40 min on 2 cores).
 bench: install

@@ -318,7 +318,10 @@ def inspect(
     table.add_row("precision", spec.precision)
     table.add_row("export", "; ".join(f"{k}: {v}" for k, v in sorted(spec.export_options.items())))
     table.add_row("versions", ", ".join(f"{k} {v}" for k, v in sorted(spec.versions.items())))
-    table.add_row("payload", f"sha256 {spec.payload_sha256[:16]}" + (" (verified)" if verify else ""))
+    if spec.payload_sha256:
+        table.add_row("payload", f"sha256 {spec.payload_sha256[:16]}" + (" (verified)" if verify else ""))
+    else:  # a TensorRT engine: no hash of its own, the ONNX payload it was built from is in "export"
+        table.add_row("payload", "not hashed (TensorRT engine)")
     Console().print(table)
 
 

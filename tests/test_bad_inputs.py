@@ -317,3 +317,60 @@ def test_check_refuses_the_wrong_references(tmp_path, artifact):
     assert_one_line_error(result, "not the checkpoint this artifact was exported from", rc=1)  # "check-wrong-reference"
     result = cli("check", topdown, "-r", CENTROID, "-d", VIDEO, check_rc=None)
     assert_one_line_error(result, "pass as many --reference run folders (got 1)")  # "check-reference-count"
+
+
+def fake_engine(path: Path, spec) -> Path:
+    """Engine-like bytes carrying ``spec`` the way a built engine does (a constant among other bytes)."""
+    from sleap_export.runtime.artifact import engine_spec_words
+
+    path.write_bytes(b"\x7fplan" + os.urandom(512) + engine_spec_words(spec.to_json()).tobytes() + os.urandom(64))
+    return path
+
+
+def test_tensorrt_refusals(tmp_path, artifact, monkeypatch):
+    import attrs
+    import onnx
+
+    from sleap_export.build import EngineOptions
+    from sleap_export.exporters.onnx import write_model
+    from sleap_export.exporters.tensorrt import build_engine
+    from sleap_export.runtime import tensorrt as trt_runtime
+    from sleap_export.runtime.artifact import read_spec
+    from sleap_export.runtime.runners import load
+    from conftest import gpu_problem
+
+    engine = tmp_path / "model.engine"
+    if gpu_problem() is not None:  # "trt-unavailable"
+        result = cli("trt", CENTROID, "-o", engine, check_rc=None)
+        assert_one_line_error(result, "TensorRT is not installed" if "not installed" in gpu_problem() else "No CUDA GPU", rc=1)
+        assert not engine.exists()
+    result = cli("trt", CENTROID, "-o", engine, "--batch", "4/2/8", check_rc=None)
+    assert_one_line_error(result, "A profile range needs 1 <= min <= opt <= max, got 4/2/8")  # "trt-bad-profile"
+    assert_one_line_error(cli("trt", CENTROID, "-o", engine, "--height", "big", check_rc=None), "--height takes MIN/OPT/MAX")
+
+    onnx_path = artifact(["minimal_instance_centroid"], ".onnx")
+    spec = read_spec(onnx_path)
+    cpu_int8 = tmp_path / "cpu-int8.onnx"  # "trt-from-cpu-int8"
+    write_model(onnx.load(str(onnx_path)), attrs.evolve(spec, precision="int8", export_options={"int8 activations": "uint8"}), cpu_int8)
+    with pytest.raises(InputError, match=r"uint8 activations.*--precision int8 --calibration DATA\.$"):
+        build_engine(cpu_int8, engine, EngineOptions())
+    assert not engine.exists()
+
+    # "engine-other-machine": refused before TensorRT deserializes anything.
+    built = trt_runtime.EngineTarget(tensorrt="10.13.3.9", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
+    fake_engine(engine, attrs.evolve(spec, export_options={**spec.export_options, **built.as_export_options()}))
+    for here, message in (
+        (attrs.evolve(built, tensorrt="10.14.1.48"), "built with TensorRT 10.13.3.9 and this machine has TensorRT 10.14.1.48"),
+        (attrs.evolve(built, gpu="NVIDIA GeForce RTX 4090", compute_capability="8.9"), "or build it once with --hardware-compatibility"),
+    ):
+        monkeypatch.setattr(trt_runtime, "local_target", lambda device_index=0, here=here: here)
+        with pytest.raises(SleapExportError, match=message):
+            load(engine).activate()
+    result = cli("predict", engine, VIDEO, "-o", tmp_path / "p.slp", "--device", "cpu", check_rc=None)
+    assert_one_line_error(result, "TensorRT engines run on a GPU; pass device 'cuda'")  # "engine-on-cpu"
+    assert_one_line_error(cli("inspect", engine, "--verify", check_rc=None), "engines carry no payload hash")  # "engine-verify"
+    assert "centroid" in cli("inspect", engine).stdout
+
+    foreign = tmp_path / "foreign.engine"  # "foreign-engine"
+    foreign.write_bytes(os.urandom(4096))
+    assert_one_line_error(cli("inspect", foreign, check_rc=None), "it was not built by sleap-export", rc=1)

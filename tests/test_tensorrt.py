@@ -15,9 +15,7 @@ import pytest
 
 from sleap_export.build import AxisRange, EngineOptions
 from sleap_export.errors import InputError, SleapExportError
-from sleap_export.exporters.onnx import write_model
 from sleap_export.exporters.tensorrt import (
-    build_engine,
     default_timing_cache,
     describe_profile,
     engine_graph,
@@ -26,7 +24,7 @@ from sleap_export.exporters.tensorrt import (
 from sleap_export.runtime.artifact import ENGINE_SPEC_OUTPUT, read_spec, spec_json_in_engine
 from sleap_export.runtime.tensorrt import EngineTarget, compatibility_problem, cuda_device_index
 from conftest import DATA, MODELS, gpu_problem
-from test_cli import assert_one_line_error, cli
+from test_cli import cli
 
 CENTROID = "minimal_instance_centroid"
 CENTERED = "minimal_instance_centered_instance"
@@ -127,24 +125,6 @@ def test_engines_run_on_gpus_only():
     for device in ("cpu", "cuda:x", "gpu"):
         with pytest.raises(InputError, match="TensorRT engines run on a GPU"):
             cuda_device_index(device)
-
-
-def test_a_cpu_int8_onnx_is_refused_for_tensorrt(artifact, tmp_path):
-    """uint8-activation Q/DQ (the CPU provider's) is not buildable by TensorRT; say how to get the right one."""
-    onnx_path = artifact([CENTROID], ".onnx")
-    spec = read_spec(onnx_path)
-    cpu_int8 = tmp_path / "cpu-int8.onnx"
-    write_model(onnx.load(str(onnx_path)), attrs.evolve(spec, precision="int8", export_options={"int8 activations": "uint8"}), cpu_int8)
-    with pytest.raises(InputError, match="--precision int8 --calibration DATA"):
-        build_engine(cpu_int8, tmp_path / "x.engine", EngineOptions())
-    assert not (tmp_path / "x.engine").exists()
-
-
-@pytest.mark.skipif(gpu_problem() is None, reason="this machine has TensorRT and a GPU")
-def test_trt_without_tensorrt_or_gpu_fails_in_one_line_before_any_work(tmp_path):
-    result = cli("trt", str(MODELS / CENTROID), "-o", str(tmp_path / "model.engine"), check_rc=None)
-    assert_one_line_error(result, "TensorRT is not installed" if "not installed" in gpu_problem() else "No CUDA GPU", rc=1)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_symmetric_int8_for_tensorrt_has_zero_points_of_zero(tmp_path):

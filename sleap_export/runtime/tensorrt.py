@@ -167,16 +167,16 @@ class TensorRTRunner(Runner):
         return cls(path, spec, device, **options)
 
     def activate_impl(self) -> None:
-        tensorrt = import_tensorrt()
-        from polygraphy.backend.trt import TrtRunner
-
-        cudart = _cudart()
-        cudart.cudaSetDevice(self.device_index)
+        # Before deserializing: TensorRT's own refusal is a multi-line log deep in its runtime.
         problem = compatibility_problem(
             EngineTarget.from_spec(self.spec), local_target(self.device_index), self.path.name
         )
         if problem:
             raise SleapExportError(problem)
+        tensorrt = import_tensorrt()
+        from polygraphy.backend.trt import TrtRunner
+
+        _cudart().cudaSetDevice(self.device_index)
         logger = tensorrt.Logger(tensorrt.Logger.ERROR)
         self._engine = tensorrt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
