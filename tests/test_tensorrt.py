@@ -183,3 +183,171 @@ def test_onnx_on_cuda_runs_there_or_fails_loudly(artifact):
     on_cpu = Predictor.from_artifact(path).predict(str(VIDEO), frames=range(8))
     for gpu_frame, cpu_frame in zip(on_gpu.labeled_frames, on_cpu.labeled_frames):
         assert len(gpu_frame.instances) == len(cpu_frame.instances)
+
+
+class FakeCudart:
+    """cuda-python's runtime API over host memory: enough to run TensorRTRunner without a GPU."""
+
+    class cudaMemcpyKind:
+        cudaMemcpyHostToDevice = 1
+        cudaMemcpyDeviceToHost = 2
+
+    def __init__(self):
+        self.memory = {}  # pointer -> backing array
+        self.mallocs = 0
+
+    def cudaSetDevice(self, index):
+        return (0,)
+
+    def cudaStreamCreate(self):
+        return (0, 7)
+
+    def cudaStreamDestroy(self, stream):
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    def cudaMalloc(self, nbytes):
+        block = np.zeros(nbytes, np.uint8)
+        self.memory[block.ctypes.data] = block
+        self.mallocs += 1
+        return (0, block.ctypes.data)
+
+    def cudaFree(self, pointer):
+        self.memory.pop(pointer)
+        return (0,)
+
+    def cudaMemcpyAsync(self, destination, source, nbytes, kind, stream):
+        import ctypes
+
+        ctypes.memmove(destination, source, nbytes)
+        return (0,)
+
+    def view(self, pointer, dtype, shape):
+        return np.frombuffer(self.memory[pointer], dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
+class FakeTensorRT:
+    """TensorRT's runtime API, executing the engine's graph with ONNX Runtime."""
+
+    __version__ = "10.13.3.9"
+
+    class TensorIOMode:
+        INPUT, OUTPUT = "input", "output"
+
+    class Logger:
+        ERROR = 0
+
+        def __init__(self, severity=0):
+            pass
+
+    @staticmethod
+    def nptype(dtype):
+        return dtype
+
+    def __init__(self, graph, cudart):
+        self.graph, self.cudart = graph, cudart
+
+    def Runtime(self, logger):
+        fake = self
+
+        class Runtime:
+            def deserialize_cuda_engine(self, data):
+                return FakeEngine(fake.graph, fake.cudart)
+
+        return Runtime()
+
+
+class FakeEngine:
+    def __init__(self, graph, cudart):
+        self.session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        self.cudart = cudart
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.names = list(self.inputs) + [o.name for o in self.session.get_outputs()]
+        self.num_io_tensors = len(self.names)
+
+    def get_tensor_name(self, index):
+        return self.names[index]
+
+    def get_tensor_mode(self, name):
+        return "input" if name in self.inputs else "output"
+
+    def get_tensor_dtype(self, name):
+        kinds = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32, "tensor(bool)": np.bool_, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+        node = self.inputs.get(name) or next(o for o in self.session.get_outputs() if o.name == name)
+        return kinds[node.type]
+
+    def get_tensor_profile_shape(self, name, profile):
+        return (1, 64, 64, 1), (4, 384, 384, 1), (16, 2048, 2048, 1)
+
+    def create_execution_context(self):
+        return FakeContext(self)
+
+
+class FakeContext:
+    def __init__(self, engine):
+        self.engine, self.shapes, self.addresses, self.results = engine, {}, {}, None
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        self.results = None
+        return shape[0] <= 16
+
+    def set_tensor_address(self, name, pointer):
+        self.addresses[name] = pointer
+
+    def _run(self):
+        if self.results is None:
+            feed = {
+                n: self.engine.cudart.view(self.addresses[n], self.engine.get_tensor_dtype(n), self.shapes[n]).copy()
+                for n in self.engine.inputs
+            }
+            names = [o.name for o in self.engine.session.get_outputs()]
+            self.results = dict(zip(names, self.engine.session.run(None, feed)))
+        return self.results
+
+    def get_tensor_shape(self, name):
+        return self._run()[name].shape
+
+    def execute_async_v3(self, stream):
+        for name, value in self._run().items():
+            self.engine.cudart.view(self.addresses[name], value.dtype, value.shape)[...] = value
+        return True
+
+
+def test_the_engine_runner_feeds_buffers_reuses_them_and_returns_what_onnx_gives(artifact, tmp_path, monkeypatch):
+    """TensorRTRunner's buffer and copy logic over fake CUDA and TensorRT modules that execute
+    the engine's graph with ONNX Runtime: the same poses as the ONNX artifact, allocations
+    only when a tensor grows, profile violations refused in one line."""
+    from sleap_export.runtime import tensorrt as trt_runtime
+    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.runners import load
+    from test_bad_inputs import fake_engine
+
+    onnx_path = artifact([CENTROID], ".onnx")
+    spec = read_spec(onnx_path)
+    spec = attrs.evolve(spec, export_options={**spec.export_options, **H100.as_export_options()})
+    engine_path = fake_engine(tmp_path / "model.engine", spec)
+    cudart = FakeCudart()
+    fake = FakeTensorRT(engine_graph(onnx.load(str(onnx_path)), spec), cudart)
+    monkeypatch.setattr(trt_runtime, "_cudart", lambda: cudart)
+    monkeypatch.setattr(trt_runtime, "import_tensorrt", lambda: fake)
+    monkeypatch.setattr(trt_runtime, "local_target", lambda device_index=0, hardware_compatibility="none": H100)
+
+    runner = load(engine_path)
+    assert not cudart.memory  # nothing allocated before activation
+    assert isinstance(runner, trt_runtime.TensorRTRunner) and runner.device == "cuda"
+    frames = range(12)
+    ours = Predictor(runner, batch_size=4).predict(str(VIDEO), frames=frames)
+    reference = Predictor.from_artifact(onnx_path, batch_size=4).predict(str(VIDEO), frames=frames)
+    for mine, theirs in zip(ours.labeled_frames, reference.labeled_frames):
+        assert len(mine.instances) == len(theirs.instances)
+        for a, b in zip(mine.instances, theirs.instances):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # One allocation per tensor (input, outputs, the spec's), reused by the 3 batches.
+    assert cudart.mallocs == len(spec.input_names) + len(spec.output_names) + 1
+    with pytest.raises(InputError, match=r"frames of shape \(17, 384, 384, 1\) is outside model.engine's profile"):
+        runner.infer(np.zeros((17, 384, 384, 1), np.uint8))
+    runner.deactivate()
+    assert cudart.memory == {}

@@ -118,7 +118,7 @@ def build_engine(onnx_path: Path, output: Path, options: EngineOptions) -> Model
     network = builder.create_network(flags)
     parser = tensorrt.OnnxParser(network, logger)
     if not parser.parse(graph_bytes):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = "; ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
         raise SleapExportError(f"TensorRT could not parse the graph ({errors}); report this as a sleap-export bug.")
     network.name = f"sleap-export {spec.model_type}"
     config = builder.create_builder_config()
@@ -138,8 +138,9 @@ def build_engine(onnx_path: Path, output: Path, options: EngineOptions) -> Model
         cache_path = Path(options.timing_cache) if options.timing_cache else default_timing_cache(target)
         known = cache_path.read_bytes() if cache_path.is_file() else b""
         config.set_timing_cache(config.create_timing_cache(known), ignore_mismatch=True)
-    if options.show_progress:
-        config.progress_monitor = _progress_monitor(tensorrt)
+    monitor = _progress_monitor(tensorrt) if options.show_progress else None
+    if monitor is not None:  # kept referenced here for the whole build
+        config.progress_monitor = monitor
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise SleapExportError(

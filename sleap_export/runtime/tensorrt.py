@@ -147,10 +147,40 @@ def cuda_device_index(device: str) -> int:
     return int(index)
 
 
+def _checked(result):
+    """The values of a cuda-python call, which returns ``(error, *values)``; raises on error."""
+    error, *values = result
+    if int(error) != 0:
+        raise SleapExportError(f"A CUDA call failed ({getattr(error, 'name', error)}); check the GPU and its driver.")
+    return values[0] if len(values) == 1 else None
+
+
+class _DeviceBuffers:
+    """One device allocation per tensor name, grown only when a call needs more, freed on close."""
+
+    def __init__(self, cudart):
+        self.cudart = cudart
+        self.allocations: dict[str, tuple[int, int]] = {}  # name -> (bytes, pointer)
+
+    def pointer(self, name: str, nbytes: int) -> int:
+        capacity, pointer = self.allocations.get(name, (0, 0))
+        if nbytes > capacity:
+            if pointer:
+                _checked(self.cudart.cudaFree(pointer))
+            pointer = int(_checked(self.cudart.cudaMalloc(max(nbytes, 1))))
+            self.allocations[name] = (nbytes, pointer)
+        return pointer
+
+    def free(self) -> None:
+        for _, pointer in self.allocations.values():
+            self.cudart.cudaFree(pointer)
+        self.allocations.clear()
+
+
 @register_runner(*ENGINE_SUFFIXES)
 class TensorRTRunner(Runner):
-    """A TensorRT engine, run through Polygraphy's runner: device buffers kept per
-    shape and reused across calls, its own CUDA stream, host copies of the outputs."""
+    """A TensorRT engine on one GPU: device buffers kept per tensor and reused across
+    calls (regrown only for larger shapes), its own CUDA stream, no torch."""
 
     name = "tensorrt"
     default_device = "cuda"
@@ -160,7 +190,9 @@ class TensorRTRunner(Runner):
         self.path = Path(path)
         self.device_index = cuda_device_index(device)
         self._engine = None
-        self._runner = None
+        self._context = None
+        self._stream = None
+        self._buffers = None
 
     @classmethod
     def from_path(cls, path, spec, device="cuda", **options):
@@ -174,26 +206,54 @@ class TensorRTRunner(Runner):
         if problem:
             raise SleapExportError(problem)
         tensorrt = import_tensorrt()
-        from polygraphy.backend.trt import TrtRunner
-
-        _cudart().cudaSetDevice(self.device_index)
-        logger = tensorrt.Logger(tensorrt.Logger.ERROR)
-        self._engine = tensorrt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
+        cudart = _cudart()
+        _checked(cudart.cudaSetDevice(self.device_index))
+        self._engine = tensorrt.Runtime(tensorrt.Logger(tensorrt.Logger.ERROR)).deserialize_cuda_engine(
+            self.path.read_bytes()
+        )
         if self._engine is None:
             raise SleapExportError(
                 f"TensorRT could not load {self.path.name} (see its message above); rebuild it with `sleap-export trt`."
             )
-        self._runner = TrtRunner(self._engine)
-        self._runner.activate()
+        self._context = self._engine.create_execution_context()
+        self._stream = _checked(cudart.cudaStreamCreate())
+        self._buffers = _DeviceBuffers(cudart)
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._outputs = [n for n in names if self._engine.get_tensor_mode(n) == tensorrt.TensorIOMode.OUTPUT]
+        self._dtypes = {n: np.dtype(tensorrt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
 
     def infer_impl(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        feed = {name: np.ascontiguousarray(array) for name, array in zip(self.spec.input_names, inputs)}
-        outputs = self._runner.infer(feed)
-        # Copied: Polygraphy reuses its host buffers on the next call. The spec output is skipped.
-        return [np.array(outputs[name]) for name in self.spec.output_names]
+        cudart = self._buffers.cudart
+        to_device, to_host = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        stream = self._stream
+        # Held until the stream is synchronized: the copies below are asynchronous.
+        staged = [np.ascontiguousarray(a, dtype=self._dtypes[n]) for n, a in zip(self.spec.input_names, inputs)]
+        for name, array in zip(self.spec.input_names, staged):
+            if not self._context.set_input_shape(name, array.shape):
+                low, _, high = self._engine.get_tensor_profile_shape(name, 0)
+                raise InputError(
+                    f"{name} of shape {array.shape} is outside {self.path.name}'s profile ({tuple(low)} to "
+                    f"{tuple(high)}); rebuild it with --batch/--height/--width covering it, or change the batch size."
+                )
+            pointer = self._buffers.pointer(name, array.nbytes)
+            _checked(cudart.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes, to_device, stream))
+            self._context.set_tensor_address(name, pointer)
+        host = {}
+        for name in self._outputs:  # every output needs an address, the spec's too
+            shape = tuple(self._context.get_tensor_shape(name))
+            host[name] = np.empty(shape, dtype=self._dtypes[name])
+            self._context.set_tensor_address(name, self._buffers.pointer(name, host[name].nbytes))
+        if not self._context.execute_async_v3(int(stream)):
+            raise SleapExportError(f"TensorRT failed to run {self.path.name} (see its message above).")
+        wanted = [host[name] for name in self.spec.output_names]
+        for name in self.spec.output_names:
+            pointer = self._buffers.allocations[name][1]
+            _checked(cudart.cudaMemcpyAsync(host[name].ctypes.data, pointer, host[name].nbytes, to_host, stream))
+        _checked(cudart.cudaStreamSynchronize(stream))
+        return wanted
 
     def deactivate_impl(self) -> None:
-        if self._runner is not None:
-            self._runner.deactivate()
-        self._runner = None
-        self._engine = None
+        if self._buffers is not None:
+            self._buffers.free()
+            self._buffers.cudart.cudaStreamDestroy(self._stream)
+        self._context = self._engine = self._stream = self._buffers = None
