@@ -51,27 +51,40 @@ def _read_preset(path: Optional[Path]) -> dict:
 _FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript", "tensorrt": "TensorRT"}
 
 
+# Export options shared by the onnx, torchscript and trt commands.
+_PRESET = typer.Option(None, "--preset", help="YAML file of export options (see configs/).")
+_MAX_INSTANCES = typer.Option(None, help="Instance slots per frame (default 20).")
+_PEAK_THRESHOLD = typer.Option(None, help="Minimum confidence of a peak (default 0.2).")
+_REFINEMENT = typer.Option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on).")
+_GROUPING = typer.Option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate, no host work).")
+_CHECK = typer.Option(None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails.")
+_CHECK_FRAMES = typer.Option(50, "--check-frames", help="Frames `--check` compares.")
+_PRECISION = typer.Option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized; symmetric for TensorRT).")
+_CALIBRATION = typer.Option(None, "--calibration", help="fp16/int8: video or .slp (labeled frames first) to calibrate on (int8) and gate against fp32.")
+_CALIBRATION_FRAMES = typer.Option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on).")
+_MAX_DEVIATION = typer.Option(None, "--max-deviation", help="fp16/int8: fail the export when p99 deviation from fp32 exceeds this (px).")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing artifact.")
+
+
 def _export_command(format: str):
     def command(
         model_dirs: List[Path] = typer.Argument(
             ..., help="sleap-nn training run folder(s) (or their best.ckpt), or SLEAP 1.x model folder(s)."
         ),
         output: Path = typer.Option(..., "--output", "-o", help="Artifact path to write."),
-        preset: Optional[Path] = typer.Option(None, "--preset", help="YAML file of export options (see configs/)."),
-        max_instances: Optional[int] = typer.Option(None, help="Instance slots per frame (default 20)."),
-        peak_threshold: Optional[float] = typer.Option(None, help="Minimum confidence of a peak (default 0.2)."),
-        refinement: Optional[bool] = typer.Option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on)."),
-        grouping: Optional[str] = typer.Option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate, no host work)."),
+        preset: Optional[Path] = _PRESET,
+        max_instances: Optional[int] = _MAX_INSTANCES,
+        peak_threshold: Optional[float] = _PEAK_THRESHOLD,
+        refinement: Optional[bool] = _REFINEMENT,
+        grouping: Optional[str] = _GROUPING,
         raw_heads: bool = typer.Option(False, "--raw-heads", help="Output the network's head maps, not poses (debugging, activation checks)."),
-        check: Optional[Path] = typer.Option(
-            None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails."
-        ),
-        check_frames: int = typer.Option(50, "--check-frames", help="Frames `--check` compares."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized)."),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="fp16/int8: video or .slp (labeled frames first) to calibrate on (int8) and gate against fp32."),
-        calibration_frames: int = typer.Option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on)."),
-        max_deviation: Optional[float] = typer.Option(None, "--max-deviation", help="fp16/int8: fail the export when p99 deviation from fp32 exceeds this (px)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact."),
+        check: Optional[Path] = _CHECK,
+        check_frames: int = _CHECK_FRAMES,
+        precision: str = _PRECISION,
+        calibration: Optional[Path] = _CALIBRATION,
+        calibration_frames: int = _CALIBRATION_FRAMES,
+        max_deviation: Optional[float] = _MAX_DEVIATION,
+        overwrite: bool = _OVERWRITE,
     ):
         _export(
             format, model_dirs, output, preset, max_instances, peak_threshold, refinement, grouping, raw_heads,
@@ -139,18 +152,18 @@ def trt(
     no_timing_cache: bool = typer.Option(False, "--no-timing-cache", help="Time every tactic afresh and keep no cache."),
     hardware_compatibility: bool = typer.Option(False, "--hardware-compatibility", help="Build an engine that runs on any Ampere or newer GPU (somewhat slower)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not show the builder's progress."),
-    preset: Optional[Path] = typer.Option(None, "--preset", help="YAML file of export options (see configs/)."),
-    max_instances: Optional[int] = typer.Option(None, help="Instance slots per frame (default 20)."),
-    peak_threshold: Optional[float] = typer.Option(None, help="Minimum confidence of a peak (default 0.2)."),
-    refinement: Optional[bool] = typer.Option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on)."),
-    grouping: Optional[str] = typer.Option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate)."),
-    check: Optional[Path] = typer.Option(None, "--check", help="Video or .slp: run `check` on the new engine; remove it and exit 1 if it fails."),
-    check_frames: int = typer.Option(50, "--check-frames", help="Frames `--check` compares."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (symmetric Q/DQ, calibrated on --calibration)."),
-    calibration: Optional[Path] = typer.Option(None, "--calibration", help="fp16/int8: video or .slp to calibrate on (int8) and gate against fp32."),
-    calibration_frames: int = typer.Option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on)."),
-    max_deviation: Optional[float] = typer.Option(None, "--max-deviation", help="fp16/int8: fail when p99 deviation from fp32 exceeds this (px)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing engine."),
+    preset: Optional[Path] = _PRESET,
+    max_instances: Optional[int] = _MAX_INSTANCES,
+    peak_threshold: Optional[float] = _PEAK_THRESHOLD,
+    refinement: Optional[bool] = _REFINEMENT,
+    grouping: Optional[str] = _GROUPING,
+    check: Optional[Path] = _CHECK,
+    check_frames: int = _CHECK_FRAMES,
+    precision: str = _PRECISION,
+    calibration: Optional[Path] = _CALIBRATION,
+    calibration_frames: int = _CALIBRATION_FRAMES,
+    max_deviation: Optional[float] = _MAX_DEVIATION,
+    overwrite: bool = _OVERWRITE,
 ):
     """Build a TensorRT engine (spec inside; loadable by trtexec and Triton) on this machine's GPU."""
     from sleap_export.build import AxisRange, EngineOptions
@@ -185,7 +198,7 @@ def predict(
     video_index: Optional[int] = typer.Option(
         None, "--video-index", help="Only this video of the inputs (counted over all inputs' videos, from 0)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    overwrite: bool = _OVERWRITE,
     resume: bool = typer.Option(
         False, "--resume", help="Keep the frames an earlier, interrupted run saved in --output; predict the rest."
     ),
@@ -243,9 +256,7 @@ def check(
     ),
     data: Path = typer.Option(..., "--data", "-d", help="Video, or .slp labels (ground-truth errors are reported too)."),
     frames: int = typer.Option(50, "--frames", "-n", help="Frames to compare (spread over a video; first labeled frames of a .slp)."),
-    max_deviation: Optional[float] = typer.Option(
-        None, "--max-deviation", help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3)."
-    ),
+    max_deviation: Optional[float] = _MAX_DEVIATION,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ):
     """Compare an artifact with sleap-nn's own inference on the same frames; exit 1 when out of tolerance."""
