@@ -193,6 +193,8 @@ class TensorRTRunner(Runner):
         self._context = None
         self._stream = None
         self._buffers = None
+        self._outputs: list[str] = []  # every output tensor of the engine, the spec's too
+        self._dtypes: dict[str, np.dtype] = {}
 
     @classmethod
     def from_path(cls, path, spec, device="cuda", **options):
