@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sleap_export.graph.shapes import shape_of
+
 
 def centered_crops(images: torch.Tensor, centers: torch.Tensor, sample_index: torch.Tensor, crop_size: int):
     """Cut ``crop_size`` squares from ``(B, C, H, W)`` images around ``(n, 2)`` centers.
@@ -25,7 +27,7 @@ def centered_crops(images: torch.Tensor, centers: torch.Tensor, sample_index: to
     start = (top_left + half_int).to(torch.int64) - half_int  # trunc(x + h) - h
     channels = images.shape[1]
     padded = F.pad(images.to(torch.float32), (crop_size, crop_size, crop_size, crop_size))
-    shape = torch._shape_as_tensor(padded)
+    shape = shape_of(padded)
     padded_h, padded_w = shape[2], shape[3]
     grid = torch.arange(crop_size, dtype=torch.int64)
     rows = (start[:, 1, None] + grid[None, :] + crop_size).clamp(min=0)

@@ -17,6 +17,7 @@ from sleap_export.graph.grouping import group_in_graph
 from sleap_export.graph.paf import paf_line_scores
 from sleap_export.graph.peaks import global_peaks, integral_offsets, local_peaks
 from sleap_export.graph.preprocess import ScaleAndPad, SizeMatch, frames_to_images
+from sleap_export.graph.shapes import shape_of
 from sleap_export.spec import PostprocessSpec, StageSpec
 
 GRAPHS: dict[str, type["PoseGraph"]] = {}
@@ -299,7 +300,7 @@ class MultiClassBottomUpGraph(BottomUpPeaks):
         class_maps = heads["ClassMapsHead"]  # (B, C, h, w)
         stride = float(self.spec.class_maps_stride)
         on_class_maps = points / stride
-        shape = torch._shape_as_tensor(class_maps)
+        shape = shape_of(class_maps)
         n_classes, height, width = shape[1], shape[2], shape[3]
         safe = torch.where(valid.unsqueeze(-1), on_class_maps, torch.zeros_like(on_class_maps))
         col = torch.minimum(torch.round(safe[..., 0]).to(torch.int64).clamp(min=0), width - 1)

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from sleap_export.graph.shapes import shape_of
+
 _EPS = float(torch.finfo(torch.float32).eps)
 
 
@@ -30,7 +32,7 @@ def paf_line_scores(
     ``pafs``: ``(B, 2E, H, W)`` with x then y per edge. ``points``: ``(B, N, K, 2)``
     peaks in model-input pixels. Pairs with an invalid peak score NaN.
     """
-    shape = torch._shape_as_tensor(pafs)
+    shape = shape_of(pafs)
     channels, height, width = shape[1], shape[2], shape[3]
     # sleap-nn takes the max over its (H, W, 2E) PAF tensor's dims.
     longest = torch.maximum(torch.maximum(channels, height), width).to(torch.float32)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sleap_export.graph.shapes import shape_of
+
 
 def global_peaks(confmaps: torch.Tensor, threshold: float):
     """The maximum of every ``(sample, channel)`` map.
@@ -57,7 +59,7 @@ def local_peaks(confmaps: torch.Tensor, threshold: float, max_peaks: int):
         ),
     )
     is_peak = (confmaps > neighbours) & (confmaps > threshold)
-    width = torch._shape_as_tensor(confmaps)[3]
+    width = shape_of(confmaps)[3]
     scores = torch.where(is_peak, confmaps, torch.full_like(confmaps, float("-inf")))
     top_values, top_index = torch.topk(scores.flatten(2), max_peaks, dim=2)
     valid = top_values > float("-inf")
@@ -83,7 +85,7 @@ def integral_offsets(confmaps: torch.Tensor, points: torch.Tensor, patch_size: i
     """
     radius = patch_size // 2
     padded = F.pad(confmaps, (radius, radius, radius, radius))
-    shape = torch._shape_as_tensor(padded)
+    shape = shape_of(padded)
     padded_width = shape[3]
     # Explicit sizes instead of -1/flatten: ONNX Runtime cannot infer -1 when
     # another dimension is 0 (a frame with no instances gives zero crops).

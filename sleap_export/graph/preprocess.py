@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from sleap_export.graph.resize import resize_uint8_antialias
+from sleap_export.graph.shapes import shape_of
 
 
 def _size(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    shape = torch._shape_as_tensor(images)
+    shape = shape_of(images)
     return shape[2], shape[3]
 
 

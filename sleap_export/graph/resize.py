@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from sleap_export.graph.shapes import shape_of
+
 # Pillow/PyTorch keep quantized weights within int16: the largest weight times
 # 2**(precision + 1) must stay below 2**15, with the precision capped at 22.
 _MAX_PRECISION = 22
@@ -61,7 +63,7 @@ def resize_uint8_antialias(
     Takes and returns float64 tensors of whole numbers in [0, 255]; sizes are
     integer scalar tensors so traced graphs keep them dynamic.
     """
-    shape = torch._shape_as_tensor(images)
+    shape = shape_of(images)
     height, width = shape[2], shape[3]
     col_weights, col_unit = _axis_weights(
         width.to(torch.float64), out_width.to(torch.float64), width
