@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 
 from sleap_export.build import BuiltGraph, ExportOptions
-from sleap_export.errors import InputError
+from sleap_export.errors import InputError, SleapExportError
 from sleap_export.exporters import register_exporter
 from sleap_export.exporters.verify import sample_inputs, verify_outputs
 from sleap_export.runtime.artifact import TORCHSCRIPT_SPEC_FILE
@@ -46,5 +46,12 @@ def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> 
     other[0] = torch.nn.functional.pad(other[0], (0, 0, 0, 7, 0, 13))
     for sample in (inputs, tuple(other)):
         expected = [t.numpy() for t in built.module(*sample)]
-        actual = [t.numpy() for t in loaded(*sample)]
+        try:
+            actual = [t.numpy() for t in loaded(*sample)]
+        except RuntimeError as err:
+            message = str(err).strip().splitlines()[-1]
+            raise SleapExportError(
+                f"The TorchScript graph fails on frames of shape {tuple(sample[0].shape)} ({message}); "
+                "report this as a sleap-export bug."
+            ) from None
         verify_outputs(built.spec, expected, actual, "TorchScript")

@@ -57,8 +57,16 @@ class SizeMatch(torch.nn.Module):
         # round() halves to even, as Python's round() in sleap-nn does.
         fit_h = torch.round(height.to(torch.float64) * size_scale).to(torch.int64)
         fit_w = torch.round(width.to(torch.float64) * size_scale).to(torch.int64)
-        images = resize_uint8_antialias(images, fit_h, fit_w)
-        return pad_bottom_right(images, target_h, target_w), size_scale.to(torch.float32)
+        # sleap-nn resizes only frames whose size differs from the target. A traced graph
+        # has no branches, so the batch goes to the resize (all frames) or around it (none)
+        # by splitting it at 0 or B: frames already at the training size skip its cost.
+        resize = ((fit_h != height) | (fit_w != width)).to(torch.int64)
+        batch = shape_of(images)[0]
+        split = batch * resize
+        resized = resize_uint8_antialias(torch.index_select(images, 0, torch.arange(split)), fit_h, fit_w)
+        kept = torch.index_select(images, 0, torch.arange(split, batch))
+        images = torch.cat([pad_bottom_right(resized, target_h, target_w), pad_bottom_right(kept, target_h, target_w)])
+        return images, size_scale.to(torch.float32)
 
 
 class ScaleAndPad(torch.nn.Module):
