@@ -237,7 +237,7 @@ class FakeTensorRT:
         INPUT, OUTPUT = "input", "output"
 
     class Logger:
-        ERROR = 0
+        ERROR, WARNING = 0, 1
 
         def __init__(self, severity=0):
             pass
@@ -351,3 +351,122 @@ def test_the_engine_runner_feeds_buffers_reuses_them_and_returns_what_onnx_gives
         runner.infer(np.zeros((17, 384, 384, 1), np.uint8))
     runner.deactivate()
     assert cudart.memory == {}
+
+
+class FakeBuilderTensorRT(FakeTensorRT):
+    """FakeTensorRT plus the builder API: "building" parses the ONNX graph and stores its
+    constants verbatim among other bytes, as TensorRT's plan files do."""
+
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 5
+
+    class BuilderFlag:
+        TF32 = 6
+
+    class MemoryPoolType:
+        WORKSPACE = 0
+
+    class HardwareCompatibilityLevel:
+        AMPERE_PLUS = 1
+
+    def __init__(self, cudart):
+        super().__init__(None, cudart)
+        self.calls = []
+
+    def Builder(self, logger):
+        fake = self
+
+        class Network:
+            name = ""
+
+        class Config:
+            progress_monitor = None
+            hardware_compatibility_level = None
+
+            def set_memory_pool_limit(self, pool, size):
+                fake.calls.append(("workspace", size))
+
+            def clear_flag(self, flag):
+                fake.calls.append(("clear", flag))
+
+            def add_optimization_profile(self, profile):
+                fake.calls.append(("profile", dict(profile.shapes)))
+
+            def create_timing_cache(self, data):
+                fake.calls.append(("timing cache in", len(data)))
+                return data
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                return True
+
+            def get_timing_cache(self):
+                class Cache:
+                    def serialize(self):
+                        return b"timings"
+
+                return Cache()
+
+        class Profile:
+            def __init__(self):
+                self.shapes = {}
+
+            def set_shape(self, name, smallest, tuned, largest):
+                self.shapes[name] = (smallest, tuned, largest)
+
+        class Builder:
+            def create_network(self, flags):
+                fake.calls.append(("flags", flags))
+                return Network()
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                fake.calls.append(("name", network.name))
+                constants = [a.t.raw_data for n in fake.graph.graph.node for a in n.attribute if a.name == "value"]
+                return b"\x7fplan" + b"".join(constants) + b"\0" * 16
+
+        return Builder()
+
+    def OnnxParser(self, network, logger):
+        fake = self
+
+        class Parser:
+            num_errors = 0
+
+            def parse(self, data):
+                fake.graph = onnx.load_from_string(data)
+                return True
+
+        return Parser()
+
+
+def test_the_engine_build_flow_over_a_fake_tensorrt(tmp_path, monkeypatch):
+    """`export(..., format="tensorrt")` end to end on CPU: ONNX, profile, strongly typed
+    network, TF32 off, timing cache, the spec in the plan, verification against ONNX."""
+    from sleap_export.exporters import export
+    from sleap_export.exporters import tensorrt as trt_exporter
+    from sleap_export.runtime import tensorrt as trt_runtime
+
+    cudart = FakeCudart()
+    fake = FakeBuilderTensorRT(cudart)
+    for module in (trt_runtime, trt_exporter):
+        monkeypatch.setattr(module, "import_tensorrt", lambda: fake, raising=False)
+        monkeypatch.setattr(module, "local_target", lambda device_index=0, hardware_compatibility="none": attrs.evolve(H100, hardware_compatibility=hardware_compatibility), raising=False)
+    monkeypatch.setattr(trt_runtime, "_cudart", lambda: cudart)
+    cache = tmp_path / "timing.cache"
+    options = EngineOptions(batch=AxisRange(1, 2, 4), timing_cache=cache, workspace_gb=2, hardware_compatibility=True)
+    engine = export([MODELS / CENTROID], tmp_path / "model.engine", tensorrt=options)
+
+    spec = read_spec(engine)
+    assert spec.export_options["tensorrt"] == H100.tensorrt and spec.export_options["hardware compatibility"] == "ampere+"
+    assert spec.export_options["profile"] == "frames 1x64x64x1 .. 2x384x384x1 .. 4x2048x2048x1"
+    assert spec.payload_sha256 == "" and len(spec.export_options["built from payload"]) == 64
+    calls = dict(fake.calls)
+    assert calls["flags"] == 1 << 5 and calls["clear"] == 6 and calls["workspace"] == 2 * 2**30
+    assert calls["profile"]["frames"][1] == (2, 384, 384, 1) and calls["name"] == "sleap-export centroid"
+    assert cache.read_bytes() == b"timings"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.engine", "timing.cache"]  # no ONNX left behind
