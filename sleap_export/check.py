@@ -10,7 +10,6 @@ when within tolerance (Polygraphy's comparator style).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from sleap_export.compare import Comparison, compare_poses, poses_by_frame, scores_by_frame, tracks_by_frame
 from sleap_export.errors import InputError, SleapExportError
+from sleap_export.files import written_atomically
 
 
 @attrs.frozen
@@ -320,9 +320,5 @@ def write_json_atomically(values: dict, path: Path) -> None:
     """Write JSON through a temporary file in the same folder, then rename."""
     if not path.parent.exists():
         raise InputError(f"Folder {path.parent} does not exist; create it first.")
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with written_atomically(path) as partial:
         partial.write_text(json.dumps(values, indent=2))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)

@@ -198,7 +198,7 @@ def predict(
     video_index: Optional[int] = typer.Option(
         None, "--video-index", help="Only this video of the inputs (counted over all inputs' videos, from 0)."
     ),
-    overwrite: bool = _OVERWRITE,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     resume: bool = typer.Option(
         False, "--resume", help="Keep the frames an earlier, interrupted run saved in --output; predict the rest."
     ),
@@ -256,7 +256,9 @@ def check(
     ),
     data: Path = typer.Option(..., "--data", "-d", help="Video, or .slp labels (ground-truth errors are reported too)."),
     frames: int = typer.Option(50, "--frames", "-n", help="Frames to compare (spread over a video; first labeled frames of a .slp)."),
-    max_deviation: Optional[float] = _MAX_DEVIATION,
+    max_deviation: Optional[float] = typer.Option(
+        None, "--max-deviation", help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3)."
+    ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ):
     """Compare an artifact with sleap-nn's own inference on the same frames; exit 1 when out of tolerance."""

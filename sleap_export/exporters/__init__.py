@@ -15,6 +15,7 @@ import attrs
 
 from sleap_export.build import BuiltGraph, ExportOptions, build_graph
 from sleap_export.errors import InputError, SleapExportError
+from sleap_export.files import written_atomically
 
 
 @attrs.frozen
@@ -106,21 +107,18 @@ def export(
     exporter.preflight(options)
     if onnx_source is None:
         built = build_graph(model_paths, options)
-    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
     try:
-        if onnx_source is None:
-            exporter.write(built, partial, options)
-        else:
-            from sleap_export.exporters.tensorrt import build_engine
+        with written_atomically(output) as partial:
+            if onnx_source is None:
+                exporter.write(built, partial, options)
+            else:
+                from sleap_export.exporters.tensorrt import build_engine
 
-            build_engine(onnx_source, partial, options.tensorrt)
-        os.replace(partial, output)
+                build_engine(onnx_source, partial, options.tensorrt)
     except OSError as err:
         raise SleapExportError(
             f"Could not write {output} ({err.strerror or err}); free space or choose another folder."
         ) from None
-    finally:
-        partial.unlink(missing_ok=True)
     return output
 
 

@@ -21,6 +21,7 @@ from sleap_export.build import DEFAULT_SIDE, AxisRange, BuiltGraph, EngineOption
 from sleap_export.errors import InputError, SleapExportError
 from sleap_export.exporters import register_exporter
 from sleap_export.exporters.verify import sample_inputs, verify_outputs
+from sleap_export.files import written_atomically
 from sleap_export.runtime.artifact import (
     ENGINE_SPEC_OUTPUT,
     ENGINE_SUFFIXES,
@@ -147,10 +148,13 @@ def build_engine(onnx_path: Path, output: Path, options: EngineOptions) -> Model
             "TensorRT could not build the engine (its messages are above); a larger --workspace-gb or a "
             "smaller profile (--batch, --height, --width) may help."
         )
-    output.write_bytes(bytes(serialized))
+    plan = bytes(serialized)
+    output.write_bytes(plan)
     if cache_path is not None:
-        _write_atomically(cache_path, bytes(config.get_timing_cache().serialize()))
-    if spec_json_in_engine(output.read_bytes()) != spec.to_json():
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with written_atomically(cache_path) as partial:
+            partial.write_bytes(bytes(config.get_timing_cache().serialize()))
+    if spec_json_in_engine(plan) != spec.to_json():
         raise SleapExportError(f"{output.name} lost its embedded spec in the build; report this as a sleap-export bug.")
     _verify_engine(output, onnx_path, spec, shapes["frames"][1])
     return spec
@@ -175,15 +179,13 @@ def _verify_engine(engine_path: Path, onnx_path: Path, spec: ModelSpec, frame_sh
 
 
 def _progress_monitor(tensorrt):
-    """Prints the builder's top-level phases and their steps on stderr."""
+    """Prints the builder's top-level phases on stderr."""
 
     class BuildProgress(tensorrt.IProgressMonitor):
         def __init__(self):
             tensorrt.IProgressMonitor.__init__(self)
-            self.steps = {}
 
         def phase_start(self, phase_name, parent_phase, num_steps):
-            self.steps[phase_name] = num_steps
             if parent_phase is None:
                 print(f"building engine: {phase_name}", file=sys.stderr, flush=True)
 
@@ -191,19 +193,9 @@ def _progress_monitor(tensorrt):
             return True  # keep building
 
         def phase_finish(self, phase_name):
-            self.steps.pop(phase_name, None)
+            pass
 
     return BuildProgress()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _preflight(options: ExportOptions) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -10,6 +9,7 @@ import numpy as np
 import sleap_io as sio
 
 from sleap_export.errors import SleapExportError
+from sleap_export.files import written_atomically
 from sleap_export.runtime.outputs import Outputs
 from sleap_export.spec import ModelSpec
 
@@ -67,16 +67,13 @@ def labeled_frame(
 def save_labels_atomically(labels: sio.Labels, path: str | Path) -> Path:
     """Write ``.slp`` to a temporary sibling, then rename: no half-written file."""
     path = Path(path)
-    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}.slp")
     try:
-        sio.save_slp(labels, str(partial))
-        os.replace(partial, path)
+        with written_atomically(path, suffix=".slp") as partial:
+            sio.save_slp(labels, str(partial))
     except OSError as err:
         raise SleapExportError(
             f"Could not write {path} ({err.strerror or err}); free space or choose another folder."
         ) from None
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -1,0 +1,22 @@
+"""Write-then-rename, so no reader ever sees a half-written file."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def written_atomically(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a hidden temporary sibling of ``path`` to write; rename it onto ``path`` on success.
+
+    ``suffix`` keeps a writer that goes by the file extension (``.slp``) happy.
+    """
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}{suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
