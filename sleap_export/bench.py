@@ -32,7 +32,8 @@ class BatchFigures:
     batch_size: int
     network_fps: float
     end_to_end_fps: float
-    # Milliseconds per frame by stage, end to end ("decode" runs on its own thread, overlapped).
+    # Milliseconds per frame by stage, end to end ("decode" runs on its own thread, overlapped;
+    # the runner's stages are summed over the batches it runs at once).
     split_ms: dict[str, float]
 
     @property
@@ -117,10 +118,14 @@ def _frames_and_source(spec, data: Optional[Path], frames: int):
 
 
 def _network_fps(runner, frames: np.ndarray, batch_size: int) -> float:
+    """Frames per second through the graph alone, as many batches at once as `Predictor` runs."""
+    from sleap_export.runtime.predictor import in_order
+
     runner.infer(frames[:batch_size])  # warm-up: allocations, first-run optimizations
+    batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size))
     started = time.perf_counter()
-    for start in range(0, len(frames), batch_size):
-        runner.infer(frames[start : start + batch_size])
+    for _ in in_order(runner.infer, batches, runner.parallel_batches):
+        pass
     return len(frames) / (time.perf_counter() - started)
 
 
@@ -139,7 +144,7 @@ def _runner_for(name: str, artifact: Path, spec, model_dirs: Sequence[Path], wor
     from sleap_export.runtime.runners import load
 
     if name == "onnx":
-        return load(artifact, threads=threads) if artifact.suffix == ".onnx" else None
+        return load(artifact, for_throughput=True, threads=threads) if artifact.suffix == ".onnx" else None
     if not model_dirs:
         raise InputError(f"--runners {name} builds from the run folders; pass them with --vs.")
     options = ExportOptions(postprocess=spec.postprocess)
@@ -175,7 +180,8 @@ def run_bench(
     if unknown:
         raise InputError(f"Unknown runner(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUNNER_NAMES)}.")
     array, source, indices, data_name = _frames_and_source(spec, None if data is None else Path(data), frames)
-    runner = load(artifact, **({"threads": threads} if threads and artifact.suffix == ".onnx" else {}))
+    options = {"threads": threads} if threads and artifact.suffix == ".onnx" else {}
+    runner = load(artifact, for_throughput=True, **options)
     batches = []
     with runner:
         for batch_size in batch_sizes:
@@ -188,7 +194,9 @@ def run_bench(
             seconds = {**runner.clock.seconds, **predictor.clock.seconds}
             split = {stage: 1000 * s / len(array) for stage, s in seconds.items()}
             batches.append(BatchFigures(batch_size, network, end_to_end, split))
-        latency = _latency_ms(runner, array)
+    # Closed-loop use: one frame at a time with every thread on it.
+    with load(artifact, **options) as latency_runner:
+        latency = _latency_ms(latency_runner, array)
 
     reference_fps = reference_batch = None
     if vs:

@@ -194,7 +194,10 @@ def predict(
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame ranges, e.g. 0-999,2000-."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", help="Frames per batch."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda for TensorRT engines, else cpu)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads in all (default: all cores)."),
+    parallel_batches: Optional[int] = typer.Option(
+        None, "--parallel-batches", help="ONNX Runtime batches run at once, sharing the threads (default: 2 on a multi-core CPU)."
+    ),
     video_index: Optional[int] = typer.Option(
         None, "--video-index", help="Only this video of the inputs (counted over all inputs' videos, from 0)."
     ),
@@ -212,7 +215,9 @@ def predict(
         raise InputError(f"{output} already exists; pass --overwrite to replace it, or --resume to finish it.")
     if not output.parent.exists():
         raise InputError(f"Output folder {output.parent} does not exist; create it first.")
-    options = {"threads": threads} if threads is not None and artifact.suffix == ".onnx" else {}
+    options = {name: value for name, value in (("threads", threads), ("parallel_batches", parallel_batches)) if value is not None}
+    if options and artifact.suffix != ".onnx":
+        raise InputError("--threads and --parallel-batches apply to ONNX artifacts; leave them out for this one.")
     predictor = Predictor.from_artifact(artifact, device=device, batch_size=batch_size, **options)
     started = time.perf_counter()
     progress = progress_for(quiet)
@@ -276,7 +281,7 @@ def bench(
     frames: int = typer.Option(200, "--frames", "-n", help="Frames per measurement."),
     vs: List[Path] = typer.Option([], "--vs", help="Run folder(s): also time sleap-nn's checkpoint inference on the same frames."),
     runners: str = typer.Option("", "--runners", help="Also time these runners: onnx,torchscript,eager,compile (need --vs)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads in all (default: all cores)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
 ):
     """Throughput per batch size (network only and end to end), latency, time split, memory."""

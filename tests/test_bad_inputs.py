@@ -219,6 +219,11 @@ def test_bad_videos(tmp_path, artifact):
     result = cli("predict", model, VIDEO, "-o", existing, "--frames", "0", check_rc=None)
     assert_one_line_error(result, "--overwrite")  # "predict-output-exists"
     assert existing.read_bytes() == b"keep"
+    torchscript = artifact(["minimal_instance_centroid"], ".pt")
+    result = cli("predict", torchscript, VIDEO, "-o", tmp_path / "p.slp", "--threads", "2", check_rc=None)
+    assert_one_line_error(result, "apply to ONNX artifacts")  # "threads-not-onnx"
+    result = cli("predict", model, VIDEO, "-o", tmp_path / "p.slp", "--parallel-batches", "0", check_rc=None)
+    assert_one_line_error(result, "at least 1")  # "parallel-batches-zero"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "empty.mp4", "exists.slp"]
 
 

@@ -109,3 +109,79 @@ def test_outputs_api(artifact, tmp_path):
     ax = outputs.plot(ground_truth=outputs.pred_keypoints[outputs.instance_valid])
     ax.figure.savefig(tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_in_order_keeps_order_bounds_work_and_raises():
+    import threading
+    import time
+
+    from sleap_export.runtime.predictor import in_order
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow_square(x):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.002 * (x % 3))  # later items often finish first
+        with lock:
+            running[0] -= 1
+        return x * x
+
+    assert list(in_order(slow_square, range(20), 3)) == [(x, x * x) for x in range(20)]
+    assert most[0] == 3
+    assert list(in_order(slow_square, range(5), 1)) == [(x, x * x) for x in range(5)]
+
+    started = []
+
+    def fail_on_four(x):
+        started.append(x)
+        if x == 4:
+            raise InputError("bad frame 4")
+        return x
+
+    with pytest.raises(InputError, match="bad frame 4"):
+        list(in_order(fail_on_four, range(100), 2))
+    assert max(started) < 10  # items are taken only a few ahead of the consumer
+
+
+def test_parallel_batches_give_the_same_labels(artifact):
+    """Two (three) batches at once through one ONNX session: the same poses, in frame order."""
+    from sleap_export.runtime.predictor import Predictor
+
+    model = artifact(["minimal_instance_bottomup"], ".onnx")
+    video, frames = str(DATA / "centered_pair_small.mp4"), list(range(0, 46, 2))
+    one = Predictor.from_artifact(model, batch_size=2, parallel_batches=1).predict(video, frames=frames)
+    three = Predictor.from_artifact(model, batch_size=2, parallel_batches=3).predict(video, frames=frames)
+    assert [lf.frame_idx for lf in three.labeled_frames] == frames
+    for a, b in zip(one.labeled_frames, three.labeled_frames):
+        assert len(a.instances) == len(b.instances)
+        for x, y in zip(a.instances, b.instances):
+            np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_predictor_runs_two_batches_at_once_on_a_multicore_cpu(artifact, monkeypatch):
+    from sleap_export.runtime.predictor import Predictor
+
+    model = artifact(["minimal_instance_centroid"], ".onnx")
+    assert load(model).parallel_batches == 1  # direct use: one batch on every core (latency)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert Predictor.from_artifact(model).runner.parallel_batches == 2
+    assert Predictor.from_artifact(model, parallel_batches=1).runner.parallel_batches == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert Predictor.from_artifact(model).runner.parallel_batches == 1
+
+
+def test_rgb_views_from_opencv_are_stacked_exactly():
+    """sleap-io hands out RGB as reversed views of OpenCV's BGR buffers; the fast stack copies them exactly."""
+    import cv2  # noqa: F401  (loaded, as whenever sleap-io reads with OpenCV)
+
+    from sleap_export.runtime.frames import stack_frames
+
+    bgr = np.random.default_rng(0).integers(0, 256, (3, 7, 9, 3), dtype=np.uint8)
+    views = [frame[..., ::-1] for frame in bgr]
+    np.testing.assert_array_equal(stack_frames(views), np.stack(views))
+    assert stack_frames(views).flags.c_contiguous
+    gray = [frame[..., :1] for frame in bgr]
+    np.testing.assert_array_equal(stack_frames(gray), np.stack(gray))

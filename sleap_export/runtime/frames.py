@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Sequence
+
 import numpy as np
 
 from sleap_export.errors import InputError
+
+
+def stack_frames(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Equal-shape frames -> one contiguous ``(N, H, W, C)`` batch.
+
+    sleap-io's OpenCV reader hands out RGB frames as reversed views of OpenCV's
+    BGR buffers; numpy copies those byte by byte (~1 ms for a 560x320 frame),
+    OpenCV's vectorized channel swap in ~0.02 ms. OpenCV is only used when it is
+    already loaded, which it is whenever such views come from sleap-io.
+    """
+    first = images[0]
+    if first.dtype != np.uint8 or any(image.shape != first.shape for image in images):
+        return np.stack(images)  # as_batch names the problem
+    cv2 = sys.modules.get("cv2")
+    batch = np.empty((len(images),) + first.shape, np.uint8)
+    for slot, image in zip(batch, images):
+        if cv2 is not None and image.ndim == 3 and image.shape[-1] == 3 and image[..., ::-1].flags.c_contiguous:
+            cv2.cvtColor(image[..., ::-1], cv2.COLOR_BGR2RGB, dst=slot)
+        else:
+            slot[...] = image
+    return batch
 
 
 def as_batch(frames) -> np.ndarray:

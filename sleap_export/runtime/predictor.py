@@ -1,11 +1,13 @@
 """`Predictor`: videos, labels or arrays in, `sio.Labels` out.
 
 Frames are decoded on a background thread into a bounded queue, so decoding
-overlaps inference and memory stays bounded on long videos.
+overlaps inference and memory stays bounded on long videos; the runner may run
+several batches at once (`Runner.parallel_batches`), results kept in order.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
@@ -15,14 +17,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Protocol, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, TypeVar
 
 import attrs
 import numpy as np
 import sleap_io as sio
 
 from sleap_export.errors import InputError
-from sleap_export.runtime.frames import as_batch
+from sleap_export.runtime.frames import as_batch, stack_frames
 from sleap_export.runtime.labels import (
     class_tracks,
     labeled_frame,
@@ -34,6 +37,8 @@ from sleap_export.runtime.runners import Runner, load, require_poses
 from sleap_export.runtime.timing import StageClock
 
 LABELS_SUFFIXES = (".slp",)
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 @attrs.frozen
@@ -202,7 +207,7 @@ def _decode(
                 centroids = None
                 if need_centroids:
                     centroids = _padded_centroids([source.centroids(i, anchor) for i in same_size])
-                yield Batch(video_index, same_size, as_batch(np.stack([image for _, image in group])), centroids)
+                yield Batch(video_index, same_size, as_batch(stack_frames([image for _, image in group])), centroids)
 
 
 def background(iterator: Iterator, depth: int) -> Iterator:
@@ -240,6 +245,30 @@ def background(iterator: Iterator, depth: int) -> Iterator:
         stop.set()
 
 
+def in_order(fn: Callable[[Item], Result], items: Iterable[Item], parallel: int) -> Iterator[tuple[Item, Result]]:
+    """``(item, fn(item))`` in item order, with up to ``parallel`` calls running at once.
+
+    At most ``parallel`` items are taken ahead of the one yielded, so memory
+    stays bounded; calls not yet started are cancelled when the consumer stops.
+    """
+    if parallel <= 1:
+        yield from ((item, fn(item)) for item in items)
+        return
+    pool = ThreadPoolExecutor(parallel, thread_name_prefix="sleap-export-run")
+    pending: collections.deque = collections.deque()
+    try:
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) > parallel:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 class Predictor:
     """Runs a runner over videos and builds `sio.Labels`."""
 
@@ -259,7 +288,8 @@ class Predictor:
     def from_artifact(
         cls, path: str | Path, device: Optional[str] = None, batch_size: int = 4, **runner_options
     ) -> "Predictor":
-        return cls(load(path, device=device, **runner_options), batch_size=batch_size, artifact=str(path))
+        runner = load(path, device=device, for_throughput=True, **runner_options)
+        return cls(runner, batch_size=batch_size, artifact=str(path))
 
     def predict(
         self,
@@ -308,11 +338,14 @@ class Predictor:
         try:
             with self.runner:
                 decoded = _decode(sources, self.batch_size, anchor, need_centroids, self.clock)
-                for batch in background(decoded, depth=4):
-                    video = sources[batch.video_index].video
-                    results = self.runner.predict(
+
+                def run(batch: Batch) -> list:
+                    return self.runner.predict(
                         batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
                     )
+
+                for batch, results in in_order(run, background(decoded, depth=4), self.runner.parallel_batches):
+                    video = sources[batch.video_index].video
                     with self.clock.section("labels"):
                         labeled_frames.extend(labeled_frame(o, video, self.skeleton, self.tracks) for o in results)
                     if progress is not None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections import defaultdict
 
 
 class StageClock:
-    """Accumulates wall-clock seconds per named stage (one writer thread per stage)."""
+    """Accumulates wall-clock seconds per named stage, summed over the threads that run it."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def section(self, stage: str):
@@ -19,7 +21,9 @@ class StageClock:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self.seconds[stage] += elapsed
 
     def reset(self) -> None:
         self.seconds.clear()
