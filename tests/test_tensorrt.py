@@ -5,6 +5,7 @@ compatibility rules, refusals), and GPU tests that skip cleanly elsewhere
 
 from __future__ import annotations
 
+import copy
 import json
 
 import attrs
@@ -86,6 +87,82 @@ def test_the_spec_output_travels_through_a_graph_runtime_and_is_found_in_engine_
     result = cli("inspect", str(engine), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model_type"] == "centroid"
+
+
+# Every op our graphs use, each checked against onnx-tensorrt's operator support
+# matrix (docs/operators.md, TensorRT 8.5 and later: all "Y", no restriction that
+# our graphs break: TopK's k <= 3840, Einsum without broadcasting). A new op in a
+# graph fails this test until it is checked there and added. IsInf is absent on
+# purpose: older parsers lack it, so the graphs do not use torch.nan_to_num.
+TENSORRT_PARSER_OPS = frozenset(
+    "Abs Add And ArgMax Cast Clip Concat Constant ConstantOfShape Conv ConvTranspose "
+    "DequantizeLinear Div Einsum Equal Expand Flatten Floor Gather GatherElements Greater "
+    "GreaterOrEqual IsNaN Less LessOrEqual MatMul Max MaxPool Min Mod Mul NonZero Not Or Pad "
+    "Pow QuantizeLinear Range Reciprocal ReduceMax ReduceMean ReduceSum Relu Reshape Resize "
+    "Round ScatterND Shape Sigmoid Slice Sqrt Squeeze Sub TopK Transpose Unsqueeze Where".split()
+)
+
+
+def tensorrt_double_downcast(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model as TensorRT's parser runs it: it has no float64, and casts DOUBLE
+    tensors, constants and Casts down to FLOAT (onnx-tensorrt's documented rule)."""
+    from onnx import TensorProto, numpy_helper
+
+    model = copy.deepcopy(model)
+    graph = model.graph
+
+    def single(tensor):
+        return numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32), tensor.name)
+
+    for tensor in graph.initializer:
+        if tensor.data_type == TensorProto.DOUBLE:
+            tensor.CopyFrom(single(tensor))
+    for node in graph.node:
+        for attribute in node.attribute:
+            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.DOUBLE:
+                attribute.i = TensorProto.FLOAT
+            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.DOUBLE:
+                attribute.t.CopyFrom(single(attribute.t))
+    for value in list(graph.input) + list(graph.output):
+        if value.type.tensor_type.elem_type == TensorProto.DOUBLE:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    del graph.value_info[:]
+    return model
+
+
+@pytest.mark.parametrize(
+    "models", [[CENTROID, CENTERED], ["minimal_instance_bottomup"], ["minimal_instance_single_instance"]], ids=str
+)
+def test_engine_graphs_use_only_ops_the_tensorrt_parser_imports(models, artifact):
+    onnx_path = artifact(models, ".onnx")
+    used = {node.op_type for node in engine_graph(onnx.load(str(onnx_path)), read_spec(onnx_path)).graph.node}
+    assert used <= TENSORRT_PARSER_OPS, f"check onnx-tensorrt's operator matrix for {sorted(used - TENSORRT_PARSER_OPS)}"
+
+
+def test_engine_graphs_survive_tensorrts_float64_downcast(artifact):
+    """Size matching computes scales in float64 like sleap-nn; TensorRT runs them in
+    float32. On frames that need resizing, poses move by float rounding only."""
+    import cv2
+
+    onnx_path = artifact([CENTROID, CENTERED], ".onnx")
+    model = onnx.load(str(onnx_path))
+    as_exported = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    as_tensorrt = onnxruntime.InferenceSession(
+        tensorrt_double_downcast(model).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    import sleap_io as sio
+
+    video = sio.load_video(str(VIDEO))
+    for width, height in [(384, 384), (301, 250), (1024, 1024)]:
+        frames = np.stack([cv2.resize(video[i], (width, height))[..., None] for i in range(0, 40, 5)])
+        expected = dict(zip(read_spec(onnx_path).output_names, as_exported.run(None, {"frames": frames})))
+        actual = dict(zip(read_spec(onnx_path).output_names, as_tensorrt.run(None, {"frames": frames})))
+        np.testing.assert_array_equal(expected["instance_valid"], actual["instance_valid"])
+        found = expected["instance_valid"]
+        assert found.sum() >= 8
+        np.testing.assert_allclose(
+            actual["pred_keypoints"][found], expected["pred_keypoints"][found], atol=0.05, rtol=0, equal_nan=True
+        )
 
 
 def test_compatibility_rules():

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import torch
 
+from sleap_export.graph.peaks import nan_to_zero
+
 
 def greedy_matches(scores: torch.Tensor, min_score: float):
     """``(B, K, K)`` pair scores -> for each source peak, its destination (-1: none) and score."""
@@ -88,9 +90,9 @@ def group_in_graph(
     member = member & valid[:, None, None, :]
     has = member.any(dim=2)  # (B, N, I)
     weights = member.to(points.dtype)
-    safe_points = torch.nan_to_num(points, nan=0.0)
+    safe_points = nan_to_zero(points)
     keypoints = torch.einsum("bnki,bnkc->binc", weights, safe_points)
-    peak_values = torch.einsum("bnki,bnk->bin", weights, torch.nan_to_num(values, nan=0.0))
+    peak_values = torch.einsum("bnki,bnk->bin", weights, nan_to_zero(values))
     missing = ~has.permute(0, 2, 1)  # (B, I, N)
     keypoints = torch.where(missing[..., None], torch.full_like(keypoints, float("nan")), keypoints)
     peak_values = torch.where(missing, torch.full_like(peak_values, float("nan")), peak_values)

@@ -75,6 +75,12 @@ def local_peaks(confmaps: torch.Tensor, threshold: float, max_peaks: int):
     return points, values, valid
 
 
+def nan_to_zero(values: torch.Tensor) -> torch.Tensor:
+    """NaN -> 0. ``torch.nan_to_num`` would also clamp infinities, which exports an
+    ONNX IsInf that TensorRT's parser may lack; these values are never infinite."""
+    return torch.where(torch.isnan(values), 0.0, values)
+
+
 def integral_offsets(confmaps: torch.Tensor, points: torch.Tensor, patch_size: int):
     """Sub-pixel offsets: confidence-weighted mean position in a patch per point.
 
@@ -90,7 +96,7 @@ def integral_offsets(confmaps: torch.Tensor, points: torch.Tensor, patch_size: i
     # Explicit sizes instead of -1/flatten: ONNX Runtime cannot infer -1 when
     # another dimension is 0 (a frame with no instances gives zero crops).
     batch, channels, slots = points.shape[0], points.shape[1], points.shape[2]
-    anchors = torch.nan_to_num(points, nan=0.0).to(torch.int64) + radius
+    anchors = nan_to_zero(points).to(torch.int64) + radius
     grid = torch.arange(patch_size, dtype=torch.int64) - radius
     rows = anchors[..., 1, None, None] + grid[:, None]  # (B, C, K, P, 1)
     cols = anchors[..., 0, None, None] + grid[None, :]  # (B, C, K, 1, P)
