@@ -15,7 +15,7 @@ def stack_frames(images: Sequence[np.ndarray]) -> np.ndarray:
 
     sleap-io's OpenCV reader hands out RGB frames as reversed views of OpenCV's
     BGR buffers; numpy copies those byte by byte (~1 ms for a 560x320 frame),
-    OpenCV's vectorized channel swap in ~0.02 ms. OpenCV is only used when it is
+    OpenCV's vectorized channel swap in ~0.1 ms. OpenCV is only used when it is
     already loaded, which it is whenever such views come from sleap-io.
     """
     first = images[0]

@@ -344,15 +344,19 @@ class Predictor:
                         batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
                     )
 
-                for batch, results in in_order(run, background(decoded, depth=4), self.runner.parallel_batches):
-                    video = sources[batch.video_index].video
-                    with self.clock.section("labels"):
-                        labeled_frames.extend(labeled_frame(o, video, self.skeleton, self.tracks) for o in results)
-                    if progress is not None:
-                        progress.advance(len(batch.frame_indices))
-                    if output is not None and time.monotonic() - last_save > save_every_s:
-                        save_labels_atomically(self._labels(labeled_frames, sources), output)
-                        last_save = time.monotonic()
+                runs = in_order(run, background(decoded, depth=4), self.runner.parallel_batches)
+                # Closed on the way out: an interrupt lets the running batches finish
+                # and drops the queued ones before the finished frames are saved.
+                with contextlib.closing(runs):
+                    for batch, results in runs:
+                        video = sources[batch.video_index].video
+                        with self.clock.section("labels"):
+                            labeled_frames.extend(labeled_frame(o, video, self.skeleton, self.tracks) for o in results)
+                        if progress is not None:
+                            progress.advance(len(batch.frame_indices))
+                        if output is not None and time.monotonic() - last_save > save_every_s:
+                            save_labels_atomically(self._labels(labeled_frames, sources), output)
+                            last_save = time.monotonic()
         except KeyboardInterrupt:
             # Ctrl-C / SIGTERM: keep the finished frames in a valid file, say how far it got.
             if output is not None and labeled_frames:
