@@ -195,7 +195,7 @@ def run_bench(
             split = {stage: 1000 * s / len(array) for stage, s in seconds.items()}
             batches.append(BatchFigures(batch_size, network, end_to_end, split))
     # Closed-loop use: one frame at a time with every thread on it.
-    with load(artifact, **options) as latency_runner:
+    with runner if runner.parallel_batches == 1 else load(artifact, **options) as latency_runner:
         latency = _latency_ms(latency_runner, array)
 
     reference_fps = reference_batch = None

@@ -9,7 +9,6 @@ when within tolerance (Polygraphy's comparator style).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -18,7 +17,6 @@ import numpy as np
 
 from sleap_export.compare import Comparison, compare_poses, poses_by_frame, scores_by_frame, tracks_by_frame
 from sleap_export.errors import InputError, SleapExportError
-from sleap_export.files import written_atomically
 
 
 @attrs.frozen
@@ -315,10 +313,3 @@ def check_artifact(
         ground_truth=_ground_truth(source, ours, theirs),
     )
 
-
-def write_json_atomically(values: dict, path: Path) -> None:
-    """Write JSON through a temporary file in the same folder, then rename."""
-    if not path.parent.exists():
-        raise InputError(f"Folder {path.parent} does not exist; create it first.")
-    with written_atomically(path) as partial:
-        partial.write_text(json.dumps(values, indent=2))

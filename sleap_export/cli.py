@@ -244,7 +244,8 @@ def predict(
 def _run_check(artifact, references, data, frames, max_deviation, json_path):
     from rich.console import Console
 
-    from sleap_export.check import check_artifact, write_json_atomically
+    from sleap_export.check import check_artifact
+    from sleap_export.files import write_json_atomically
 
     report = check_artifact(artifact, references, data, frames=frames, max_deviation=max_deviation)
     Console(stderr=True).print(report.render())
@@ -288,7 +289,7 @@ def bench(
     from rich.console import Console
 
     from sleap_export.bench import run_bench
-    from sleap_export.check import write_json_atomically
+    from sleap_export.files import write_json_atomically
 
     try:
         sizes = [int(b) for b in batch_size.split(",") if b.strip()]

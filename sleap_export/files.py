@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from sleap_export.errors import InputError
 
 
 @contextmanager
@@ -20,3 +23,11 @@ def written_atomically(path: Path, suffix: str = "") -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_json_atomically(values: dict, path: Path) -> None:
+    """Write JSON through a temporary file in the same folder, then rename."""
+    if not path.parent.exists():
+        raise InputError(f"Folder {path.parent} does not exist; create it first.")
+    with written_atomically(path) as partial:
+        partial.write_text(json.dumps(values, indent=2))

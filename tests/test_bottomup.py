@@ -4,7 +4,6 @@ sleap-nn's algorithm on hand-made cases."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sleap_export.build import build_graph
 from sleap_export.compare import compare_poses

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 import sleap_io as sio
 
 from conftest import DATA, MODELS

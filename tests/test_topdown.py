@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from sleap_export.build import ExportOptions, build_graph
 from sleap_export.compare import compare_poses
-from sleap_export.errors import InputError
 from sleap_export.graph import models
 from sleap_export.runtime.runners import TorchModuleRunner
 from conftest import DATA, MODELS, cached

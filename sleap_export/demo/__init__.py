@@ -19,7 +19,6 @@ TRUTH = ASSETS / "clip_truth.npy"
 
 
 def run_demo(output_dir: Path) -> dict:
-    import sleap_io as sio
     from rich.console import Console
     from rich.table import Table
 
