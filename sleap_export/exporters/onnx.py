@@ -55,7 +55,10 @@ def trace_onnx(module, spec, options: ExportOptions):
             output_names=list(spec.output_names),
             dynamic_axes=dynamic_axes,
         )
-    return onnxslim.slim(onnx.load_from_string(buffer.getvalue()))
+    # onnxslim's symbolic shape inference can prove a dynamic resize to be the
+    # identity when it is not (it dropped the input-scale resize of a bottom-up
+    # graph at scale 0.75), so it folds and fuses without inferring shapes.
+    return onnxslim.slim(onnx.load_from_string(buffer.getvalue()), no_shape_infer=True)
 
 
 def write_model(model, spec, path: Path) -> None:

@@ -24,6 +24,13 @@ def _size(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return shape[2], shape[3]
 
 
+def _as_float64_vector(length: torch.Tensor) -> torch.Tensor:
+    """A size as a 1-element float64 vector: the ONNX exporter types arithmetic
+    between 0-dim tensors as float32 (its scalar rules), which would round
+    sleap-nn's float64 scales."""
+    return length.reshape(1).to(torch.float64)
+
+
 def pad_bottom_right(images: torch.Tensor, height, width) -> torch.Tensor:
     """Zero-pad ``(B, C, h, w)`` images to ``(height, width)``."""
     h, w = _size(images)
@@ -33,6 +40,49 @@ def pad_bottom_right(images: torch.Tensor, height, width) -> torch.Tensor:
 def frames_to_images(frames: torch.Tensor) -> torch.Tensor:
     """uint8 ``(B, H, W, C)`` -> float64 ``(B, C, H, W)`` of the same values."""
     return frames.permute(0, 3, 1, 2).to(torch.float64)
+
+
+def match_size(images: torch.Tensor, target_h: torch.Tensor, target_w: torch.Tensor):
+    """Fit ``(B, C, H, W)`` images into ``(target_h, target_w)`` as sleap-nn's
+    ``apply_sizematcher``: returns ``(images, size_scale)``, the scale as float64."""
+    height, width = _size(images)
+    size_scale = torch.minimum(
+        _as_float64_vector(target_h) / _as_float64_vector(height),
+        _as_float64_vector(target_w) / _as_float64_vector(width),
+    )
+    # round() halves to even, as Python's round() in sleap-nn does.
+    fit_h = torch.round(_as_float64_vector(height) * size_scale).to(torch.int64).reshape(())
+    fit_w = torch.round(_as_float64_vector(width) * size_scale).to(torch.int64).reshape(())
+    # sleap-nn resizes only frames whose size differs from the target. A traced graph
+    # has no branches, so the batch goes to the resize (all frames) or around it (none)
+    # by splitting it at 0 or B: frames already at the training size skip its cost.
+    resize = ((fit_h != height) | (fit_w != width)).to(torch.int64)
+    batch = shape_of(images)[0]
+    split = batch * resize
+    resized = resize_uint8_antialias(torch.index_select(images, 0, torch.arange(split)), fit_h, fit_w)
+    kept = torch.index_select(images, 0, torch.arange(split, batch))
+    images = torch.cat([pad_bottom_right(resized, target_h, target_w), pad_bottom_right(kept, target_h, target_w)])
+    return images, size_scale.reshape(())
+
+
+def resize_by_scale(images: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
+    """sleap-nn's ``resize_image`` by a float64 ``input_scale``."""
+    height, width = _size(images)
+    # int() truncation of size * scale, as sleap-nn's resize_image.
+    scale = input_scale.reshape(1)
+    height = torch.floor(_as_float64_vector(height) * scale).to(torch.int64).reshape(())
+    width = torch.floor(_as_float64_vector(width) * scale).to(torch.int64).reshape(())
+    return resize_uint8_antialias(images, height, width)
+
+
+def pad_to_stride(images: torch.Tensor, max_stride) -> torch.Tensor:
+    """sleap-nn's ``apply_pad_to_stride``: zeros bottom-right up to multiples of ``max_stride``."""
+    height, width = _size(images)
+    return pad_bottom_right(
+        images,
+        height + (max_stride - height % max_stride) % max_stride,
+        width + (max_stride - width % max_stride) % max_stride,
+    )
 
 
 class SizeMatch(torch.nn.Module):
@@ -50,22 +100,7 @@ class SizeMatch(torch.nn.Module):
         height, width = _size(images)
         target_h = height if self.max_height is None else torch.full_like(height, self.max_height)
         target_w = width if self.max_width is None else torch.full_like(width, self.max_width)
-        size_scale = torch.minimum(
-            target_h.to(torch.float64) / height.to(torch.float64),
-            target_w.to(torch.float64) / width.to(torch.float64),
-        )
-        # round() halves to even, as Python's round() in sleap-nn does.
-        fit_h = torch.round(height.to(torch.float64) * size_scale).to(torch.int64)
-        fit_w = torch.round(width.to(torch.float64) * size_scale).to(torch.int64)
-        # sleap-nn resizes only frames whose size differs from the target. A traced graph
-        # has no branches, so the batch goes to the resize (all frames) or around it (none)
-        # by splitting it at 0 or B: frames already at the training size skip its cost.
-        resize = ((fit_h != height) | (fit_w != width)).to(torch.int64)
-        batch = shape_of(images)[0]
-        split = batch * resize
-        resized = resize_uint8_antialias(torch.index_select(images, 0, torch.arange(split)), fit_h, fit_w)
-        kept = torch.index_select(images, 0, torch.arange(split, batch))
-        images = torch.cat([pad_bottom_right(resized, target_h, target_w), pad_bottom_right(kept, target_h, target_w)])
+        images, size_scale = match_size(images, target_h, target_w)
         return images, size_scale.to(torch.float32)
 
 
@@ -78,17 +113,8 @@ class ScaleAndPad(torch.nn.Module):
         self.max_stride = int(max_stride)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = _size(images)
         if self.input_scale != 1.0:
-            # int() truncation of size * scale, as sleap-nn's resize_image.
-            height = torch.floor(height.to(torch.float64) * self.input_scale).to(torch.int64)
-            width = torch.floor(width.to(torch.float64) * self.input_scale).to(torch.int64)
-            images = resize_uint8_antialias(images, height, width)
+            images = resize_by_scale(images, torch.tensor(self.input_scale, dtype=torch.float64))
         if self.max_stride > 1:
-            stride = self.max_stride
-            images = pad_bottom_right(
-                images,
-                height + (stride - height % stride) % stride,
-                width + (stride - width % stride) % stride,
-            )
+            images = pad_to_stride(images, self.max_stride)
         return images.to(torch.float32) / 255.0

@@ -21,17 +21,20 @@ from sleap_export.graph.shapes import shape_of
 _MAX_PRECISION = 22
 
 
-def _axis_weights(in_size: torch.Tensor, out_size: torch.Tensor, in_length: torch.Tensor):
-    """Quantized (out, in) weight matrix for one axis and its precision shift.
+def _axis_weights(in_length: torch.Tensor, out_length: torch.Tensor):
+    """Quantized ``(out, in)`` weight matrix for one axis and its precision unit.
 
-    ``in_size``/``out_size`` are float64 scalars; ``in_length`` is the integer
-    length used to build the index grid (the same value, kept as a tensor so
-    tracing records it dynamically).
+    ``in_length``/``out_length`` are int64 scalar tensors, so tracing records them
+    dynamically. Sizes become 1-element float64 vectors, not 0-dim tensors: the
+    ONNX exporter types arithmetic between 0-dim tensors by its scalar rules, as
+    float32, which rounds the scale off the value torch's kernel uses.
     """
+    in_size = in_length.reshape(1).to(torch.float64)
+    out_size = out_length.reshape(1).to(torch.float64)
     scale = in_size / out_size
     support = torch.where(scale >= 1.0, scale, torch.ones_like(scale))
     inv_scale = torch.where(scale >= 1.0, 1.0 / scale, torch.ones_like(scale))
-    out_index = torch.arange(out_size.to(torch.int64), dtype=torch.float64)
+    out_index = torch.arange(out_length, dtype=torch.float64)
     in_index = torch.arange(in_length, dtype=torch.float64)
     center = scale * (out_index + 0.5)
     first = torch.clamp(torch.floor(center - support + 0.5), min=0.0)
@@ -42,10 +45,10 @@ def _axis_weights(in_size: torch.Tensor, out_size: torch.Tensor, in_length: torc
     total = weights.sum(dim=1, keepdim=True)
     weights = weights / torch.where(total == 0.0, torch.ones_like(total), total)
     candidates = torch.arange(_MAX_PRECISION + 1, dtype=torch.float64)
-    overflow = torch.floor(0.5 + weights.max() * torch.pow(2.0, candidates + 1.0)) >= 32768.0
+    overflow = torch.floor(0.5 + weights.max().reshape(1) * torch.pow(2.0, candidates + 1.0)) >= 32768.0
     # The first precision whose next step would overflow; 22 when none does.
     overflow = overflow | (candidates == _MAX_PRECISION)
-    precision = torch.argmax(overflow.to(torch.int64)).to(torch.float64)
+    precision = torch.argmax(overflow.to(torch.int64)).reshape(1).to(torch.float64)
     unit = torch.pow(2.0, precision)
     return torch.floor(weights * unit + 0.5), unit
 
@@ -65,11 +68,7 @@ def resize_uint8_antialias(
     """
     shape = shape_of(images)
     height, width = shape[2], shape[3]
-    col_weights, col_unit = _axis_weights(
-        width.to(torch.float64), out_width.to(torch.float64), width
-    )
-    row_weights, row_unit = _axis_weights(
-        height.to(torch.float64), out_height.to(torch.float64), height
-    )
+    col_weights, col_unit = _axis_weights(width, out_width)
+    row_weights, row_unit = _axis_weights(height, out_height)
     horizontal = _round_shift(torch.matmul(images, col_weights.t()), col_unit)
     return _round_shift(torch.matmul(row_weights, horizontal), row_unit)
