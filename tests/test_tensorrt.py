@@ -96,8 +96,8 @@ def test_the_spec_output_travels_through_a_graph_runtime_and_is_found_in_engine_
 # purpose: older parsers lack it, so the graphs do not use torch.nan_to_num.
 TENSORRT_PARSER_OPS = frozenset(
     "Abs Add And ArgMax Cast Clip Concat Constant ConstantOfShape Conv ConvTranspose "
-    "DequantizeLinear Div Einsum Equal Expand Flatten Floor Gather GatherElements Greater "
-    "GreaterOrEqual IsNaN Less LessOrEqual MatMul Max MaxPool Min Mod Mul NonZero Not Or Pad "
+    "DequantizeLinear Div Einsum Equal Exp Expand Flatten Floor Gather GatherElements Greater "
+    "GreaterOrEqual IsNaN Less LessOrEqual MatMul Max MaxPool Min Mod Mul Neg NonZero Not Or Pad "
     "Pow QuantizeLinear Range Reciprocal ReduceMax ReduceMean ReduceSum Relu Reshape Resize "
     "Round ScatterND Shape Sigmoid Slice Sqrt Squeeze Sub TopK Transpose Unsqueeze Where".split()
 )

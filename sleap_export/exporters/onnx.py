@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import warnings
 from pathlib import Path
@@ -21,11 +20,15 @@ def write_onnx(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
     import onnxruntime
     import torch
 
+    from sleap_export.graph.models import for_reordering_runtimes
+
+    # The traced graph is checked against the same graph run by torch.
+    module = for_reordering_runtimes(built.module)
     inputs = tuple(torch.from_numpy(a) for a in sample_inputs(built.spec))
-    write_model(trace_onnx(built.module, built.spec, options), built.spec, path)
+    write_model(trace_onnx(module, built.spec, options), built.spec, path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     actual = session.run(None, {n: t.numpy() for n, t in zip(built.spec.input_names, inputs)})
-    expected = [t.numpy() for t in built.module(*inputs)]
+    expected = [t.numpy() for t in module(*inputs)]
     verify_outputs(built.spec, expected, actual, "ONNX")
     if options.precision != "fp32":
         write_reduced_precision(built, path, options)
@@ -79,7 +82,7 @@ def write_reduced_precision(built: BuiltGraph, path: Path, options: ExportOption
     import onnx
 
     from sleap_export.exporters.precision import accuracy_gate, calibration_set, quantize_int8
-    from sleap_export.graph.models import with_half_precision_networks
+    from sleap_export.graph.models import for_reordering_runtimes, with_half_precision_networks
 
     spec, precision = built.spec, options.precision
     frames = calibration_set(options.calibration, options.calibration_frames, precision)
@@ -87,7 +90,7 @@ def write_reduced_precision(built: BuiltGraph, path: Path, options: ExportOption
     exported = dict(spec.export_options)
     try:
         if precision == "fp16":
-            half = with_half_precision_networks(copy.deepcopy(built.module))
+            half = with_half_precision_networks(for_reordering_runtimes(built.module))
             onnx.save(trace_onnx(half, spec, options), str(reduced_path))
         else:
             # Beside the artifact, keyed by the fp32 payload and the calibration frames: reused by re-exports.

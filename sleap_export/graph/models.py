@@ -8,6 +8,7 @@ strides and decoding, so a top-down graph keeps both models' settings.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, Sequence
 
 import torch
@@ -46,6 +47,8 @@ class Stage(torch.nn.Module):
         self.output_stride = float(spec.output_stride)
         self.input_scale = float(spec.input_scale)
         self.post = post
+        # Exact comparisons, as sleap-nn; see `for_reordering_runtimes`.
+        self.peak_tie_tolerance = 0.0
 
     def heads(self, images: torch.Tensor) -> dict:
         """Run the network on float64 whole-number images (before scaling)."""
@@ -97,7 +100,7 @@ class SingleInstanceGraph(PoseGraph):
 def find_centroids(stage: Stage, sized: torch.Tensor, max_instances: int):
     """Refined centroid peaks: ``(B, K, 2)`` sized-image pixels, values, validity."""
     confmaps = stage.heads(sized)[stage.confmap_head]
-    points, values, valid = local_peaks(confmaps, stage.post.peak_threshold, max_instances)
+    points, values, valid = local_peaks(confmaps, stage.post.peak_threshold, max_instances, stage.peak_tie_tolerance)
     points = stage.refine(confmaps, points)
     return stage.to_input_pixels(points[:, 0]), values[:, 0], valid[:, 0]
 
@@ -251,7 +254,10 @@ class BottomUpPeaks(PoseGraph):
         sized, size_scale = self.size_match(frames_to_images(frames))
         heads = self.stage.heads(sized)
         confmaps = heads[self.stage.confmap_head]
-        points, values, valid = local_peaks(confmaps, self.stage.post.peak_threshold, self.stage.post.peaks_per_node)
+        post = self.stage.post
+        points, values, valid = local_peaks(
+            confmaps, post.peak_threshold, post.peaks_per_node, self.stage.peak_tie_tolerance
+        )
         points = self.stage.refine(confmaps, points) * self.stage.output_stride
         return heads, points, values, valid, size_scale
 
@@ -334,4 +340,41 @@ def with_half_precision_networks(graph: torch.nn.Module) -> torch.nn.Module:
     for stage in graph.modules():
         if isinstance(stage, Stage) and not isinstance(stage.network, HalfPrecisionNetwork):
             stage.network = HalfPrecisionNetwork(stage.network)
+    return graph
+
+
+class SaturatingSigmoid(torch.nn.Module):
+    """``1 / (1 + exp(-x))``, the formula of torch's float32 sigmoid kernel, as plain ops.
+
+    ONNX Runtime's Sigmoid kernel approximates the logistic function: where
+    torch saturates a confident class probability to exactly 1.0, it gives
+    0.99999994 on some pixels, and sleap-nn's identity assignment breaks those
+    exact ties by order. Spelled out, the saturation matches torch's (measured on
+    3 M logits); values below 1 stay within 1 ulp.
+    """
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.reciprocal(1.0 + torch.exp(-logits))
+
+
+# Relative margin a local peak must clear in runtimes that round differently
+# from torch: 8 float32 ulps. ONNX Runtime spreads the values of a plateau
+# (exactly equal in torch) over up to 1.5e-7 at 0.47 (5 ulps, measured).
+PEAK_TIE_TOLERANCE = 2.0**-20
+
+
+def for_reordering_runtimes(graph: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``graph`` for runtimes whose float rounding differs from torch's
+    (ONNX Runtime, TensorRT), so that sleap-nn's exact ties stay ties there.
+
+    Sigmoids become `SaturatingSigmoid`; local peaks must clear
+    `PEAK_TIE_TOLERANCE`. TorchScript keeps the graph as is, bit for bit.
+    """
+    graph = copy.deepcopy(graph)
+    for module in list(graph.modules()):
+        if isinstance(module, Stage):
+            module.peak_tie_tolerance = PEAK_TIE_TOLERANCE
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.Sigmoid):
+                setattr(module, name, SaturatingSigmoid())
     return graph

@@ -36,11 +36,13 @@ def global_peaks(confmaps: torch.Tensor, threshold: float):
     return points, values
 
 
-def local_peaks(confmaps: torch.Tensor, threshold: float, max_peaks: int):
+def local_peaks(confmaps: torch.Tensor, threshold: float, max_peaks: int, tie_tolerance: float = 0.0):
     """Up to ``max_peaks`` local maxima per ``(sample, channel)`` map.
 
     A pixel is a peak when it is above ``threshold`` and strictly greater than
-    its 8 neighbours (``-inf`` outside the map). When a map has more peaks than
+    its 8 neighbours (``-inf`` outside the map); with a ``tie_tolerance``, greater
+    by more than that fraction of its value, so that values a runtime's rounding
+    set a few ulps apart on a plateau (equal in torch) stay ties. When a map has more peaks than
     slots, the highest are kept (sleap-nn's top-k); kept peaks are in raster
     order, as sleap-nn lists them.
 
@@ -58,7 +60,8 @@ def local_peaks(confmaps: torch.Tensor, threshold: float, max_peaks: int):
             torch.maximum(padded[..., 2:, 1:-1], padded[..., 2:, 2:]),
         ),
     )
-    is_peak = (confmaps > neighbours) & (confmaps > threshold)
+    above = confmaps - tie_tolerance * confmaps.abs() if tie_tolerance else confmaps
+    is_peak = (above > neighbours) & (confmaps > threshold)
     width = shape_of(confmaps)[3]
     scores = torch.where(is_peak, confmaps, torch.full_like(confmaps, float("-inf")))
     top_values, top_index = torch.topk(scores.flatten(2), max_peaks, dim=2)
