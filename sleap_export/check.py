@@ -32,7 +32,10 @@ class Tolerance:
 
 # fp32 differs from sleap-nn by float summation order only (~1e-4 px; near-tied
 # peaks of weakly trained models flip on <1% of frames); reduced precision moves
-# peaks by a fraction of a confidence-map pixel.
+# peaks by a fraction of a confidence-map pixel. fp32 TensorRT engines compute the
+# resize weights in float32 (TensorRT has no float64): on resized frames at most 2
+# grey levels on <0.5% of pixels (tests/test_exactness.py, emulated), which moved
+# keypoints by <= 0.011 px (tests/test_tensorrt.py), inside the fp32 figure.
 DEFAULT_TOLERANCES = {
     "fp32": Tolerance(max_deviation_px=0.05, min_agreement=0.99),
     "fp16": Tolerance(max_deviation_px=1.0, min_agreement=0.95),

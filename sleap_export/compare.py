@@ -77,6 +77,10 @@ class Comparison:
         return float(np.percentile(self.deviations, q)) if self.deviations.size else 0.0
 
     @property
+    def share_within_tolerance(self) -> float:
+        return float((self.deviations <= self.tolerance_px).mean()) if self.deviations.size else 1.0
+
+    @property
     def max_deviation(self) -> float:
         return float(self.deviations.max()) if self.deviations.size else 0.0
 
@@ -92,7 +96,8 @@ class Comparison:
         return (
             f"{self.frames} frames, count agreement {self.count_agreement:.4f} "
             f"({len(self.count_mismatches)} differ), {self.deviations.size} keypoints: "
-            f"p{self.percentile:g} {self.deviation_at(self.percentile):.2e} px, max "
+            f"p{self.percentile:g} {self.deviation_at(self.percentile):.2e} px, "
+            f"{self.share_within_tolerance:.2%} within {self.tolerance_px:g} px, max "
             f"{self.max_deviation:.2e} px, visibility mismatches {self.visibility_mismatches}, "
             f"track mismatches {self.track_mismatches}"
         )
