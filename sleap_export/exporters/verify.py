@@ -56,14 +56,14 @@ def verify_outputs(spec: ModelSpec, expected, actual, label: str) -> None:
                 "report this as a sleap-export bug."
             )
         if want.dtype == bool:
-            mismatch = int((want != got).sum())
-            error = float(mismatch)
+            diff = (want != got).astype(np.float64)
         else:
             both_nan = np.isnan(want) & np.isnan(got)
-            diff = np.where(both_nan, 0.0, np.abs(want.astype(np.float64) - got))
-            error = float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
+            diff = np.nan_to_num(np.where(both_nan, 0.0, np.abs(want.astype(np.float64) - got)), nan=np.inf)
+        error = float(diff.max(initial=0.0))
         if error > VERIFY_TOLERANCE:
             raise SleapExportError(
-                f"{label} output {name} differs from the eager model by {error:.3g} "
+                f"{label} output {name} differs from the eager model by {error:.3g} at "
+                f"{int((diff > VERIFY_TOLERANCE).sum())} of {diff.size} values "
                 f"(tolerance {VERIFY_TOLERANCE}); report this as a sleap-export bug."
             )
