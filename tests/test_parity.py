@@ -30,6 +30,7 @@ class Case:
     tolerance_px: float = 0.01
     export_options: dict = attrs.Factory(dict)  # ours
     reference_settings: dict = attrs.Factory(dict)  # sleap-nn's, the same settings
+    labels: str = "minimal_instance.pkg.slp"  # for test_labels_file_parity
     # ONNX Runtime only, where the model makes results hinge on float rounding
     # (near-tied peaks): the share of frames with equal counts and the percentile
     # of keypoints held to the tolerance; tracks must still agree.
@@ -65,9 +66,14 @@ CASES = {
     # flat background with plateaus of equal values (ties in sleap-nn), the
     # multi-class one saturates class probabilities to exactly 1.0 (ties in its
     # identity assignment); see test_exactness.py for how ONNX keeps both.
-    "six_node_bottomup": Case(["minimal_instance6_bottomup"], "centered_pair_small.mp4", [(413, 397)]),
+    "six_node_bottomup": Case(
+        ["minimal_instance6_bottomup"], "centered_pair_small.mp4", [(413, 397)], labels="minimal_instance6.pkg.slp"
+    ),
     "six_node_multi_class_bottomup": Case(
-        ["minimal_instance6_multiclass_bottomup"], "centered_pair_small.mp4", [(413, 397)]
+        ["minimal_instance6_multiclass_bottomup"],
+        "centered_pair_small.mp4",
+        [(413, 397)],
+        labels="minimal_instance6_tracked.pkg.slp",
     ),
     # The shared multi-class bottom-up model finds 12-16 peaks per node, several
     # with class probabilities equal to 5 decimals; the per-node Hungarian
@@ -175,5 +181,5 @@ def test_other_frame_size_parity(name, kind, reference, artifact, frame_sequence
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
 @pytest.mark.parametrize("name", LABELED_CASES)
 def test_labels_file_parity(name, kind, reference, artifact):
-    source = str(DATA / "minimal_instance.pkg.slp")
-    run_case(name, kind, "pkg", lambda: sio.load_slp(source), reference, artifact)
+    source = str(DATA / CASES[name].labels)
+    run_case(name, kind, CASES[name].labels, lambda: sio.load_slp(source), reference, artifact)
