@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import attrs
 
 from sleap_export.errors import InputError
-from sleap_export.spec import ModelSpec, PostprocessSpec
+from sleap_export.spec import ModelSpec, PostprocessSpec, one_of, within
 
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -86,12 +86,12 @@ class ExportOptions:
     # providers, TensorRT); "int8" quantizes its convolutions, calibrated on
     # ``calibration`` (video or .slp). Both are gated against fp32 on frames of
     # ``calibration`` (``max_deviation``: p99 px).
-    precision: str = attrs.field(default="fp32", validator=attrs.validators.in_(PRECISIONS))
+    precision: str = attrs.field(default="fp32", validator=one_of(*PRECISIONS))
     calibration: Optional[str] = None
     # int8 for ONNX Runtime's CPU provider (uint8 activations) or TensorRT (symmetric int8 only).
-    int8_target: str = attrs.field(default="onnxruntime", validator=attrs.validators.in_(("onnxruntime", "tensorrt")))
-    calibration_frames: int = 64
-    max_deviation: Optional[float] = None
+    int8_target: str = attrs.field(default="onnxruntime", validator=one_of("onnxruntime", "tensorrt"))
+    calibration_frames: int = attrs.field(default=64, validator=within(1))
+    max_deviation: Optional[float] = attrs.field(default=None, validator=within(0.0))
     # TensorRT builds (the ``trt`` format) only.
     tensorrt: EngineOptions = EngineOptions()
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
 
 from sleap_export.errors import InputError, SleapExportError
@@ -58,11 +57,11 @@ _PEAK_THRESHOLD = typer.Option(None, help="Minimum confidence of a peak (default
 _REFINEMENT = typer.Option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on).")
 _GROUPING = typer.Option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate, no host work).")
 _CHECK = typer.Option(None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails.")
-_CHECK_FRAMES = typer.Option(50, "--check-frames", help="Frames `--check` compares.")
+_CHECK_FRAMES = typer.Option(50, "--check-frames", min=1, help="Frames `--check` compares.")
 _PRECISION = typer.Option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized; symmetric for TensorRT).")
 _CALIBRATION = typer.Option(None, "--calibration", help="fp16/int8: video or .slp (labeled frames first) to calibrate on (int8) and gate against fp32.")
 _CALIBRATION_FRAMES = typer.Option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on).")
-_MAX_DEVIATION = typer.Option(None, "--max-deviation", help="fp16/int8: fail the export when p99 deviation from fp32 exceeds this (px).")
+_MAX_DEVIATION = typer.Option(None, "--max-deviation", min=0.0, help="fp16/int8: fail the export when p99 deviation from fp32 exceeds this (px).")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing artifact.")
 
 
@@ -192,14 +191,14 @@ def predict(
     inputs: List[Path] = typer.Argument(..., help="Video(s) or .slp labels file(s)."),
     output: Path = typer.Option(..., "--output", "-o", help="Predictions .slp to write."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame ranges, e.g. 0-999,2000-."),
-    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Frames per batch."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Frames per batch."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda for TensorRT engines, else cpu)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads in all (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime CPU threads in all (default: all cores)."),
     parallel_batches: Optional[int] = typer.Option(
         None, "--parallel-batches", help="ONNX Runtime batches run at once, sharing the threads (default: 2 on a multi-core CPU)."
     ),
     video_index: Optional[int] = typer.Option(
-        None, "--video-index", help="Only this video of the inputs (counted over all inputs' videos, from 0)."
+        None, "--video-index", min=0, help="Only this video of the inputs (counted over all inputs' videos, from 0)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     resume: bool = typer.Option(
@@ -211,10 +210,13 @@ def predict(
     from sleap_export.progress import progress_for
     from sleap_export.runtime.predictor import PredictionInterrupted, Predictor
 
+    from sleap_export.runtime.output_file import check_destination
+
+    if resume and overwrite:
+        raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
+    check_destination(output, [*inputs, artifact])
     if output.exists() and not (overwrite or resume):
         raise InputError(f"{output} already exists; pass --overwrite to replace it, or --resume to finish it.")
-    if not output.parent.exists():
-        raise InputError(f"Output folder {output.parent} does not exist; create it first.")
     options = {name: value for name, value in (("threads", threads), ("parallel_batches", parallel_batches)) if value is not None}
     if options and artifact.suffix != ".onnx":
         raise InputError("--threads and --parallel-batches apply to ONNX artifacts; leave them out for this one.")
@@ -261,9 +263,9 @@ def check(
         ..., "--reference", "-r", help="Run folder the artifact was exported from (repeat for top-down: -r CENTROID -r INSTANCE)."
     ),
     data: Path = typer.Option(..., "--data", "-d", help="Video, or .slp labels (ground-truth errors are reported too)."),
-    frames: int = typer.Option(50, "--frames", "-n", help="Frames to compare (spread over a video; first labeled frames of a .slp)."),
+    frames: int = typer.Option(50, "--frames", "-n", min=1, help="Frames to compare (spread over a video; first labeled frames of a .slp)."),
     max_deviation: Optional[float] = typer.Option(
-        None, "--max-deviation", help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3)."
+        None, "--max-deviation", min=0.0, help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3)."
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ):
@@ -279,10 +281,10 @@ def bench(
     artifact: Path = typer.Argument(..., help="An artifact written by sleap-export."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Video to read frames from (default: synthetic frames)."),
     batch_size: str = typer.Option("1,4,16", "--batch-size", "-b", help="Batch sizes to time, comma-separated."),
-    frames: int = typer.Option(200, "--frames", "-n", help="Frames per measurement."),
+    frames: int = typer.Option(200, "--frames", "-n", min=1, help="Frames per measurement."),
     vs: List[Path] = typer.Option([], "--vs", help="Run folder(s): also time sleap-nn's checkpoint inference on the same frames."),
     runners: str = typer.Option("", "--runners", help="Also time these runners: onnx,torchscript,eager,compile (need --vs)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads in all (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime CPU threads in all (default: all cores)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
 ):
     """Throughput per batch size (network only and end to end), latency, time split, memory."""
@@ -365,10 +367,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = app(standalone_mode=False)
-    except click.exceptions.ClickException as err:
+    except typer.TyperException as err:
+        # Usage errors (typer's own click): the command's usage line, the option named, exit 2.
         err.show()
         sys.exit(err.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         result = INTERRUPTED
     except SleapExportError as err:
         if _state["debug"]:

@@ -85,27 +85,52 @@ class StageSpec:
     training_config: str = ""
 
 
+def within(low: float, high: Optional[float] = None, what: str = ""):
+    """attrs validator: ``low <= value`` (and ``value < high``), else one line naming the option."""
+
+    def check(instance, attribute, value) -> None:
+        if value is None or (value >= low and (high is None or value < high)):
+            return
+        allowed = f"in [{low:g}, {high:g})" if high is not None else f"at least {low:g}"
+        raise ValueError(f"{attribute.name.replace('_', '-')} must be {allowed}{what}, got {value!r}")
+
+    return check
+
+
+def one_of(*choices):
+    """attrs validator: ``value in choices``, else one line listing them."""
+
+    def check(instance, attribute, value) -> None:
+        if value not in choices:
+            listed = ", ".join(str(c) for c in choices)
+            raise ValueError(f"{attribute.name.replace('_', '-')} must be one of {listed}, got {value!r}")
+
+    return check
+
+
+# A peak threshold is a confidence: at 1 or above no peak can ever be found.
+_CONFIDENCE = within(0.0, 1.0, " (a confidence)")
+
+
 @attrs.frozen
 class PostprocessSpec:
     """Peak-decoding settings baked into the graph (sleap-nn's defaults)."""
 
-    peak_threshold: float = attrs.field(default=0.2, validator=attrs.validators.ge(0.0))
+    peak_threshold: float = attrs.field(default=0.2, validator=_CONFIDENCE)
     # Top-down's centered-instance stage threshold when it differs (sleap-nn's keypoint_threshold).
-    instance_peak_threshold: Optional[float] = None
-    refinement: Optional[str] = attrs.field(
-        default="integral", validator=attrs.validators.in_((None, "integral"))
-    )
-    integral_patch_size: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    max_instances: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    instance_peak_threshold: Optional[float] = attrs.field(default=None, validator=_CONFIDENCE)
+    refinement: Optional[str] = attrs.field(default="integral", validator=one_of(None, "integral"))
+    integral_patch_size: int = attrs.field(default=5, validator=within(1))
+    max_instances: int = attrs.field(default=20, validator=within(1))
     # Bottom-up grouping (sleap-nn's PAFScorer defaults).
-    peaks_per_node: int = attrs.field(default=64, validator=attrs.validators.ge(1))
-    n_line_points: int = attrs.field(default=10, validator=attrs.validators.ge(2))
+    peaks_per_node: int = attrs.field(default=64, validator=within(1))
+    n_line_points: int = attrs.field(default=10, validator=within(2))
     max_edge_length_ratio: float = 0.25
     dist_penalty_weight: float = 1.0
     min_line_scores: float = 0.25
     min_instance_peaks: float = 0.0
     # "host": exact sleap-nn grouping in the runtime; "graph": approximate, in the graph.
-    grouping: str = attrs.field(default="host", validator=attrs.validators.in_(("host", "graph")))
+    grouping: str = attrs.field(default="host", validator=one_of("host", "graph"))
     # Order in which sleap-nn assembles edges (BFS from its topological root).
     edge_order: tuple[int, ...] = attrs.field(default=(), converter=tuple)
 

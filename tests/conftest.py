@@ -163,7 +163,7 @@ def frame_sequence_from(session_cache):
     losslessly so sleap-nn and our runners read identical pixels."""
 
     def make(video: Path, frames: range, height: int, width: int) -> list[str]:
-        folder_name = f"{Path(video).stem}-{frames.start}-{frames.stop}-{height}x{width}"
+        folder_name = f"{Path(video).stem}-{frames.start}-{frames.stop}-{frames.step}-{height}x{width}"
 
         def produce(folder: Path) -> None:
             import imageio.v3 as iio

@@ -379,3 +379,93 @@ def test_tensorrt_refusals(tmp_path, artifact, monkeypatch):
     foreign = tmp_path / "foreign.engine"  # "foreign-engine"
     foreign.write_bytes(os.urandom(4096))
     assert_one_line_error(cli("inspect", foreign, check_rc=None), "it was not built by sleap-export", rc=1)
+
+
+def test_predict_never_writes_over_its_inputs(tmp_path, artifact):
+    from test_cli import installed
+
+    model = artifact(["minimal_instance_centroid"], ".onnx")
+    video = tmp_path / "clip.mp4"
+    shutil.copy(VIDEO, video)
+    labels = tmp_path / "labels.slp"
+    shutil.copy(DATA / "minimal_instance.pkg.slp", labels)
+    alias = tmp_path / "alias.slp"
+    alias.symlink_to(labels)
+    before = {p: p.read_bytes() for p in (video, labels)}
+    result = installed("predict", model, video, "-o", video, "--overwrite", "--frames", "0")
+    assert_one_line_error(result, "is not a .slp file")  # "predict-output-not-slp"
+    result = installed("predict", model, video, "-o", tmp_path / "preds.h5", "--frames", "0")
+    assert_one_line_error(result, "name it preds.slp")  # "predict-output-not-slp"
+    result = installed("predict", model, labels, "-o", labels, "--overwrite")
+    assert_one_line_error(result, "is one of the inputs")  # "predict-output-is-input"
+    result = installed("predict", model, labels, "-o", alias, "--overwrite")
+    assert_one_line_error(result, "is one of the inputs")  # "predict-output-is-input"
+    assert {p: p.read_bytes() for p in (video, labels)} == before
+    result = installed("predict", model, video, "-o", tmp_path / "p.slp", "--resume", "--overwrite")
+    assert_one_line_error(result, "pass one of the two")  # "resume-and-overwrite"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.slp", "clip.mp4", "labels.slp"]
+
+
+def test_predict_checks_its_destination_before_the_first_frame(tmp_path, artifact):
+    from test_cli import installed
+
+    model = artifact(["minimal_instance_centroid"], ".onnx")
+    # /sys refuses new files to every user, root included (chmod would not stop root).
+    result = installed("predict", model, VIDEO, "-o", "/sys/p.slp")
+    assert_one_line_error(result, "is not writable")  # "predict-read-only-folder"
+    result = installed("predict", model, VIDEO, "-o", tmp_path / "p.slp", "--frames", "1090-1200")
+    assert_one_line_error(result, "outside the input's 1100 frames (valid: 0-1099)")  # "frames-out-of-range"
+    result = installed("predict", model, VIDEO, "-o", tmp_path / "p.slp", "--frames", "5000-6000")
+    assert_one_line_error(result, "(valid: 0-1099)")  # "frames-out-of-range"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_numeric_export_options_outside_their_range(tmp_path):
+    from test_cli import installed
+
+    result = installed("onnx", CENTROID, "-o", tmp_path / "m.onnx", "--peak-threshold", "2")
+    assert_one_line_error(result, "peak-threshold must be in [0, 1) (a confidence), got 2")  # "option-out-of-range"
+    result = installed("onnx", CENTROID, "-o", tmp_path / "m.onnx", "--max-instances", "0")
+    assert_one_line_error(result, "max-instances must be at least 1")  # "option-out-of-range"
+    result = installed("onnx", CENTROID, "-o", tmp_path / "m.onnx", "--precision", "int9")
+    assert_one_line_error(result, "precision must be one of fp32, fp16, int8, got 'int9'")  # "option-out-of-range"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _predict_some(model, output, frames="0-3"):
+    from test_cli import installed
+
+    return installed("predict", model, VIDEO, "-o", output, "--frames", frames, "-q")
+
+
+def test_resume_refuses_another_models_output(tmp_path, artifact):
+    centroid = artifact(["minimal_instance_centroid"], ".onnx")
+    bottomup = artifact(["minimal_instance_bottomup"], ".onnx")
+    output = tmp_path / "p.slp"
+    assert _predict_some(centroid, output).returncode == 0
+    before = output.read_bytes()
+    result = _predict_some(bottomup, output, "0-7")
+    assert result.returncode == 2  # exists
+    from test_cli import installed
+
+    result = installed("predict", bottomup, VIDEO, "-o", output, "--frames", "0-7", "--resume")
+    assert_one_line_error(result, "holds centroid predictions and this artifact is bottomup")  # "resume-other-model"
+    foreign = tmp_path / "foreign.slp"
+    shutil.copy(DATA / "minimal_instance.pkg.slp", foreign)
+    result = installed("predict", centroid, VIDEO, "-o", foreign, "--frames", "0-7", "--resume")
+    assert_one_line_error(result, "was not written by sleap-export predict")  # "resume-other-model"
+    assert output.read_bytes() == before
+
+
+def test_a_second_writer_of_the_same_output_is_refused(tmp_path, artifact):
+    model = artifact(["minimal_instance_centroid"], ".onnx")
+    output = tmp_path / "p.slp"
+    lock = tmp_path / "p.slp.lock"
+    lock.write_text(str(os.getpid()))  # a live writer: this test process
+    result = _predict_some(model, output)
+    assert_one_line_error(result, f"Another predict (pid {os.getpid()}) is writing")  # "predict-concurrent-writer"
+    assert not output.exists() and lock.read_text() == str(os.getpid())
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(finished.stdout.strip())  # a writer that is gone: its lock is taken over
+    assert _predict_some(model, output).returncode == 0
+    assert output.exists() and not lock.exists()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import sleap_io as sio
 
 from conftest import DATA, MODELS
@@ -62,3 +65,38 @@ def test_many_inputs_give_one_video_each(tmp_path, assets, artifact):
     cli("predict", model, video, DATA / "minimal_instance.pkg.slp", "-o", output, "--frames", "0-3", "-q")
     labels = sio.load_slp(str(output))
     assert len(labels.videos) == 2
+
+
+def installed(*args, check_rc: int | None = None) -> subprocess.CompletedProcess:
+    """The ``sleap-export`` command as installed (the console script), not ``python -m``."""
+    command = Path(sys.executable).parent / "sleap-export"
+    result = subprocess.run([str(command), *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check_rc is not None:
+        assert result.returncode == check_rc, result.stdout + result.stderr
+    return result
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["predict"], "Missing argument 'artifact'"),
+        (["predict", "model.onnx", "clip.mp4", "-o", "p.slp", "-b", "2.5"], "'--batch-size'"),
+        (["predict", "model.onnx", "clip.mp4", "-o", "p.slp", "-b", "0"], "'--batch-size'"),
+        (["check", "model.onnx", "-r", "run", "-d", "clip.mp4", "-n", "0"], "'--frames'"),
+        (["predict", "--bogus"], "No such option: --bogus"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_usage_errors_look_like_the_ecosystems(args, named, tmp_path):
+    """Usage line, the argument or option named, exit 2; no Python class names."""
+    result = installed(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Usage: sleap-export" in result.stderr and named in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "rerun with --debug" not in result.stderr
+    assert not re.search(r"\b[A-Z][a-z]+(Parameter|Option|Error|Usage)\b:", result.stderr), result.stderr
+
+
+def test_bare_command_shows_help_and_exits_2():
+    result = installed()
+    assert result.returncode == 2
+    assert "Usage: sleap-export" in result.stdout + result.stderr and "predict" in result.stdout + result.stderr

@@ -33,6 +33,7 @@ from sleap_export.runtime.labels import (
     provenance,
     save_labels_atomically,
 )
+from sleap_export.runtime.output_file import check_destination, check_resumable, exclusive_output
 from sleap_export.runtime.runners import Runner, load, require_poses
 from sleap_export.runtime.timing import StageClock
 
@@ -116,7 +117,11 @@ def parse_frame_ranges(text: str, n_frames: int) -> tuple[int, ...]:
             stop = start
         else:
             stop = int(match.group(2)) if match.group(2) else n_frames - 1
-        indices.extend(range(start, min(stop, n_frames - 1) + 1))
+        if stop < start:
+            raise InputError(f"Frame range {part} ends before it starts; write it as {stop}-{start}.")
+        if stop > n_frames - 1 or start > n_frames - 1:
+            raise InputError(f"Frame range {part} is outside the input's {n_frames} frames (valid: 0-{n_frames - 1}).")
+        indices.extend(range(start, stop + 1))
     return tuple(indices)
 
 
@@ -310,6 +315,14 @@ class Predictor:
         predicts only the rest. ``video_index`` picks one video of the inputs.
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
+        if output is None:
+            return self._predict(inputs, frames, None, progress, resume, save_every_s, video_index)
+        output = Path(output)
+        check_destination(output, [*inputs, self.artifact])
+        with exclusive_output(output):
+            return self._predict(inputs, frames, output, progress, resume, save_every_s, video_index)
+
+    def _predict(self, inputs, frames, output, progress, resume, save_every_s, video_index) -> sio.Labels:
         sources = [s for item in inputs for s in frame_sources(item, frames)]
         if video_index is not None:
             if not 0 <= video_index < len(sources):
@@ -388,6 +401,7 @@ class Predictor:
             saved = sio.load_slp(str(output))
         except Exception:
             raise InputError(f"{output} is not a readable .slp, so it cannot be resumed; remove it or pass --overwrite.") from None
+        check_resumable(saved, output, self.runner.spec, self.skeleton)
         by_name = {str(s.video.filename): s.video for s in sources}
         moved = []
         for lf in saved.labeled_frames:
