@@ -17,6 +17,13 @@ _LAZY = {
     "export": "sleap_export.exporters",
     "load": "sleap_export.runtime.runners",
     "Predictor": "sleap_export.runtime.predictor",
+    "SingleInstancePredictor": "sleap_export.runtime.predictor",
+    "CentroidPredictor": "sleap_export.runtime.predictor",
+    "CenteredInstancePredictor": "sleap_export.runtime.predictor",
+    "TopDownPredictor": "sleap_export.runtime.predictor",
+    "MultiClassTopDownPredictor": "sleap_export.runtime.predictor",
+    "BottomUpPredictor": "sleap_export.runtime.predictor",
+    "MultiClassBottomUpPredictor": "sleap_export.runtime.predictor",
     "check_artifact": "sleap_export.check",
     "run_bench": "sleap_export.bench",
 }

@@ -48,6 +48,11 @@ def resolve_run_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist; pass a sleap-nn training run folder.")
+    if path.is_file() and path.suffix not in (".ckpt", ".yaml", ".json", ".h5"):
+        raise InputError(
+            f"{path} is a {path.suffix or 'suffix-less'} file, not a trained model; pass the training run "
+            "folder (best.ckpt + training_config.yaml), its best.ckpt, or a SLEAP 1.x model folder."
+        )
     run_dir = path if path.is_dir() else path.parent
     if not ((run_dir / CONFIG_NAME).exists() or is_legacy(run_dir)):
         raise InputError(

@@ -21,6 +21,7 @@ from sleap_export.errors import InputError, SleapExportError
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     help="Export trained sleap-nn models to ONNX / TorchScript and run them.",
 )
@@ -29,9 +30,31 @@ _state = {"debug": False, "interrupt_reported": False, "terminated": False}
 INTERRUPTED = 130
 
 
+# Packages whose versions decide what an artifact does here (read from metadata, nothing imported).
+_VERSION_PACKAGES = ("sleap-export", "onnxruntime", "onnx", "numpy", "sleap-io", "torch", "sleap-nn", "tensorrt")
+
+
+def _print_versions(value: bool) -> None:
+    if not value:
+        return
+    from importlib import metadata
+
+    for name in _VERSION_PACKAGES:
+        try:
+            typer.echo(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            typer.echo(f"{name} not installed")
+    raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
-    _state["debug"] = debug
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors (also after the command)."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_versions, is_eager=True, help="Print the versions of sleap-export and its runtimes."
+    ),
+):
+    _state["debug"] = _state["debug"] or debug
 
 
 def _read_preset(path: Optional[Path]) -> dict:
@@ -220,7 +243,7 @@ def predict(
     options = {name: value for name, value in (("threads", threads), ("parallel_batches", parallel_batches)) if value is not None}
     if options and artifact.suffix != ".onnx":
         raise InputError("--threads and --parallel-batches apply to ONNX artifacts; leave them out for this one.")
-    predictor = Predictor.from_artifact(artifact, device=device, batch_size=batch_size, **options)
+    predictor = Predictor.from_model_paths([artifact], device=device, batch_size=batch_size, **options)
     started = time.perf_counter()
     progress = progress_for(quiet)
     try:
@@ -365,8 +388,13 @@ def main() -> None:
     """Entry point: one-line errors and exit codes (2 usage, 1 failure, 130 interrupted)."""
     # SIGTERM unwinds like Ctrl-C, so partial files are removed on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
+    # --debug anywhere on the line: errors advise rerunning with it, after the command too.
+    arguments = sys.argv[1:]
+    if "--debug" in arguments:
+        _state["debug"] = True
+        arguments = [a for a in arguments if a != "--debug"]
     try:
-        result = app(standalone_mode=False)
+        result = app(args=arguments, standalone_mode=False)
     except typer.TyperException as err:
         # Usage errors (typer's own click): the command's usage line, the option named, exit 2.
         err.show()

@@ -469,3 +469,18 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path, artifact):
     lock.write_text(finished.stdout.strip())  # a writer that is gone: its lock is taken over
     assert _predict_some(model, output).returncode == 0
     assert output.exists() and not lock.exists()
+
+
+def test_labels_and_model_paths_that_are_not_what_they_seem(tmp_path):
+    from test_cli import installed
+
+    video = sio.Video(filename=str(tmp_path / "gone.mp4"), open_backend=False)
+    skeleton = sio.Skeleton(["A", "B"])
+    instance = sio.Instance.from_numpy(np.array([[1.0, 2.0], [3.0, 4.0]]), skeleton=skeleton)
+    labels = tmp_path / "labels.slp"
+    sio.Labels([sio.LabeledFrame(video=video, frame_idx=0, instances=[instance])], videos=[video], skeletons=[skeleton]).save(str(labels))
+    result = installed("predict", CENTROID, labels, "-o", tmp_path / "p.slp")
+    assert_one_line_error(result, "gone.mp4, which does not exist")  # "labels-video-missing"
+    result = installed("onnx", DATA / "minimal_instance.pkg.slp", "-o", tmp_path / "m.onnx")
+    assert_one_line_error(result, "minimal_instance.pkg.slp is a .slp file, not a trained model")  # "labels-as-model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.slp"]

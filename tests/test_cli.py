@@ -100,3 +100,31 @@ def test_bare_command_shows_help_and_exits_2():
     result = installed()
     assert result.returncode == 2
     assert "Usage: sleap-export" in result.stdout + result.stderr and "predict" in result.stdout + result.stderr
+
+
+def test_help_version_and_debug_anywhere(tmp_path):
+    assert "Usage: sleap-export predict" in installed("predict", "-h", check_rc=0).stdout
+    versions = installed("--version", check_rc=0).stdout
+    assert "sleap-export 0.1.0" in versions and "onnxruntime " in versions
+    missing = tmp_path / "missing.onnx"
+    plain = installed("inspect", missing)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debugged = installed("inspect", missing, "--debug")  # after the command, as the advice reads
+    assert "Traceback" in debugged.stderr and "No such option" not in debugged.stderr
+
+
+def test_outputs_repr_shows_shapes_not_arrays():
+    import numpy as np
+
+    from sleap_export.runtime.outputs import Outputs
+
+    outputs = Outputs(
+        original_image=np.zeros((384, 384, 1), np.uint8),
+        pred_keypoints=np.zeros((2, 6, 2), np.float32),
+        node_names=("head", "thorax", "abdomen", "tail", "wingL", "wingR"),
+        frame_idx=3,
+    )
+    text = repr(outputs)
+    assert len(text) < 300, text
+    assert "pred_keypoints=(2, 6, 2) float32" in text and "original_image=(384, 384, 1) uint8" in text
+    assert "frame_idx=3" in text and "head, thorax" in text

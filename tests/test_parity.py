@@ -31,6 +31,8 @@ class Case:
     export_options: dict = attrs.Factory(dict)  # ours
     reference_settings: dict = attrs.Factory(dict)  # sleap-nn's, the same settings
     labels: str = "minimal_instance.pkg.slp"  # for test_labels_file_parity
+    # The whole-video test on the video's first frames only (sleap-nn runs these slowly).
+    leading_frames: int | None = None
     # ONNX Runtime only, where the model makes results hinge on float rounding
     # (near-tied peaks): the share of frames with equal counts and the percentile
     # of keypoints held to the tolerance; tracks must still agree.
@@ -67,13 +69,24 @@ CASES = {
     # multi-class one saturates class probabilities to exactly 1.0 (ties in its
     # identity assignment); see test_exactness.py for how ONNX keeps both.
     "six_node_bottomup": Case(
-        ["minimal_instance6_bottomup"], "centered_pair_small.mp4", [(413, 397)], labels="minimal_instance6.pkg.slp"
+        ["minimal_instance6_bottomup"],
+        "centered_pair_small.mp4",
+        [(413, 397)],
+        labels="minimal_instance6.pkg.slp",
+        leading_frames=200,
+        # Measured on all 1100 frames: 3 of 12,400 keypoints found on one side only
+        # (peaks at the tie tolerance), p99.9 1.5e-5 px; TorchScript 0 px.
+        onnx_relaxed=(1.0, 99.9),
     ),
     "six_node_multi_class_bottomup": Case(
         ["minimal_instance6_multiclass_bottomup"],
         "centered_pair_small.mp4",
         [(413, 397)],
         labels="minimal_instance6_tracked.pkg.slp",
+        leading_frames=200,
+        # Measured on all 1100 frames: counts and tracks equal, 99.99% of 10,114
+        # keypoints within 0.01 px, one keypoint 11.9 px away; TorchScript 0 px.
+        onnx_relaxed=(1.0, 99.9),
     ),
     # The shared multi-class bottom-up model finds 12-16 peaks per node, several
     # with class probabilities equal to 5 decimals; the per-node Hungarian
@@ -155,18 +168,25 @@ def run_case(name: str, kind: str, source_name: str, source, reference, artifact
 
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_whole_video_parity(name, kind, reference, artifact):
+def test_whole_video_parity(name, kind, reference, artifact, frame_sequence):
     """ONNX on every frame; TorchScript and eager (the traced module and the module
     itself, bit-identical to sleap-nn) on every 10th frame to keep CI short."""
-    video = str(DATA / CASES[name].video)
-    frames = None if kind in REORDERED_KINDS else list(range(0, sio.load_video(video).shape[0], 10))
-    run_case(name, kind, CASES[name].video, lambda: video, reference, artifact, frames)
+    case = CASES[name]
+    video = str(DATA / case.video)
+    length = sio.load_video(video).shape[0]
+    source, source_name = (lambda: video), case.video
+    if case.leading_frames:
+        height, width = sio.load_video(video).shape[1:3]
+        paths = frame_sequence(case.video, range(0, case.leading_frames), height, width)
+        source, source_name, length = (lambda: sio.load_video(paths)), f"{case.video}-first{case.leading_frames}", len(paths)
+    frames = None if kind in REORDERED_KINDS else list(range(0, length, 10))
+    run_case(name, kind, source_name, source, reference, artifact, frames)
 
 
 # Frames at another size than the training size, zero-padded or cropped (so size
-# matching resizes them): ~40 frames spread over the whole video at the first
+# matching resizes them): ~24 frames spread over the whole video at the first
 # size, the first 16 at the others.
-OTHER_SIZE_CLIP_FRAMES = 40
+OTHER_SIZE_CLIP_FRAMES = 24
 
 
 def other_size_clip(video: str) -> range:

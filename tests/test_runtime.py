@@ -109,6 +109,8 @@ def test_outputs_api(artifact, tmp_path):
     ax = outputs.plot(ground_truth=outputs.pred_keypoints[outputs.instance_valid])
     ax.figure.savefig(tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 0
+    labels = {text.get_text() for text in ax.texts}
+    assert {"instance 0", "instance 1"} <= labels and set(outputs.node_names) & labels
 
 
 def test_in_order_keeps_order_bounds_work_and_raises():
@@ -185,3 +187,31 @@ def test_rgb_views_from_opencv_are_stacked_exactly():
     assert stack_frames(views).flags.c_contiguous
     gray = [frame[..., :1] for frame in bgr]
     np.testing.assert_array_equal(stack_frames(gray), np.stack(gray))
+
+
+def test_the_design_python_api(artifact):
+    """`Predictor.from_model_paths` picks the model type's predictor; a typed one refuses others."""
+    import sleap_io as sio
+
+    from sleap_export import CentroidPredictor, Predictor, SingleInstancePredictor, TopDownPredictor
+    from sleap_export.errors import InputError
+    from sleap_export.runtime.outputs import Outputs
+    from conftest import MODELS
+
+    onnx_path = artifact(["minimal_instance_centroid"], ".onnx")
+    predictor = Predictor.from_model_paths([onnx_path])
+    assert type(predictor) is CentroidPredictor
+    video = sio.load_video(str(DATA / "centered_pair_small.mp4"))
+    frames = np.stack([video[i] for i in range(3)])
+    outputs = predictor.predict(frames, as_labels=False)
+    assert len(outputs) == 3 and all(isinstance(o, Outputs) for o in outputs)
+    labels = predictor.predict(frames)
+    assert isinstance(labels, sio.Labels) and len(labels.labeled_frames) == 3
+    with pytest.raises(InputError, match="SingleInstancePredictor runs single_instance models and .* is centroid; use CentroidPredictor"):
+        SingleInstancePredictor.from_model_paths([onnx_path])
+    # Training runs (a best.ckpt, a top-down pair) run eagerly.
+    from_checkpoint = Predictor.from_model_paths([MODELS / "minimal_instance_centroid" / "best.ckpt"])
+    assert type(from_checkpoint) is CentroidPredictor
+    pair = TopDownPredictor.from_model_paths([MODELS / "minimal_instance_centroid", MODELS / "minimal_instance_centered_instance"])
+    (first,) = pair.predict(frames[:1], as_labels=False)
+    assert first.pred_keypoints.shape[-2:] == (2, 2)

@@ -30,7 +30,7 @@ ARRAY_FIELDS = (
 )
 
 
-@attrs.define
+@attrs.define(repr=False)
 class Outputs:
     """Predictions for one frame.
 
@@ -70,6 +70,17 @@ class Outputs:
     frame_idx: Optional[int] = None
     video_idx: Optional[int] = None
 
+    def __repr__(self) -> str:
+        """Shapes and dtypes, not array contents (a frame's maps run to megabytes)."""
+        where = [f"{k}={getattr(self, k)}" for k in ("frame_idx", "video_idx") if getattr(self, k) is not None]
+        arrays = [
+            f"{name}={tuple(value.shape)} {getattr(value.dtype, 'name', value.dtype)}"
+            for name in ARRAY_FIELDS
+            if (value := getattr(self, name)) is not None
+        ]
+        nodes = [f"nodes=({', '.join(self.node_names)})"] if self.node_names else []
+        return f"Outputs({', '.join(where + arrays + nodes + [f'device={self.device!r}'])})"
+
     def as_dict(self) -> dict[str, Any]:
         """The fields that are set."""
         return {k: v for k, v in attrs.asdict(self, recurse=False).items() if v is not None}
@@ -95,7 +106,12 @@ class Outputs:
         return attrs.evolve(self, device=str(device), **changes)
 
     def plot(self, ground_truth: Optional[np.ndarray] = None, ax=None, title: Optional[str] = None):
-        """Draw the predictions (and ``(instances, nodes, 2)`` ground truth) over the frame."""
+        """Draw the predictions (and ``(instances, nodes, 2)`` ground truth) over the frame.
+
+        Each valid instance gets a colour and its index (or class id) at its first
+        keypoint; the first instance's keypoints are labelled with the node names.
+        Returns the matplotlib ``Axes`` drawn on (``ax``, or a new figure's).
+        """
         import matplotlib.pyplot as plt
 
         plain = self.numpy()
@@ -113,11 +129,23 @@ class Outputs:
         if keypoints is not None:
             valid = plain.instance_valid if plain.instance_valid is not None else np.ones(len(keypoints), bool)
             colors = plt.cm.tab10.colors
+            class_ids = plain.class_ids[valid] if plain.class_ids is not None else None
             for i, instance in enumerate(keypoints[valid]):
                 color = colors[i % len(colors)]
                 for a, b in self.edges:
                     ax.plot(instance[[a, b], 0], instance[[a, b], 1], "-", color=color, linewidth=2)
                 ax.plot(instance[:, 0], instance[:, 1], "o", color=color, markersize=4)
+                shown = np.flatnonzero(~np.isnan(instance[:, 0]))
+                if shown.size:
+                    name = f"class {class_ids[i]}" if class_ids is not None else f"instance {i}"
+                    x, y = instance[shown[0]]
+                    ax.annotate(name, (x, y), xytext=(4, -8), textcoords="offset points", color=color, fontsize=8)
+                if i == 0:
+                    for node in shown:
+                        if node < len(self.node_names):
+                            x, y = instance[node]
+                            ax.annotate(self.node_names[node], (x, y), xytext=(4, 4), textcoords="offset points",
+                                        color="white", fontsize=7)
         ax.set_title(title or f"frame {self.frame_idx}" if self.frame_idx is not None else (title or ""))
         ax.axis("off")
         return ax

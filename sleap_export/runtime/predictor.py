@@ -25,6 +25,7 @@ import numpy as np
 import sleap_io as sio
 
 from sleap_export.errors import InputError
+from sleap_export.runtime.artifact import artifact_suffixes
 from sleap_export.runtime.frames import as_batch, stack_frames
 from sleap_export.runtime.labels import (
     class_tracks,
@@ -164,6 +165,11 @@ def frame_sources(source, frames: Optional[Sequence[int] | str] = None) -> list[
             by_video.setdefault(id(lf.video), []).append(lf)
         sources = []
         for lfs in by_video.values():
+            if not lfs[0].video.exists():
+                raise InputError(
+                    f"The labels refer to video {lfs[0].video.filename}, which does not exist; put it "
+                    "there, or point the labels at it (sleap-io's Labels.replace_filenames)."
+                )
             images = {lf.frame_idx: lf for lf in lfs}
             sources.append(
                 FrameSource(
@@ -274,12 +280,31 @@ def in_order(fn: Callable[[Item], Result], items: Iterable[Item], parallel: int)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+# Artifact type -> its `Predictor` subclass (filled by `_predicts`).
+PREDICTORS: dict[str, type["Predictor"]] = {}
+
+
 class Predictor:
-    """Runs a runner over videos and builds `sio.Labels`."""
+    """Runs a runner over videos and builds `sio.Labels` (or returns `Outputs`).
+
+    ``Predictor.from_model_paths(paths)`` picks the subclass of the model type;
+    a subclass (``SingleInstancePredictor``, ``TopDownPredictor``, ...) refuses
+    an artifact of another type in one line.
+    """
+
+    # The artifact types this class runs; empty on the base class (any).
+    model_types: tuple[str, ...] = ()
 
     def __init__(self, runner: Runner, batch_size: int = 4, artifact: Optional[str] = None):
         if batch_size < 1:
             raise InputError(f"Batch size must be at least 1, got {batch_size}.")
+        if self.model_types and runner.spec.model_type not in self.model_types:
+            right = PREDICTORS.get(runner.spec.model_type)
+            instead = f"use {right.__name__} or Predictor" if right else "use Predictor"
+            raise InputError(
+                f"{type(self).__name__} runs {' or '.join(self.model_types)} models and "
+                f"{artifact or 'this model'} is {runner.spec.model_type}; {instead}."
+            )
         require_poses(runner.spec)
         self.runner = runner
         self.batch_size = batch_size
@@ -294,7 +319,33 @@ class Predictor:
         cls, path: str | Path, device: Optional[str] = None, batch_size: int = 4, **runner_options
     ) -> "Predictor":
         runner = load(path, device=device, for_throughput=True, **runner_options)
-        return cls(runner, batch_size=batch_size, artifact=str(path))
+        return cls._for(runner)(runner, batch_size=batch_size, artifact=str(path))
+
+    @classmethod
+    def from_model_paths(
+        cls, paths: Sequence[str | Path], device: Optional[str] = None, batch_size: int = 4, **runner_options
+    ) -> "Predictor":
+        """One artifact (.onnx, .pt, .engine), or one or two training runs (folders,
+        their best.ckpt, SLEAP 1.x folders; a centroid + centered-instance pair) run
+        eagerly by PyTorch (needs the ``export`` extra)."""
+        paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        # Artifacts by suffix; anything else is a training run (folder, best.ckpt, SLEAP 1.x folder).
+        artifacts = [p for p in paths if p.suffix in artifact_suffixes()]
+        if artifacts == paths and len(paths) == 1:
+            return cls.from_artifact(paths[0], device=device, batch_size=batch_size, **runner_options)
+        if artifacts:
+            raise InputError("Pass one artifact, or one or two training runs; not an artifact with other paths.")
+        if runner_options:
+            raise InputError(f"{', '.join(sorted(runner_options))} apply to artifacts; leave them out for training runs.")
+        from sleap_export.eager import eager_runner  # torch and sleap-nn, only for training runs
+
+        runner = eager_runner(paths, device=device or "cpu")
+        return cls._for(runner)(runner, batch_size=batch_size, artifact=" + ".join(str(p) for p in paths))
+
+    @classmethod
+    def _for(cls, runner: Runner) -> type["Predictor"]:
+        """This class, or on the base class the subclass of the runner's model type."""
+        return PREDICTORS.get(runner.spec.model_type, cls) if cls is Predictor else cls
 
     def predict(
         self,
@@ -305,7 +356,8 @@ class Predictor:
         resume: bool = False,
         save_every_s: float = 60.0,
         video_index: Optional[int] = None,
-    ) -> sio.Labels:
+        as_labels: bool = True,
+    ):
         """Predict every requested frame; optionally write ``output`` (.slp).
 
         ``source`` may be a list of inputs: the labels then hold one video each.
@@ -313,16 +365,20 @@ class Predictor:
         valid .slp) every ``save_every_s`` seconds and on Ctrl-C / SIGTERM;
         ``resume=True`` keeps the frames an earlier run saved in ``output`` and
         predicts only the rest. ``video_index`` picks one video of the inputs.
+        ``as_labels=False`` returns the `Outputs` of every frame instead, in order.
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
+        outputs: Optional[list] = None if as_labels else []
         if output is None:
-            return self._predict(inputs, frames, None, progress, resume, save_every_s, video_index)
-        output = Path(output)
-        check_destination(output, [*inputs, self.artifact])
-        with exclusive_output(output):
-            return self._predict(inputs, frames, output, progress, resume, save_every_s, video_index)
+            labels = self._predict(inputs, frames, None, progress, resume, save_every_s, video_index, outputs)
+        else:
+            output = Path(output)
+            check_destination(output, [*inputs, self.artifact])
+            with exclusive_output(output):
+                labels = self._predict(inputs, frames, output, progress, resume, save_every_s, video_index, outputs)
+        return labels if as_labels else outputs
 
-    def _predict(self, inputs, frames, output, progress, resume, save_every_s, video_index) -> sio.Labels:
+    def _predict(self, inputs, frames, output, progress, resume, save_every_s, video_index, outputs) -> sio.Labels:
         sources = [s for item in inputs for s in frame_sources(item, frames)]
         if video_index is not None:
             if not 0 <= video_index < len(sources):
@@ -365,6 +421,8 @@ class Predictor:
                         video = sources[batch.video_index].video
                         with self.clock.section("labels"):
                             labeled_frames.extend(labeled_frame(o, video, self.skeleton, self.tracks) for o in results)
+                        if outputs is not None:
+                            outputs.extend(results)
                         if progress is not None:
                             progress.advance(len(batch.frame_indices))
                         if output is not None and time.monotonic() - last_save > save_every_s:
@@ -426,6 +484,52 @@ class Predictor:
             track=tracks.get(instance.track.name) if instance.track is not None else None,
             tracking_score=instance.tracking_score,
         )
+
+
+def _predicts(*model_types: str):
+    """Class decorator: the `Predictor` subclass for these artifact types."""
+
+    def register(cls: type[Predictor]) -> type[Predictor]:
+        cls.model_types = model_types
+        PREDICTORS.update({t: cls for t in model_types})
+        return cls
+
+    return register
+
+
+@_predicts("single_instance")
+class SingleInstancePredictor(Predictor):
+    """One instance per frame."""
+
+
+@_predicts("centroid")
+class CentroidPredictor(Predictor):
+    """Centroids only (the first top-down stage)."""
+
+
+@_predicts("centered_instance", "multi_class_centered_instance")
+class CenteredInstancePredictor(Predictor):
+    """The centered-instance stage on given centroids (a .slp's labeled instances)."""
+
+
+@_predicts("topdown")
+class TopDownPredictor(Predictor):
+    """Centroids, then poses in crops around them, in one graph."""
+
+
+@_predicts("multi_class_topdown")
+class MultiClassTopDownPredictor(Predictor):
+    """Top-down with identities (one track per class)."""
+
+
+@_predicts("bottomup")
+class BottomUpPredictor(Predictor):
+    """Peaks and part affinity fields, grouped into instances."""
+
+
+@_predicts("multi_class_bottomup")
+class MultiClassBottomUpPredictor(Predictor):
+    """Bottom-up with identities from class maps."""
 
 
 class ProgressSink(Protocol):
