@@ -16,19 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from sleap_export.graph.resize import resize_uint8_antialias
-from sleap_export.graph.shapes import shape_of
+from sleap_export.graph.shapes import float64_vector, shape_of
 
 
 def _size(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     shape = shape_of(images)
     return shape[2], shape[3]
-
-
-def _as_float64_vector(length: torch.Tensor) -> torch.Tensor:
-    """A size as a 1-element float64 vector: the ONNX exporter types arithmetic
-    between 0-dim tensors as float32 (its scalar rules), which would round
-    sleap-nn's float64 scales."""
-    return length.reshape(1).to(torch.float64)
 
 
 def pad_bottom_right(images: torch.Tensor, height, width) -> torch.Tensor:
@@ -47,12 +40,12 @@ def match_size(images: torch.Tensor, target_h: torch.Tensor, target_w: torch.Ten
     ``apply_sizematcher``: returns ``(images, size_scale)``, the scale as float64."""
     height, width = _size(images)
     size_scale = torch.minimum(
-        _as_float64_vector(target_h) / _as_float64_vector(height),
-        _as_float64_vector(target_w) / _as_float64_vector(width),
+        float64_vector(target_h) / float64_vector(height),
+        float64_vector(target_w) / float64_vector(width),
     )
     # round() halves to even, as Python's round() in sleap-nn does.
-    fit_h = torch.round(_as_float64_vector(height) * size_scale).to(torch.int64).reshape(())
-    fit_w = torch.round(_as_float64_vector(width) * size_scale).to(torch.int64).reshape(())
+    fit_h = torch.round(float64_vector(height) * size_scale).to(torch.int64).reshape(())
+    fit_w = torch.round(float64_vector(width) * size_scale).to(torch.int64).reshape(())
     # sleap-nn resizes only frames whose size differs from the target. A traced graph
     # has no branches, so the batch goes to the resize (all frames) or around it (none)
     # by splitting it at 0 or B: frames already at the training size skip its cost.
@@ -70,8 +63,8 @@ def resize_by_scale(images: torch.Tensor, input_scale: torch.Tensor) -> torch.Te
     height, width = _size(images)
     # int() truncation of size * scale, as sleap-nn's resize_image.
     scale = input_scale.reshape(1)
-    height = torch.floor(_as_float64_vector(height) * scale).to(torch.int64).reshape(())
-    width = torch.floor(_as_float64_vector(width) * scale).to(torch.int64).reshape(())
+    height = torch.floor(float64_vector(height) * scale).to(torch.int64).reshape(())
+    width = torch.floor(float64_vector(width) * scale).to(torch.int64).reshape(())
     return resize_uint8_antialias(images, height, width)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from sleap_export.graph.shapes import shape_of
+from sleap_export.graph.shapes import float64_vector, shape_of
 
 # Pillow/PyTorch keep quantized weights within int16: the largest weight times
 # 2**(precision + 1) must stay below 2**15, with the precision capped at 22.
@@ -25,12 +25,10 @@ def _axis_weights(in_length: torch.Tensor, out_length: torch.Tensor):
     """Quantized ``(out, in)`` weight matrix for one axis and its precision unit.
 
     ``in_length``/``out_length`` are int64 scalar tensors, so tracing records them
-    dynamically. Sizes become 1-element float64 vectors, not 0-dim tensors: the
-    ONNX exporter types arithmetic between 0-dim tensors by its scalar rules, as
-    float32, which rounds the scale off the value torch's kernel uses.
+    dynamically; the scale arithmetic runs on `float64_vector`s.
     """
-    in_size = in_length.reshape(1).to(torch.float64)
-    out_size = out_length.reshape(1).to(torch.float64)
+    in_size = float64_vector(in_length)
+    out_size = float64_vector(out_length)
     scale = in_size / out_size
     support = torch.where(scale >= 1.0, scale, torch.ones_like(scale))
     inv_scale = torch.where(scale >= 1.0, 1.0 / scale, torch.ones_like(scale))
