@@ -14,7 +14,8 @@ from typing import Optional, Sequence
 import attrs
 
 from sleap_export.errors import InputError
-from sleap_export.spec import ModelSpec, PostprocessSpec, one_of, within
+from sleap_export.runtime.model_types import model_type_for_runs, valid_run_combinations
+from sleap_export.spec import ExportRecord, ModelSpec, PostprocessSpec, one_of, within
 
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -128,56 +129,38 @@ def package_version(name: str) -> str:
         return "unknown"
 
 
-# Sorted head types of the given runs -> the artifact they make.
-ARTIFACT_FOR_RUNS = {
-    ("single_instance",): "single_instance",
-    ("centroid",): "centroid",
-    ("centered_instance",): "centered_instance",
-    ("multi_class_topdown",): "multi_class_centered_instance",
-    ("centered_instance", "centroid"): "topdown",
-    ("centroid", "multi_class_topdown"): "multi_class_topdown",
-    ("bottomup",): "bottomup",
-    ("multi_class_bottomup",): "multi_class_bottomup",
-}
-# Stage order inside an artifact: the centroid stage comes first.
-_STAGE_ORDER = {"centroid": 0}
-
-
-def _valid_combinations() -> str:
-    pairs = [" + ".join(sorted(t, key=lambda h: _STAGE_ORDER.get(h, 1))) for t in ARTIFACT_FOR_RUNS if len(t) == 2]
-    singles = [t[0] for t in ARTIFACT_FOR_RUNS if len(t) == 1]
-    return f"pairs {', '.join(pairs)}; or one run of {', '.join(singles)}"
-
-
 def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = ExportOptions()) -> BuiltGraph:
     """Load the run(s), check they make a valid artifact, and wrap them in its graph."""
     from sleap_export.checkpoint import load_run, model_type_of, resolve_run_dir
-    from sleap_export.graph.models import GRAPHS, CroppedInstances, RawHeadsGraph, SizeMatch, Stage
+    from sleap_export.graph import models as graphs
+    from sleap_export.graph.models import SizeMatch, Stage
 
     if not 1 <= len(model_paths) <= 2:
         raise InputError(
             f"Got {len(model_paths)} model folders; pass one run, or a centroid run and "
-            f"a centered-instance run. Valid: {_valid_combinations()}."
+            f"a centered-instance run. Valid: {valid_run_combinations()}."
         )
     # Check the pairing from the configs before loading any weights.
-    head_types = tuple(sorted(model_type_of(resolve_run_dir(p)) for p in model_paths))
-    artifact_type = ARTIFACT_FOR_RUNS.get(head_types)
-    if artifact_type is None and len(model_paths) == 1:
+    head_types = [model_type_of(resolve_run_dir(p)) for p in model_paths]
+    model_type = model_type_for_runs(head_types)
+    if model_type is None and len(model_paths) == 1:
         load_run(model_paths[0])  # raises its own "not supported" error
-    if artifact_type is None:
+    if model_type is None:
         raise InputError(
-            f"Runs of types {' + '.join(head_types)} do not make one artifact; valid: "
-            f"{_valid_combinations()}."
+            f"Runs of types {' + '.join(sorted(head_types))} do not make one artifact; valid: "
+            f"{valid_run_combinations()}."
         )
-    runs = sorted((load_run(p) for p in model_paths), key=lambda r: _STAGE_ORDER.get(r.stage.head_type, 1))
+    runs = sorted((load_run(p) for p in model_paths), key=lambda r: model_type.runs.index(r.stage.head_type))
     if len({r.stage.in_channels for r in runs}) > 1:
         raise InputError(
             "The two runs take different channel counts (grayscale vs RGB); pair runs "
             "trained on the same kind of frames."
         )
     post = attrs.evolve(options.postprocess, edge_order=_edge_order(runs[0].stage.paf_edges))
-    if post.grouping == "graph" and artifact_type != "bottomup":
+    if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
+    if options.raw_heads and len(runs) != 1:
+        raise InputError("--raw-heads exports one model's heads; pass a single model folder.")
     instance_post = post
     if post.instance_peak_threshold is not None:
         instance_post = attrs.evolve(post, peak_threshold=post.instance_peak_threshold)
@@ -188,28 +171,12 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     # sleap-nn fits frames to the first run's max size that is set, centroid first.
     max_height = next((r.stage.max_height for r in runs if r.stage.max_height is not None), None)
     max_width = next((r.stage.max_width for r in runs if r.stage.max_width is not None), None)
-    size_match = SizeMatch(max_height, max_width)
-    graph_cls = GRAPHS[artifact_type]
-    instance_run = runs[-1]
-    if options.raw_heads:
-        if len(runs) != 1:
-            raise InputError("--raw-heads exports one model's heads; pass a single model folder.")
-        module = RawHeadsGraph(stages[0], size_match)
-    elif artifact_type in ("single_instance", "centroid"):
-        module = graph_cls(stages[0], size_match)
-    elif artifact_type in ("bottomup", "multi_class_bottomup"):
-        module = graph_cls(stages[0], size_match, runs[0].stage)
-    else:
-        if instance_run.stage.crop_size is None:
-            raise InputError(
-                f"{instance_run.run_dir} sets no crop_size in its training config; "
-                "set data_config.preprocessing.crop_size to the size it was trained on."
-            )
-        cropped = CroppedInstances(stages[-1], instance_run.stage.crop_size, with_classes=bool(instance_run.class_names))
-        module = graph_cls(stages[0], cropped, size_match) if len(runs) == 2 else graph_cls(cropped, size_match)
+    graph_cls = graphs.RawHeadsGraph if options.raw_heads else getattr(graphs, model_type.graph)
+    module = graph_cls(stages, SizeMatch(max_height, max_width))
     module.eval()
+    instance_run = runs[-1]
     spec = ModelSpec(
-        model_type=artifact_type,
+        model_type=model_type.name,
         skeleton=instance_run.skeleton,
         stages=tuple(r.stage for r in runs),
         postprocess=post,
@@ -218,7 +185,7 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         class_names=instance_run.class_names,
         versions=versions(),
         raw_heads=options.raw_heads,
-        export_options={"opset": str(options.opset)},
+        export=ExportRecord(opset=options.opset),
     )
     return BuiltGraph(module=module, spec=spec)
 

@@ -2,12 +2,14 @@
 
 One `ModelSpec` travels with the weights (timm-style): the runtime needs nothing
 else to preprocess frames, read the graph's outputs and build `sio.Labels`.
-Serialization goes through cattrs, so adding a field needs no mapping code.
+Serialization goes through cattrs, so adding a field needs no mapping code;
+specs of older schemas are upgraded on reading (`_UPGRADES`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Optional
 
 import attrs
@@ -17,7 +19,8 @@ from sleap_export.errors import SleapExportError
 
 # Bump when a field changes meaning or a required field is added; readers refuse
 # artifacts whose schema is newer than they understand.
-SCHEMA_VERSION = 1
+# 2: typed `ExportRecord` in place of schema 1's ``export_options`` strings.
+SCHEMA_VERSION = 2
 
 # Head types of sleap-nn training runs (``model_config.head_configs`` keys).
 HEAD_TYPES = (
@@ -29,17 +32,6 @@ HEAD_TYPES = (
     "multi_class_topdown",
 )
 SOURCE_FORMATS = ("sleap-nn", "sleap-1.x")
-# What an artifact is: one run, or a centroid run paired with a centered-instance run.
-ARTIFACT_TYPES = (
-    "single_instance",
-    "centroid",
-    "centered_instance",
-    "multi_class_centered_instance",
-    "topdown",
-    "multi_class_topdown",
-    "bottomup",
-    "multi_class_bottomup",
-)
 
 
 def _pairs(value) -> tuple[tuple[int, int], ...]:
@@ -136,10 +128,116 @@ class PostprocessSpec:
 
 
 @attrs.frozen
+class Calibration:
+    """The frames an int8 artifact's activation ranges were calibrated on."""
+
+    frames: int
+    source: str
+
+
+@attrs.frozen
+class AccuracyGate:
+    """A reduced-precision artifact measured against its fp32 twin on held-out frames."""
+
+    precision: str
+    frames: int
+    source: str
+    mean_px: float
+    p99_px: float
+    count_agreement: float
+    # Where the gate frames are labeled: mean error against the labels, (reduced, fp32) px.
+    labels_error_px: Optional[tuple[float, float]] = None
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.precision} vs fp32 on {self.frames} {self.source} frames: mean {self.mean_px:.3f} px, "
+            f"p99 {self.p99_px:.3f} px, instance counts agree on {self.count_agreement:.1%}"
+        )
+        if self.labels_error_px is not None:
+            reduced, fp32 = self.labels_error_px
+            text += f"; vs labels: {self.precision} {reduced:.2f} px, fp32 {fp32:.2f} px"
+        return text
+
+
+HARDWARE_COMPATIBILITY_LEVELS = ("none", "ampere+")
+
+
+@attrs.frozen
+class EngineTarget:
+    """The TensorRT version and GPU an engine was built with (or a machine has)."""
+
+    tensorrt: str
+    gpu: str
+    compute_capability: str  # "8.6"
+    hardware_compatibility: str = attrs.field(default="none", validator=one_of(*HARDWARE_COMPATIBILITY_LEVELS))
+
+
+# An engine input's optimization profile: the smallest, tuned-for and largest shapes.
+ProfileShapes = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+@attrs.frozen
+class EngineBuild:
+    """What a TensorRT engine was built for and from."""
+
+    target: EngineTarget
+    profile: dict[str, ProfileShapes]
+    # The payload sha256 of the ONNX artifact the engine was built from (engines have none of their own).
+    source_payload_sha256: str
+
+    def describe_profile(self) -> str:
+        """``frames 1x64x64x1 .. 4x512x512x1 .. 16x2048x2048x1`` (per input, ``;``-separated)."""
+        return "; ".join(
+            f"{name} " + " .. ".join("x".join(map(str, shape)) for shape in shapes) for name, shapes in self.profile.items()
+        )
+
+
+@attrs.frozen
+class ExportRecord:
+    """How the artifact was made, beyond decoding: what code reads back, typed."""
+
+    opset: Optional[int] = None
+    # int8 artifacts: "uint8" activations (ONNX Runtime's CPU provider) or symmetric "int8" (TensorRT).
+    int8_activations: Optional[str] = attrs.field(default=None, validator=one_of(None, "uint8", "int8"))
+    calibration: Optional[Calibration] = None
+    accuracy_gate: Optional[AccuracyGate] = None
+    engine: Optional[EngineBuild] = None
+
+    def describe(self) -> dict[str, str]:
+        """Display lines by topic (``inspect``)."""
+        lines = {
+            "opset": self.opset,
+            "int8 activations": {"uint8": "uint8", "int8": "int8 (symmetric)"}.get(self.int8_activations),
+            "calibration": self.calibration and f"{self.calibration.frames} frames of {self.calibration.source}",
+            "accuracy gate": self.accuracy_gate,
+        }
+        if self.engine is not None:
+            target = self.engine.target
+            lines.update(
+                {
+                    "tensorrt": target.tensorrt,
+                    "gpu": f"{target.gpu} (compute capability {target.compute_capability})",
+                    "hardware compatibility": target.hardware_compatibility,
+                    "profile": self.engine.describe_profile(),
+                    "built from payload": self.engine.source_payload_sha256,
+                }
+            )
+        return {name: str(value) for name, value in lines.items() if value is not None}
+
+
+def _known_model_type(instance, attribute, value) -> None:
+    from sleap_export.runtime.model_types import MODEL_TYPES
+
+    if value not in MODEL_TYPES:
+        raise ValueError(f"model-type must be one of {', '.join(MODEL_TYPES)}, got {value!r}")
+
+
+@attrs.frozen
 class ModelSpec:
     """Everything the runtime needs to run an artifact and interpret its outputs."""
 
-    model_type: str = attrs.field(validator=attrs.validators.in_(ARTIFACT_TYPES))
+    # A name of `runtime.model_types.MODEL_TYPES`.
+    model_type: str = attrs.field(validator=_known_model_type)
     skeleton: SkeletonSpec
     stages: tuple[StageSpec, ...] = attrs.field(converter=tuple)
     postprocess: PostprocessSpec = PostprocessSpec()
@@ -149,8 +247,7 @@ class ModelSpec:
     precision: str = "fp32"
     # The graph outputs head maps named after sleap-nn's heads, not poses.
     raw_heads: bool = False
-    # Export settings outside decoding (e.g. ONNX opset).
-    export_options: dict[str, str] = attrs.field(factory=dict)
+    export: ExportRecord = ExportRecord()
     versions: dict[str, str] = attrs.field(factory=dict)
     # sha256 over the model payload and this spec (with this field blank); see runtime.integrity.
     payload_sha256: str = ""
@@ -188,6 +285,8 @@ class ModelSpec:
                 f"The artifact uses spec schema {version}, newer than this "
                 f"sleap-export understands ({SCHEMA_VERSION}); upgrade sleap-export."
             )
+        for upgrade in _UPGRADES[version:]:
+            data = upgrade(data)
         try:
             return _converter.structure(data, cls)
         except Exception as err:  # cattrs raises a ClassValidationError group
@@ -197,3 +296,52 @@ class ModelSpec:
 
 
 _converter = cattrs.Converter()
+
+
+def _export_record_from_v1(data: dict) -> dict:
+    """Schema 1 kept `ExportRecord`'s contents as display strings in ``export_options``."""
+    old = data.pop("export_options", {}) or {}
+    record: dict = {}
+    if "opset" in old:
+        record["opset"] = int(old["opset"])
+    if "int8 activations" in old:
+        record["int8_activations"] = "int8" if old["int8 activations"].startswith("int8") else "uint8"
+    calibration = re.fullmatch(r"(\d+) frames of (.+)", old.get("calibration", ""))
+    if calibration:
+        record["calibration"] = {"frames": int(calibration[1]), "source": calibration[2]}
+    gate = re.fullmatch(
+        r"(\w+) vs fp32 on (\d+) (.+) frames: mean ([\d.]+) px, p99 ([\d.]+) px, instance counts agree on ([\d.]+)%"
+        r"(?:; vs labels: \w+ ([\d.]+) px, fp32 ([\d.]+) px)?",
+        old.get("accuracy gate", ""),
+    )
+    if gate:
+        record["accuracy_gate"] = {
+            "precision": gate[1],
+            "frames": int(gate[2]),
+            "source": gate[3],
+            "mean_px": float(gate[4]),
+            "p99_px": float(gate[5]),
+            "count_agreement": float(gate[6]) / 100,
+            "labels_error_px": None if gate[7] is None else (float(gate[7]), float(gate[8])),
+        }
+    if "tensorrt" in old:
+        profile = {}
+        for entry in filter(None, old.get("profile", "").split("; ")):
+            name, _, shapes = entry.partition(" ")
+            profile[name] = [[int(side) for side in shape.split("x")] for shape in shapes.split(" .. ")]
+        record["engine"] = {
+            "target": {
+                "tensorrt": old["tensorrt"],
+                "gpu": old.get("gpu", "unknown"),
+                "compute_capability": old.get("compute capability", "0.0"),
+                "hardware_compatibility": old.get("hardware compatibility", "none"),
+            },
+            "profile": profile,
+            "source_payload_sha256": old.get("built from payload", ""),
+        }
+    return {**data, "export": record, "schema_version": 2}
+
+
+# ``_UPGRADES[v]`` turns a schema-``v`` spec (as parsed JSON) into schema ``v + 1``;
+# schema 0 (no version recorded) has schema 1's layout.
+_UPGRADES = (lambda data: data, _export_record_from_v1)

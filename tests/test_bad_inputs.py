@@ -264,7 +264,7 @@ def test_bad_frames_from_python(artifact):
 def rewrite_onnx_spec(source: Path, destination: Path, edit) -> None:
     import onnx
 
-    from sleap_export.runtime.artifact import ONNX_SPEC_KEY
+    from sleap_export.runtime.embedded_spec import ONNX_SPEC_KEY
 
     model = onnx.load(str(source))
     for entry in model.metadata_props:
@@ -326,7 +326,7 @@ def test_check_refuses_the_wrong_references(tmp_path, artifact):
 
 def fake_engine(path: Path, spec) -> Path:
     """Engine-like bytes carrying ``spec`` the way a built engine does (a constant among other bytes)."""
-    from sleap_export.runtime.artifact import engine_spec_words
+    from sleap_export.runtime.embedded_spec import engine_spec_words
 
     path.write_bytes(b"\x7fplan" + os.urandom(512) + engine_spec_words(spec.to_json()).tobytes() + os.urandom(64))
     return path
@@ -341,6 +341,7 @@ def test_tensorrt_refusals(tmp_path, artifact, monkeypatch):
     from sleap_export.exporters.tensorrt import build_engine
     from sleap_export.runtime import tensorrt as trt_runtime
     from sleap_export.runtime.artifact import read_spec
+    from sleap_export.spec import EngineBuild, EngineTarget
     from sleap_export.runtime.runners import load
     from conftest import gpu_problem
 
@@ -356,14 +357,14 @@ def test_tensorrt_refusals(tmp_path, artifact, monkeypatch):
     onnx_path = artifact(["minimal_instance_centroid"], ".onnx")
     spec = read_spec(onnx_path)
     cpu_int8 = tmp_path / "cpu-int8.onnx"  # "trt-from-cpu-int8"
-    write_model(onnx.load(str(onnx_path)), attrs.evolve(spec, precision="int8", export_options={"int8 activations": "uint8"}), cpu_int8)
+    write_model(onnx.load(str(onnx_path)), attrs.evolve(spec, precision="int8", export=attrs.evolve(spec.export, int8_activations="uint8")), cpu_int8)
     with pytest.raises(InputError, match=r"uint8 activations.*--precision int8 --calibration DATA\.$"):
         build_engine(cpu_int8, engine, EngineOptions())
     assert not engine.exists()
 
     # "engine-other-machine": refused before TensorRT deserializes anything.
-    built = trt_runtime.EngineTarget(tensorrt="10.13.3.9", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
-    fake_engine(engine, attrs.evolve(spec, export_options={**spec.export_options, **built.as_export_options()}))
+    built = EngineTarget(tensorrt="10.13.3.9", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
+    fake_engine(engine, attrs.evolve(spec, export=attrs.evolve(spec.export, engine=EngineBuild(built, {}, spec.payload_sha256))))
     for here, message in (
         (attrs.evolve(built, tensorrt="10.14.1.48"), "built with TensorRT 10.13.3.9 and this machine has TensorRT 10.14.1.48"),
         (attrs.evolve(built, gpu="NVIDIA GeForce RTX 4090", compute_capability="8.9"), "or build it once with --hardware-compatibility"),

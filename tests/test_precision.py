@@ -8,8 +8,8 @@ import pytest
 
 from sleap_export.errors import InputError, SleapExportError
 from sleap_export.exporters import export
-from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.integrity import verify_payload
+from sleap_export.runtime.artifact import read_spec, verify_payload
+from sleap_export.spec import Calibration
 from conftest import DATA, MODELS
 
 CENTROID = MODELS / "minimal_instance_centroid"
@@ -22,8 +22,11 @@ def test_int8_export_records_precision_and_gate_and_reuses_its_cache(tmp_path):
         export([CENTROID], output, precision="int8", calibration=str(VIDEO), calibration_frames=8)
     spec = verify_payload(output)
     assert spec.precision == "int8"
-    assert spec.export_options["calibration"] == "8 frames of centered_pair_small.mp4"
-    assert spec.export_options["accuracy gate"].startswith("int8 vs fp32 on 8 centered_pair_small.mp4 frames: mean ")
+    assert spec.export.calibration == Calibration(frames=8, source="centered_pair_small.mp4")
+    assert spec.export.int8_activations == "uint8"
+    gate = spec.export.accuracy_gate
+    assert (gate.precision, gate.frames, gate.source) == ("int8", 8, "centered_pair_small.mp4")
+    assert str(gate).startswith("int8 vs fp32 on 8 centered_pair_small.mp4 frames: mean ")
     caches = list(tmp_path.glob(".sleap-export-calibration-*.json"))
     assert len(caches) == 1
     stamp = caches[0].stat().st_mtime_ns
@@ -62,8 +65,8 @@ def test_fp16_onnx_runs_on_the_cpu_provider_passes_its_gate_and_check(tmp_path):
         warnings.simplefilter("error")  # no calibration-size warning: fp16 calibrates nothing
         export([CENTROID], output, precision="fp16", calibration=str(VIDEO), calibration_frames=8)
     spec = verify_payload(output)
-    assert spec.precision == "fp16" and "calibration" not in spec.export_options
-    assert spec.export_options["accuracy gate"].startswith("fp16 vs fp32 on 8 centered_pair_small.mp4 frames: mean ")
+    assert spec.precision == "fp16" and spec.export.calibration is None
+    assert str(spec.export.accuracy_gate).startswith("fp16 vs fp32 on 8 centered_pair_small.mp4 frames: mean ")
     model = onnx.load(str(output))
     weights = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     convolutions = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]

@@ -23,7 +23,8 @@ from sleap_export.exporters.tensorrt import (
     profile_shapes,
 )
 from sleap_export.runtime.artifact import ENGINE_SPEC_OUTPUT, read_spec, spec_json_in_engine
-from sleap_export.runtime.tensorrt import EngineTarget, compatibility_problem, cuda_device_index
+from sleap_export.runtime.tensorrt import built_for, compatibility_problem, cuda_device_index
+from sleap_export.spec import EngineBuild, EngineTarget
 from conftest import DATA, MODELS, gpu_problem
 from test_cli import cli
 
@@ -184,10 +185,10 @@ def test_compatibility_rules():
 
 def test_engine_targets_round_trip_through_the_spec(artifact):
     spec = read_spec(artifact([CENTROID], ".onnx"))
-    with pytest.raises(SleapExportError, match="does not say which tensorrt built it"):
-        EngineTarget.from_spec(spec)
-    built = attrs.evolve(spec, export_options={**spec.export_options, **H100.as_export_options()})
-    assert EngineTarget.from_spec(read_spec_via_json(built)) == H100
+    with pytest.raises(SleapExportError, match="does not say which TensorRT and GPU built it"):
+        built_for(spec)
+    built = attrs.evolve(spec, export=attrs.evolve(spec.export, engine=EngineBuild(target=H100, profile={}, source_payload_sha256=spec.payload_sha256)))
+    assert built_for(read_spec_via_json(built)) == H100
     assert default_timing_cache(H100).name == "timing-10.13.3.9-sm90.cache"
 
 
@@ -213,7 +214,7 @@ def test_symmetric_int8_for_tensorrt_has_zero_points_of_zero(tmp_path):
     )
     with pytest.warns(UserWarning, match="on 8 frames"):
         path = export([MODELS / CENTROID], tmp_path / "trt-int8.onnx", options=options)
-    assert read_spec(path).export_options["int8 activations"] == "int8 (symmetric)"
+    assert read_spec(path).export.int8_activations == "int8"
     model = onnx.load(str(path))
     initializers = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     zero_points = [initializers[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -236,7 +237,7 @@ def test_gpu_engine_builds_loads_in_plain_tensorrt_and_predicts(precision, tmp_p
     )
     assert cache.stat().st_size > 0
     spec = read_spec(engine_path)
-    assert spec.precision == precision and spec.export_options["tensorrt"] == tensorrt.__version__
+    assert spec.precision == precision and spec.export.engine.target.tensorrt == tensorrt.__version__
     # Plain TensorRT loads it: the spec is one more output, nothing else changes.
     engine = tensorrt.Runtime(tensorrt.Logger()).deserialize_cuda_engine(engine_path.read_bytes())
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -404,7 +405,7 @@ def test_the_engine_runner_feeds_buffers_reuses_them_and_returns_what_onnx_gives
 
     onnx_path = artifact([CENTROID], ".onnx")
     spec = read_spec(onnx_path)
-    spec = attrs.evolve(spec, export_options={**spec.export_options, **H100.as_export_options()})
+    spec = attrs.evolve(spec, export=attrs.evolve(spec.export, engine=EngineBuild(target=H100, profile={}, source_payload_sha256=spec.payload_sha256)))
     engine_path = fake_engine(tmp_path / "model.engine", spec)
     cudart = FakeCudart()
     fake = FakeTensorRT(engine_graph(onnx.load(str(onnx_path)), spec), cudart)
@@ -539,9 +540,11 @@ def test_the_engine_build_flow_over_a_fake_tensorrt(tmp_path, monkeypatch):
     engine = export([MODELS / CENTROID], tmp_path / "model.engine", tensorrt=options)
 
     spec = read_spec(engine)
-    assert spec.export_options["tensorrt"] == H100.tensorrt and spec.export_options["hardware compatibility"] == "ampere+"
-    assert spec.export_options["profile"] == "frames 1x64x64x1 .. 2x384x384x1 .. 4x2048x2048x1"
-    assert spec.payload_sha256 == "" and len(spec.export_options["built from payload"]) == 64
+    engine_build = spec.export.engine
+    assert engine_build.target == attrs.evolve(H100, hardware_compatibility="ampere+")
+    assert engine_build.profile["frames"] == ((1, 64, 64, 1), (2, 384, 384, 1), (4, 2048, 2048, 1))
+    assert engine_build.describe_profile() == "frames 1x64x64x1 .. 2x384x384x1 .. 4x2048x2048x1"
+    assert spec.payload_sha256 == "" and len(engine_build.source_payload_sha256) == 64
     calls = dict(fake.calls)
     assert calls["flags"] == 1 << 5 and calls["clear"] == 6 and calls["workspace"] == 2 * 2**30
     assert calls["profile"]["frames"][1] == (2, 384, 384, 1) and calls["name"] == "sleap-export centroid"

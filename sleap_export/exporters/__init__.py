@@ -1,4 +1,4 @@
-"""Exporters: one per format, registered by name and file suffix.
+"""Exporters: one per artifact format (`runtime.artifact.FORMATS`), registered on its record.
 
 `export()` picks the format from ``format=`` or the output's suffix, builds the
 graph once, writes the artifact through a temporary file in the destination
@@ -16,28 +16,29 @@ import attrs
 from sleap_export.build import BuiltGraph, ExportOptions, build_graph
 from sleap_export.errors import InputError, SleapExportError
 from sleap_export.files import written_atomically
+from sleap_export.runtime.artifact import ONNX, TENSORRT, ArtifactFormat, artifact_suffixes, find_format, format_named
 
 
 @attrs.frozen
 class Exporter:
-    """A registered artifact format."""
+    """The writer of one artifact format."""
 
-    name: str
-    suffixes: tuple[str, ...]
+    format: ArtifactFormat
     write: Callable[[BuiltGraph, Path, ExportOptions], None]
     # Raises when this machine cannot write the format, before any model is loaded.
     preflight: Callable[[ExportOptions], None] = lambda options: None
 
 
+# Format name -> its exporter (filled by `register_exporter` as the exporter modules load).
 EXPORTERS: dict[str, Exporter] = {}
 
 
-def register_exporter(name: str, suffixes: tuple[str, ...], preflight: Callable[[ExportOptions], None] | None = None):
-    """Decorator registering ``write(built, path, options)`` as format ``name``."""
+def register_exporter(fmt: ArtifactFormat, preflight: Callable[[ExportOptions], None] | None = None):
+    """Decorator registering ``write(built, path, options)`` as the exporter of ``fmt``."""
 
     def add(write):
         extra = {} if preflight is None else {"preflight": preflight}
-        EXPORTERS[name] = Exporter(name=name, suffixes=suffixes, write=write, **extra)
+        EXPORTERS[fmt.name] = Exporter(format=fmt, write=write, **extra)
         return write
 
     return add
@@ -45,27 +46,23 @@ def register_exporter(name: str, suffixes: tuple[str, ...], preflight: Callable[
 
 def exporter_for(output: Path, format: str | None) -> Exporter:
     """The exporter named by ``format``, else the one owning the output's suffix."""
-    _load_builtin_exporters()
+    from sleap_export.exporters import onnx, tensorrt, torchscript  # noqa: F401  (each registers its exporter)
+
     if format is not None:
-        if format not in EXPORTERS:
-            raise InputError(
-                f"Unknown format {format!r}; choose one of {', '.join(sorted(EXPORTERS))}."
-            )
-        exporter = EXPORTERS[format]
-        if output.suffix not in exporter.suffixes:
+        fmt = format_named(format)
+        if output.suffix not in fmt.suffixes:
             raise InputError(
                 f"{output.name} has the wrong suffix for {format}; name it "
-                f"{output.stem}{exporter.suffixes[0]} so the runtime can load it."
+                f"{output.stem}{fmt.suffixes[0]} so the runtime can load it."
             )
-        return exporter
-    for exporter in EXPORTERS.values():
-        if output.suffix in exporter.suffixes:
-            return exporter
-    known = ", ".join(s for e in EXPORTERS.values() for s in e.suffixes)
-    raise InputError(
-        f"Cannot tell the format of {output.name} from its suffix; use one of {known} "
-        "or pass format=."
-    )
+    else:
+        fmt = find_format(output)
+        if fmt is None:
+            raise InputError(
+                f"Cannot tell the format of {output.name} from its suffix; use one of "
+                f"{', '.join(artifact_suffixes())} or pass format=."
+            )
+    return EXPORTERS[fmt.name]
 
 
 def check_output_path(output: Path, overwrite: bool) -> None:
@@ -125,9 +122,9 @@ def export(
 def _onnx_artifact_source(model_paths, exporter: Exporter, options: ExportOptions) -> Path | None:
     """The ONNX artifact to build an engine from, when that is what was passed."""
     paths = [Path(p) for p in model_paths]
-    if not any(p.suffix == ".onnx" for p in paths):
+    if not any(find_format(p) is ONNX for p in paths):
         return None
-    if exporter.name != "tensorrt" or len(paths) != 1:
+    if exporter.format is not TENSORRT or len(paths) != 1:
         raise InputError(
             "An ONNX artifact can only be built into a TensorRT engine (sleap-export trt MODEL.onnx -o "
             "MODEL.engine); to export another format, pass the training run folder(s)."
@@ -140,7 +137,3 @@ def _onnx_artifact_source(model_paths, exporter: Exporter, options: ExportOption
             "or pass the run folder(s) to export at another precision."
         )
     return paths[0]
-
-
-def _load_builtin_exporters() -> None:
-    from sleap_export.exporters import onnx, tensorrt, torchscript  # noqa: F401  (registers)

@@ -11,11 +11,13 @@ import attrs
 from sleap_export.build import BuiltGraph, ExportOptions
 from sleap_export.exporters import register_exporter
 from sleap_export.exporters.verify import sample_inputs, verify_outputs
-from sleap_export.runtime.artifact import ONNX_SPEC_KEY
+from sleap_export.runtime.artifact import ONNX
+from sleap_export.runtime.embedded_spec import ONNX_SPEC_KEY
 from sleap_export.runtime.integrity import onnx_payload_sha256
+from sleap_export.spec import Calibration
 
 
-@register_exporter("onnx", suffixes=(".onnx",))
+@register_exporter(ONNX)
 def write_onnx(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
     import onnxruntime
     import torch
@@ -87,7 +89,7 @@ def write_reduced_precision(built: BuiltGraph, path: Path, options: ExportOption
     spec, precision = built.spec, options.precision
     frames = calibration_set(options.calibration, options.calibration_frames, precision)
     reduced_path = path.with_name(f"{path.name}.{precision}")
-    exported = dict(spec.export_options)
+    exported = spec.export
     try:
         if precision == "fp16":
             half = with_half_precision_networks(for_reordering_runtimes(built.module))
@@ -97,10 +99,14 @@ def write_reduced_precision(built: BuiltGraph, path: Path, options: ExportOption
             key = onnx_payload_sha256(onnx.load(str(path)), spec)[:8] + "-" + frames.cache_key()[:8]
             cache = path.parent / f".sleap-export-calibration-{key}.json"
             quantize_int8(path, reduced_path, frames.calibrate, cache, symmetric=options.int8_target == "tensorrt")
-            exported["calibration"] = f"{len(frames.calibrate)} frames of {frames.source}"
-            exported["int8 activations"] = "int8 (symmetric)" if options.int8_target == "tensorrt" else "uint8"
+            exported = attrs.evolve(
+                exported,
+                calibration=Calibration(frames=len(frames.calibrate), source=frames.source),
+                int8_activations="int8" if options.int8_target == "tensorrt" else "uint8",
+            )
         reduced_spec = attrs.evolve(spec, precision=precision)
-        exported["accuracy gate"] = accuracy_gate(reduced_spec, path, reduced_path, frames, options.max_deviation)
-        write_model(onnx.load(str(reduced_path)), attrs.evolve(reduced_spec, export_options=exported), path)
+        gate = accuracy_gate(reduced_spec, path, reduced_path, frames, options.max_deviation)
+        exported = attrs.evolve(exported, accuracy_gate=gate)
+        write_model(onnx.load(str(reduced_path)), attrs.evolve(reduced_spec, export=exported), path)
     finally:
         reduced_path.unlink(missing_ok=True)

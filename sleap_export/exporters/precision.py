@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 
 from sleap_export.errors import InputError, SleapExportError
+from sleap_export.spec import AccuracyGate
 
 # Fewer calibration frames than this give ranges from too little of the data.
 MIN_CALIBRATION_FRAMES = 32
@@ -116,8 +117,10 @@ def quantize_int8(
         logging.disable(logging.NOTSET)
 
 
-def accuracy_gate(spec, fp32_path: Path, reduced_path: Path, calibration: CalibrationSet, max_deviation: Optional[float]) -> str:
-    """Compare the reduced artifact with fp32 on the gate frames; one-line summary, or raise."""
+def accuracy_gate(
+    spec, fp32_path: Path, reduced_path: Path, calibration: CalibrationSet, max_deviation: Optional[float]
+) -> AccuracyGate:
+    """Compare the reduced artifact with fp32 on the gate frames; the measurement, or raise."""
     from sleap_export.compare import compare_poses, poses_by_frame
     from sleap_export.runtime.predictor import Predictor
     from sleap_export.runtime.runners import OnnxRunner
@@ -134,14 +137,20 @@ def accuracy_gate(spec, fp32_path: Path, reduced_path: Path, calibration: Calibr
     deviations = comparison.deviations
     mean = float(deviations.mean()) if deviations.size else 0.0
     p99 = comparison.deviation_at(99)
-    summary = (
-        f"{spec.precision} vs fp32 on {comparison.frames} {calibration.source} frames: mean {mean:.3f} px, "
-        f"p99 {p99:.3f} px, instance counts agree on {comparison.count_agreement:.1%}"
-    )
+    labels_error = None
     if calibration.truth:
         truth = calibration.truth
         errors = [compare_poses({k: p[k] for k in truth if k in p}, truth).deviations for p in (reduced, fp32)]
-        summary += f"; vs labels: {spec.precision} {errors[0].mean():.2f} px, fp32 {errors[1].mean():.2f} px"
+        labels_error = (float(errors[0].mean()), float(errors[1].mean()))
+    gate = AccuracyGate(
+        precision=spec.precision,
+        frames=comparison.frames,
+        source=calibration.source,
+        mean_px=mean,
+        p99_px=float(p99),
+        count_agreement=float(comparison.count_agreement),
+        labels_error_px=labels_error,
+    )
     if max_deviation is not None and p99 > max_deviation:
-        raise SleapExportError(f"The {spec.precision} artifact fails its accuracy gate ({summary}; --max-deviation {max_deviation} px).")
-    return summary
+        raise SleapExportError(f"The {spec.precision} artifact fails its accuracy gate ({gate}; --max-deviation {max_deviation} px).")
+    return gate

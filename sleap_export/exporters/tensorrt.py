@@ -22,15 +22,10 @@ from sleap_export.errors import InputError, SleapExportError
 from sleap_export.exporters import register_exporter
 from sleap_export.exporters.verify import sample_inputs, verify_outputs
 from sleap_export.files import written_atomically
-from sleap_export.runtime.artifact import (
-    ENGINE_SPEC_OUTPUT,
-    ENGINE_SUFFIXES,
-    engine_spec_words,
-    read_spec,
-    spec_json_in_engine,
-)
-from sleap_export.runtime.tensorrt import EngineTarget, import_tensorrt, local_target
-from sleap_export.spec import ModelSpec
+from sleap_export.runtime.artifact import TENSORRT, read_spec
+from sleap_export.runtime.embedded_spec import ENGINE_SPEC_OUTPUT, engine_spec_words, spec_json_in_engine
+from sleap_export.runtime.tensorrt import import_tensorrt, local_target
+from sleap_export.spec import EngineBuild, EngineTarget, ModelSpec
 
 def profile_shapes(spec: ModelSpec, options: EngineOptions) -> dict[str, tuple[tuple[int, ...], ...]]:
     """``input name -> (min, opt, max)`` shapes for the engine's one optimization profile."""
@@ -62,11 +57,6 @@ def _triple(axis: AxisRange) -> tuple[int, int, int]:
     return axis.min, axis.opt, axis.max
 
 
-def describe_profile(shapes: dict) -> str:
-    """``frames 1x64x64x1 .. 4x512x512x1 .. 16x2048x2048x1`` for the spec and ``inspect``."""
-    return "; ".join(f"{name} " + " .. ".join("x".join(map(str, s)) for s in triple) for name, triple in shapes.items())
-
-
 def default_timing_cache(target: EngineTarget) -> Path:
     """The shared timing cache for this TensorRT version and GPU (reused by every build)."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sleap-export" / "tensorrt"
@@ -94,7 +84,7 @@ def build_engine(onnx_path: Path, output: Path, options: EngineOptions) -> Model
     import onnx
 
     onnx_spec = read_spec(onnx_path)
-    if onnx_spec.precision == "int8" and onnx_spec.export_options.get("int8 activations") != "int8 (symmetric)":
+    if onnx_spec.precision == "int8" and onnx_spec.export.int8_activations != "int8":
         raise InputError(
             f"{onnx_path.name} is int8 for ONNX Runtime's CPU provider (uint8 activations), which TensorRT cannot "
             "build; export int8 for TensorRT from the run folders: sleap-export trt RUN_DIR... --precision int8 --calibration DATA."
@@ -102,13 +92,8 @@ def build_engine(onnx_path: Path, output: Path, options: EngineOptions) -> Model
     tensorrt = import_tensorrt()
     target = local_target(hardware_compatibility="ampere+" if options.hardware_compatibility else "none")
     shapes = profile_shapes(onnx_spec, options)
-    exported = {
-        **onnx_spec.export_options,
-        **target.as_export_options(),
-        "profile": describe_profile(shapes),
-        "built from payload": onnx_spec.payload_sha256,
-    }
-    spec = attrs.evolve(onnx_spec, export_options=exported, payload_sha256="")
+    built = EngineBuild(target=target, profile=shapes, source_payload_sha256=onnx_spec.payload_sha256)
+    spec = attrs.evolve(onnx_spec, export=attrs.evolve(onnx_spec.export, engine=built), payload_sha256="")
     graph_bytes = engine_graph(onnx.load(str(onnx_path)), spec).SerializeToString()
 
     logger = tensorrt.Logger(tensorrt.Logger.WARNING)
@@ -202,7 +187,7 @@ def _preflight(options: ExportOptions) -> None:
     local_target()  # TensorRT installed and a GPU visible
 
 
-@register_exporter("tensorrt", suffixes=ENGINE_SUFFIXES, preflight=_preflight)
+@register_exporter(TENSORRT, preflight=_preflight)
 def write_engine(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
     """Run folders -> verified ONNX (at the chosen precision, int8 symmetric) -> engine."""
     from sleap_export.exporters.onnx import write_onnx

@@ -13,11 +13,12 @@ from sleap_export.build import BuiltGraph, ExportOptions
 from sleap_export.errors import InputError, SleapExportError
 from sleap_export.exporters import register_exporter
 from sleap_export.exporters.verify import sample_inputs, verify_outputs
-from sleap_export.runtime.artifact import TORCHSCRIPT_SPEC_FILE
+from sleap_export.runtime.artifact import TORCHSCRIPT
+from sleap_export.runtime.embedded_spec import TORCHSCRIPT_SPEC_FILE
 from sleap_export.runtime.integrity import torchscript_payload_sha256
 
 
-@register_exporter("torchscript", suffixes=(".pt", ".ts", ".torchscript"))
+@register_exporter(TORCHSCRIPT)
 def write_torchscript(built: BuiltGraph, path: Path, options: ExportOptions) -> None:
     import torch
 

@@ -1,6 +1,8 @@
 """One traced wrapper per artifact type: uint8 frames in, decoded predictions out.
 
-Wrappers register under their artifact type; their ``output_names`` are the
+Each model type's record (`runtime.model_types`) names its wrapper here, and
+every wrapper is built the same way, ``cls(stages, size_match)``, from its
+stages in order (the centroid stage first). Their ``output_names`` are the
 `Outputs` fields they fill, in order, so the runtime reads any artifact
 without per-type code. Each network is a `Stage` with its own input scale,
 strides and decoding, so a top-down graph keeps both models' settings.
@@ -9,7 +11,7 @@ strides and decoding, so a top-down graph keeps both models' settings.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -19,19 +21,8 @@ from sleap_export.graph.paf import paf_line_scores
 from sleap_export.graph.peaks import global_peaks, integral_offsets, local_peaks
 from sleap_export.graph.preprocess import ScaleAndPad, SizeMatch, frames_to_images
 from sleap_export.graph.shapes import shape_of
+from sleap_export.errors import InputError
 from sleap_export.spec import PostprocessSpec, StageSpec
-
-GRAPHS: dict[str, type["PoseGraph"]] = {}
-
-
-def register_graph(artifact_type: str) -> Callable[[type], type]:
-    """Class decorator adding a wrapper to the registry under ``artifact_type``."""
-
-    def add(cls: type) -> type:
-        GRAPHS[artifact_type] = cls
-        return cls
-
-    return add
 
 
 class Stage(torch.nn.Module):
@@ -40,6 +31,7 @@ class Stage(torch.nn.Module):
     def __init__(self, network, head_names: Sequence[str], spec: StageSpec, post: PostprocessSpec):
         super().__init__()
         self.network = network
+        self.spec = spec
         self.head_names = tuple(head_names)
         self.confmap_head = next(n for n in self.head_names if n.endswith("ConfmapsHead"))
         self.class_head = "ClassVectorsHead" if "ClassVectorsHead" in self.head_names else None
@@ -72,22 +64,28 @@ class Stage(torch.nn.Module):
 
 
 class PoseGraph(torch.nn.Module):
-    """Base of the artifact graphs."""
+    """Base of the artifact graphs: built from the artifact's stages and the size matching."""
 
     input_names: tuple[str, ...] = ("frames",)
     output_names: tuple[str, ...] = ()
+    # How many stages (networks) the graph runs.
+    n_stages = 1
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__()
+        if len(stages) != self.n_stages:
+            raise ValueError(f"{type(self).__name__} takes {self.n_stages} stage(s), got {len(stages)}")
+        self.size_match = size_match
 
 
-@register_graph("single_instance")
 class SingleInstanceGraph(PoseGraph):
     """Global peak per node; one instance per frame."""
 
     output_names = ("pred_keypoints", "pred_peak_values", "pred_raw_keypoints")
 
-    def __init__(self, stage: Stage, size_match: SizeMatch):
-        super().__init__()
-        self.stage = stage
-        self.size_match = size_match
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
 
     def forward(self, frames: torch.Tensor):
         sized, size_scale = self.size_match(frames_to_images(frames))
@@ -105,16 +103,14 @@ def find_centroids(stage: Stage, sized: torch.Tensor, max_instances: int):
     return stage.to_input_pixels(points[:, 0]), values[:, 0], valid[:, 0]
 
 
-@register_graph("centroid")
 class CentroidGraph(PoseGraph):
     """Local peaks of the centroid map, up to ``max_instances`` per frame."""
 
     output_names = ("pred_centroids", "pred_centroid_values", "instance_valid", "pred_raw_centroids")
 
-    def __init__(self, stage: Stage, size_match: SizeMatch):
-        super().__init__()
-        self.stage = stage
-        self.size_match = size_match
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
 
     def forward(self, frames: torch.Tensor):
         sized, size_scale = self.size_match(frames_to_images(frames))
@@ -130,11 +126,16 @@ class CroppedInstances(torch.nn.Module):
     into ``max_instances`` slots per frame.
     """
 
-    def __init__(self, stage: Stage, crop_size: int, with_classes: bool):
+    def __init__(self, stage: Stage):
         super().__init__()
+        if stage.spec.crop_size is None:
+            raise InputError(
+                f"{stage.spec.source} sets no crop_size in its training config; "
+                "set data_config.preprocessing.crop_size to the size it was trained on."
+            )
         self.stage = stage
-        self.crop_size = int(crop_size)
-        self.with_classes = with_classes
+        self.crop_size = int(stage.spec.crop_size)
+        self.with_classes = stage.class_head is not None
 
     def forward(self, sized, size_scale, centroids_sized, valid):
         slots = torch.nonzero(valid)  # (n, 2): (frame, slot)
@@ -158,7 +159,6 @@ class CroppedInstances(torch.nn.Module):
         return full_keypoints, full_values, full_vectors
 
 
-@register_graph("topdown")
 class TopDownGraph(PoseGraph):
     """Centroid stage, crops, centered-instance stage and coordinate mapping in one graph."""
 
@@ -170,11 +170,12 @@ class TopDownGraph(PoseGraph):
         "instance_valid",
     )
 
-    def __init__(self, centroid: Stage, instance: CroppedInstances, size_match: SizeMatch):
-        super().__init__()
-        self.centroid = centroid
-        self.instance = instance
-        self.size_match = size_match
+    n_stages = 2
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.centroid = stages[0]
+        self.instance = CroppedInstances(stages[1])
 
     def forward(self, frames: torch.Tensor):
         sized, size_scale = self.size_match(frames_to_images(frames))
@@ -185,14 +186,12 @@ class TopDownGraph(PoseGraph):
         return (*instances[:2], centroids, values, valid, *instances[2:])
 
 
-@register_graph("multi_class_topdown")
 class MultiClassTopDownGraph(TopDownGraph):
     """Top-down with the class vectors of each instance (identity assigned on the host)."""
 
     output_names = TopDownGraph.output_names + ("pred_class_vectors",)
 
 
-@register_graph("centered_instance")
 class CenteredInstanceGraph(PoseGraph):
     """The centered-instance stage alone, on centroids the caller supplies.
 
@@ -203,10 +202,9 @@ class CenteredInstanceGraph(PoseGraph):
     input_names = ("frames", "centroids", "centroid_valid")
     output_names = ("pred_keypoints", "pred_peak_values", "instance_valid")
 
-    def __init__(self, instance: CroppedInstances, size_match: SizeMatch):
-        super().__init__()
-        self.instance = instance
-        self.size_match = size_match
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.instance = CroppedInstances(stages[0])
 
     def forward(self, frames: torch.Tensor, centroids: torch.Tensor, centroid_valid: torch.Tensor):
         sized, size_scale = self.size_match(frames_to_images(frames))
@@ -214,7 +212,6 @@ class CenteredInstanceGraph(PoseGraph):
         return (*instances[:2], centroid_valid, *instances[2:])
 
 
-@register_graph("multi_class_centered_instance")
 class MultiClassCenteredInstanceGraph(CenteredInstanceGraph):
     """The multi-class centered-instance stage alone, with class vectors."""
 
@@ -228,11 +225,10 @@ class RawHeadsGraph(PoseGraph):
     framework's activations (SLEAP 1.x / TensorFlow) and to debug models.
     """
 
-    def __init__(self, stage: Stage, size_match: SizeMatch):
-        super().__init__()
-        self.stage = stage
-        self.size_match = size_match
-        self.output_names = stage.head_names
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
+        self.output_names = self.stage.head_names
 
     def forward(self, frames: torch.Tensor):
         sized, _ = self.size_match(frames_to_images(frames))
@@ -243,11 +239,10 @@ class RawHeadsGraph(PoseGraph):
 class BottomUpPeaks(PoseGraph):
     """Shared part of the bottom-up graphs: refined local peaks of every node."""
 
-    def __init__(self, stage: Stage, size_match: SizeMatch, spec: StageSpec):
-        super().__init__()
-        self.stage = stage
-        self.size_match = size_match
-        self.spec = spec
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
+        self.spec = self.stage.spec
 
     def peaks(self, frames: torch.Tensor):
         """``(heads, model-input pixel peaks (B, N, K, 2), values, valid, size_scale)``."""
@@ -262,16 +257,15 @@ class BottomUpPeaks(PoseGraph):
         return heads, points, values, valid, size_scale
 
 
-@register_graph("bottomup")
 class BottomUpGraph(BottomUpPeaks):
     """Peaks per node and PAF line scores of every candidate pair; grouping happens on the host."""
 
     output_names = ("pred_peaks", "pred_peak_values", "pred_peak_valid", "pred_line_scores")
     grouped_output_names = ("pred_keypoints", "pred_peak_values", "instance_scores", "instance_valid")
 
-    def __init__(self, stage: Stage, size_match: SizeMatch, spec: StageSpec):
-        super().__init__(stage, size_match, spec)
-        if stage.post.grouping == "graph":
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        if self.stage.post.grouping == "graph":
             self.output_names = self.grouped_output_names
 
     def forward(self, frames: torch.Tensor):
@@ -295,7 +289,6 @@ class BottomUpGraph(BottomUpPeaks):
         return keypoints, values, valid, scores
 
 
-@register_graph("multi_class_bottomup")
 class MultiClassBottomUpGraph(BottomUpPeaks):
     """Peaks per node and the class probabilities at each peak (nearest class-map pixel)."""
 

@@ -1,124 +1,138 @@
-"""Reading the spec embedded in an artifact, one reader per file format.
+"""Artifact formats: one record each (suffixes, spec reader, payload digest, runner).
 
-Readers register by suffix; none of them imports torch: the TorchScript
-archive is a zip whose extra file is read directly.
-
-TensorRT engines carry the spec as one extra graph output, ``sleap_export_spec``:
-a constant int32 vector whose bytes are `ENGINE_SPEC_MAGIC`, the JSON length and
-the JSON. TensorRT rejects a plan file with bytes before or after its archive, so
-a header or trailer would break trtexec and Triton; a constant output keeps the
-engine a plain engine (those tools show one more output), and because TensorRT
-stores constants verbatim the reader finds the spec by scanning the engine's
-bytes, with neither TensorRT nor a GPU (``inspect``, and compatibility checks
-before deserializing).
+`FORMATS` is the one table of formats; `format_of` finds a file's format,
+`read_spec` and `verify_payload` read through it, `runtime.runners.load` opens
+its runner and the exporters write to it. Nothing here imports torch or
+TensorRT: runners are named by import path and imported when an artifact runs.
 """
 
 from __future__ import annotations
 
-import zipfile
-import struct
+import importlib
+import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
-import numpy as np
+import attrs
 
 from sleap_export.errors import InputError, SleapExportError
-from sleap_export.runtime.registry import suffix_registry
-from sleap_export.spec import ModelSpec
-
-ONNX_SPEC_KEY = "sleap_export.spec"
-TORCHSCRIPT_SPEC_FILE = "sleap_export_spec.json"
-ENGINE_SPEC_OUTPUT = "sleap_export_spec"
-ENGINE_SPEC_MAGIC = b"sleap-export spec v1\0"
-ENGINE_SUFFIXES = (".engine", ".plan")
-
-SPEC_READERS: dict[str, Callable[[Path], str]] = {}
+from sleap_export.runtime import embedded_spec, integrity
+from sleap_export.spec import SCHEMA_VERSION, ModelSpec
 
 
-# ``@spec_reader(".onnx")`` registers a function ``path -> spec JSON``.
-spec_reader = suffix_registry(SPEC_READERS)
+@attrs.frozen
+class ArtifactFormat:
+    """One artifact file format."""
+
+    # The exporter's and the CLI command's name.
+    name: str
+    title: str
+    # The first one is what exporters suggest.
+    suffixes: tuple[str, ...]
+    read_spec_json: Callable[[Path], str]
+    # ``(path, spec digest text) -> payload sha256``; None where builds are not reproducible.
+    payload_sha256: Optional[Callable[[Path, str], str]]
+    # ``"module:Class"`` of its `Runner`, imported on first use (engines need the trt extra).
+    runner: str
+
+    def runner_class(self) -> type:
+        module, _, name = self.runner.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+ONNX = ArtifactFormat(
+    name="onnx",
+    title="ONNX",
+    suffixes=(".onnx",),
+    read_spec_json=embedded_spec.onnx_spec_json,
+    payload_sha256=integrity.onnx_file_payload_sha256,
+    runner="sleap_export.runtime.runners:OnnxRunner",
+)
+TORCHSCRIPT = ArtifactFormat(
+    name="torchscript",
+    title="TorchScript",
+    suffixes=(".pt", ".ts", ".torchscript"),
+    read_spec_json=embedded_spec.torchscript_spec_json,
+    payload_sha256=integrity.torchscript_file_payload_sha256,
+    runner="sleap_export.runtime.runners:TorchScriptRunner",
+)
+TENSORRT = ArtifactFormat(
+    name="tensorrt",
+    title="TensorRT",
+    suffixes=(".engine", ".plan"),
+    read_spec_json=embedded_spec.engine_spec_json,
+    payload_sha256=None,
+    runner="sleap_export.runtime.tensorrt:TensorRTRunner",
+)
+FORMATS: tuple[ArtifactFormat, ...] = (ONNX, TORCHSCRIPT, TENSORRT)
 
 
 def artifact_suffixes() -> tuple[str, ...]:
-    return tuple(SPEC_READERS)
+    return tuple(suffix for fmt in FORMATS for suffix in fmt.suffixes)
+
+
+def format_named(name: str) -> ArtifactFormat:
+    for fmt in FORMATS:
+        if fmt.name == name:
+            return fmt
+    raise InputError(f"Unknown format {name!r}; choose one of {', '.join(f.name for f in FORMATS)}.")
+
+
+def find_format(path: str | Path) -> Optional[ArtifactFormat]:
+    """The format owning the path's suffix, or None."""
+    suffix = Path(path).suffix
+    return next((fmt for fmt in FORMATS if suffix in fmt.suffixes), None)
+
+
+def format_of(path: str | Path) -> ArtifactFormat:
+    """The format owning the path's suffix, with a one-line error if none does."""
+    fmt = find_format(path)
+    if fmt is None:
+        raise InputError(
+            f"{Path(path).name} is not a sleap-export artifact type; expected one of {', '.join(artifact_suffixes())}."
+        )
+    return fmt
+
+
+def _spec_json(path: Path) -> str:
+    if not path.exists():
+        raise InputError(f"{path} does not exist; pass an artifact written by sleap-export.")
+    return format_of(path).read_spec_json(path)
 
 
 def read_spec(path: str | Path) -> ModelSpec:
     """The `ModelSpec` inside an artifact, with a one-line error if there is none."""
+    return ModelSpec.from_json(_spec_json(Path(path)))
+
+
+def verify_payload(path: str | Path) -> ModelSpec:
+    """The artifact's spec, after checking its payload digest; raises when tampered."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist; pass an artifact written by sleap-export.")
-    reader = SPEC_READERS.get(path.suffix)
-    if reader is None:
+    text = _spec_json(path)
+    spec = ModelSpec.from_json(text)
+    fmt = format_of(path)
+    if fmt.payload_sha256 is None:
+        engine = spec.export.engine
         raise InputError(
-            f"{path.name} is not a sleap-export artifact type; expected one of "
-            f"{', '.join(SPEC_READERS)}."
+            f"{path.name} is a TensorRT engine: TensorRT builds are not reproducible, so engines carry no "
+            f"payload hash; verify the ONNX artifact it was built from (payload "
+            f"{engine.source_payload_sha256[:16] if engine else 'unknown'}) and run `sleap-export check` on the engine."
         )
-    return ModelSpec.from_json(reader(path))
-
-
-@spec_reader(".onnx")
-def _read_onnx_spec(path: Path) -> str:
-    import onnxruntime
-
-    try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception:
-        raise InputError(f"{path} is not a readable ONNX model; re-export it.") from None
-    text = session.get_modelmeta().custom_metadata_map.get(ONNX_SPEC_KEY)
-    if text is None:
+    if not spec.payload_sha256:
         raise SleapExportError(
-            f"{path} carries no sleap-export spec; it was not written by sleap-export "
-            "(export the model with `sleap-export onnx`)."
+            f"{path} carries no payload hash (written before sleap-export recorded one); re-export it."
         )
-    return text
-
-
-@spec_reader(".pt", ".ts", ".torchscript")
-def _read_torchscript_spec(path: Path) -> str:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith("/extra/" + TORCHSCRIPT_SPEC_FILE)]
-            if not names:
-                raise SleapExportError(
-                    f"{path} carries no sleap-export spec; it was not written by "
-                    "sleap-export (export the model with `sleap-export torchscript`)."
-                )
-            return archive.read(names[0]).decode()
-    except zipfile.BadZipFile:
-        raise InputError(f"{path} is not a TorchScript archive; re-export it.") from None
-
-
-def engine_spec_words(spec_json: str) -> np.ndarray:
-    """The spec as the int32 constant an engine carries: magic, length, JSON, zero padding."""
-    payload = spec_json.encode()
-    blob = ENGINE_SPEC_MAGIC + struct.pack("<I", len(payload)) + payload
-    blob += b"\0" * (-len(blob) % 4)
-    return np.frombuffer(blob, dtype="<i4").astype(np.int32)
-
-
-def spec_json_in_engine(data: bytes) -> str | None:
-    """The spec JSON found in engine bytes (the first complete copy), or None."""
-    start = data.find(ENGINE_SPEC_MAGIC)
-    while start >= 0:
-        head = start + len(ENGINE_SPEC_MAGIC)
-        (length,) = struct.unpack("<I", data[head : head + 4].ljust(4, b"\0"))
-        text = data[head + 4 : head + 4 + length]
-        if len(text) == length:
-            try:
-                return text.decode()
-            except UnicodeDecodeError:
-                pass
-        start = data.find(ENGINE_SPEC_MAGIC, start + 1)
-    return None
-
-
-@spec_reader(*ENGINE_SUFFIXES)
-def _read_engine_spec(path: Path) -> str:
-    text = spec_json_in_engine(path.read_bytes())
-    if text is None:
+    # An older schema's writer hashed its own JSON, which reading upgraded.
+    written_schema = json.loads(text).get("schema_version", 0)
+    spec_text = (
+        integrity.spec_digest_text(spec)
+        if written_schema == SCHEMA_VERSION
+        else integrity.stored_spec_digest_text(text)
+    )
+    actual = fmt.payload_sha256(path, spec_text)
+    if actual != spec.payload_sha256:
         raise SleapExportError(
-            f"{path} carries no sleap-export spec; it was not built by sleap-export "
-            "(build the engine with `sleap-export trt`)."
+            f"{path} was modified after export (payload sha256 {actual[:12]}, recorded "
+            f"{spec.payload_sha256[:12]}); re-export it from the training run."
         )
-    return text
+    return spec

@@ -1,5 +1,7 @@
 """Per-model-type completion of `Outputs` from a graph's raw outputs.
 
+Each model type's record (`runtime.model_types`) names its completer here.
+
 After completion every `Outputs` has ``pred_keypoints`` ``(I, nodes, 2)``,
 ``pred_peak_values`` ``(I, nodes)``, ``instance_scores`` ``(I,)`` and
 ``instance_valid`` ``(I,)`` in the artifact's output skeleton, so building
@@ -9,36 +11,19 @@ Labels needs no per-type code.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
-
 import attrs
 import numpy as np
 
 from sleap_export.runtime.outputs import Outputs
 from sleap_export.spec import ModelSpec
 
-COMPLETERS: dict[str, Callable[[Outputs, ModelSpec], Outputs]] = {}
-
-
-def completer(model_type: str):
-    """Decorator registering the completion for one model type."""
-
-    def add(fn):
-        COMPLETERS[model_type] = fn
-        return fn
-
-    return add
-
-
-def complete(outputs: Outputs, spec: ModelSpec) -> Outputs:
-    completed = COMPLETERS[spec.model_type](outputs, spec)
-    # An instance none of whose nodes cleared the threshold is dropped, as sleap-nn does.
+def drop_empty_instances(completed: Outputs) -> Outputs:
+    """An instance none of whose nodes cleared the threshold is dropped, as sleap-nn does."""
     has_points = ~np.all(np.isnan(completed.pred_keypoints), axis=(1, 2))
     return attrs.evolve(completed, instance_valid=np.asarray(completed.instance_valid) & has_points)
 
 
-@completer("single_instance")
-def _single_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
+def single_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
     keypoints = outputs.pred_keypoints
     return attrs.evolve(
         outputs,
@@ -48,8 +33,7 @@ def _single_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
-@completer("centroid")
-def _centroid(outputs: Outputs, spec: ModelSpec) -> Outputs:
+def centroid(outputs: Outputs, spec: ModelSpec) -> Outputs:
     centroids = outputs.pred_centroids
     values = outputs.pred_centroid_values
     anchor = spec.stages[0].anchor_part
@@ -69,8 +53,7 @@ def _centroid(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
-@completer("topdown")
-def _topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
+def topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
     # sleap-nn scores a top-down instance by its centroid's confidence.
     return attrs.evolve(
         outputs,
@@ -78,8 +61,7 @@ def _topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
-@completer("centered_instance")
-def _centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
+def centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
     # Given centroids carry no confidence; sleap-nn scores them 1 (its GT-centroid path).
     valid = np.asarray(outputs.instance_valid)
     return attrs.evolve(outputs, instance_scores=np.where(valid, 1.0, np.nan).astype(np.float32))
@@ -104,18 +86,15 @@ def assign_identities(outputs: Outputs) -> Outputs:
     return attrs.evolve(outputs, class_ids=class_ids, instance_tracking_scores=scores)
 
 
-@completer("multi_class_topdown")
-def _multi_class_topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
-    return assign_identities(_topdown(outputs, spec))
+def multi_class_topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    return assign_identities(topdown(outputs, spec))
 
 
-@completer("multi_class_centered_instance")
-def _multi_class_centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
-    return assign_identities(_centered_instance(outputs, spec))
+def multi_class_centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    return assign_identities(centered_instance(outputs, spec))
 
 
-@completer("bottomup")
-def _bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
+def bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
     from sleap_export.runtime.grouping import cap_by_score, group_peaks
 
     post = spec.postprocess
@@ -139,8 +118,7 @@ def _bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
-@completer("multi_class_bottomup")
-def _multi_class_bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
+def multi_class_bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
     from sleap_export.runtime.grouping import classify_peaks
 
     keypoints, peak_values, probs = classify_peaks(

@@ -280,6 +280,24 @@ def in_order(fn: Callable[[Item], Result], items: Iterable[Item], parallel: int)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+# The entry point group through which the export side runs training runs (see pyproject.toml).
+TRAINING_RUN_OPENERS = "sleap_export.training_runs"
+
+
+def training_run_opener() -> Callable[..., Runner]:
+    """``(run paths, device=) -> Runner`` for training runs: the runtime does not build
+    graphs itself; the export side (torch, sleap-nn) plugs in as an entry point."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=TRAINING_RUN_OPENERS)
+    if not found:
+        raise InputError(
+            "Training runs run in PyTorch through sleap-export's export side, which is not installed here; "
+            "pip install 'sleap-export[export]', or pass an exported artifact."
+        )
+    return next(iter(found)).load()
+
+
 # Artifact type -> its `Predictor` subclass (filled by `_predicts`).
 PREDICTORS: dict[str, type["Predictor"]] = {}
 
@@ -337,9 +355,7 @@ class Predictor:
             raise InputError("Pass one artifact, or one or two training runs; not an artifact with other paths.")
         if runner_options:
             raise InputError(f"{', '.join(sorted(runner_options))} apply to artifacts; leave them out for training runs.")
-        from sleap_export.eager import eager_runner  # torch and sleap-nn, only for training runs
-
-        runner = eager_runner(paths, device=device or "cpu")
+        runner = training_run_opener()(paths, device=device or "cpu")
         return cls._for(runner)(runner, batch_size=batch_size, artifact=" + ".join(str(p) for p in paths))
 
     @classmethod

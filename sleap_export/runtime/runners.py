@@ -1,8 +1,9 @@
 """Runners: one interface over ONNX Runtime, TorchScript and eager PyTorch.
 
 Modelled on Polygraphy's runners: context managers whose public
-``activate`` / ``infer`` / ``deactivate`` wrap small ``*_impl`` methods. Runner
-classes register by artifact suffix, so `load()` has no branching on formats.
+``activate`` / ``infer`` / ``deactivate`` wrap small ``*_impl`` methods. Each
+artifact format's record (`runtime.artifact.FORMATS`) names its runner class, so
+`load()` has no branching on formats.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ from typing import Optional, Sequence
 import numpy as np
 
 from sleap_export.errors import InputError, SleapExportError
-from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.decode import complete
+from sleap_export.runtime.artifact import format_of, read_spec
 from sleap_export.runtime.frames import as_batch, match_channels
+from sleap_export.runtime.model_types import complete
 from sleap_export.runtime.outputs import Outputs
-from sleap_export.runtime.registry import suffix_registry
 from sleap_export.runtime.timing import StageClock
 from sleap_export.spec import ModelSpec
-
-RUNNERS: dict[str, type["Runner"]] = {}
 
 
 def require_poses(spec: ModelSpec) -> None:
@@ -33,10 +31,6 @@ def require_poses(spec: ModelSpec) -> None:
             "This artifact outputs raw head maps (exported with --raw-heads); read them "
             "with runner.infer(), or re-export without --raw-heads to predict poses."
         )
-
-
-# ``@register_runner(".onnx")`` registers a runner class for artifact suffixes.
-register_runner = suffix_registry(RUNNERS)
 
 
 class Runner(abc.ABC):
@@ -140,7 +134,6 @@ class Runner(abc.ABC):
         """Release what activate_impl acquired (nothing by default)."""
 
 
-@register_runner(".onnx")
 class OnnxRunner(Runner):
     """ONNX Runtime; ``device="cuda"`` requires the CUDA provider and fails loudly without it.
 
@@ -245,7 +238,6 @@ class TorchModuleRunner(Runner):
         self._callable = None
 
 
-@register_runner(".pt", ".ts", ".torchscript")
 class TorchScriptRunner(TorchModuleRunner):
     """A TorchScript artifact."""
 
@@ -278,23 +270,21 @@ def _centroid_inputs(centroids, n_frames: int) -> list[np.ndarray]:
 
 
 def load(path: str | Path, device: Optional[str] = None, for_throughput: bool = False, **options) -> Runner:
-    """Open an artifact (or, for the eager runner, a sleap-nn run folder).
+    """Open an artifact with the runner of its format.
 
     ``device`` defaults to the GPU for TensorRT engines and the CPU otherwise.
     ``for_throughput`` configures the runner for many batches (videos) rather
-    than the lowest latency per batch; explicit ``options`` win.
+    than the lowest latency per batch; explicit ``options`` win. Training runs
+    are opened above the runtime (`sleap_export.eager`, `Predictor.from_model_paths`).
     """
     path = Path(path)
     if path.is_dir():
-        from sleap_export.eager import eager_runner
-
-        return eager_runner([path], device=device or "cpu", **options)
+        raise InputError(
+            f"{path} is a folder; load() opens artifacts (.onnx, .pt, .engine). For a training run, use "
+            "Predictor.from_model_paths or sleap_export.eager.eager_runner (needs the export extra)."
+        )
     spec = read_spec(path)
-    from sleap_export.runtime import tensorrt  # noqa: F401  (registers the engine runner)
-
-    runner_cls = RUNNERS.get(path.suffix)
-    if runner_cls is None:
-        raise InputError(f"No runner for {path.suffix} artifacts; expected one of {', '.join(RUNNERS)}.")
+    runner_cls = format_of(path).runner_class()
     device = device or runner_cls.default_device
     if for_throughput:
         options = {**runner_cls.throughput_options(device), **options}

@@ -13,18 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import attrs
 import numpy as np
 
 from sleap_export.errors import InputError, SleapExportError
-from sleap_export.runtime.artifact import ENGINE_SUFFIXES
-from sleap_export.runtime.runners import Runner, register_runner
-from sleap_export.spec import ModelSpec
+from sleap_export.runtime.runners import Runner
+from sleap_export.spec import EngineTarget, ModelSpec
 
 INSTALL_HINT = "install it with pip install 'sleap-export[trt]' on a machine with an NVIDIA GPU"
 # Engines built hardware-compatible run on this compute capability and newer.
 HARDWARE_COMPATIBLE_FROM = (8, 0)
-HARDWARE_COMPATIBILITY_LEVELS = ("none", "ampere+")
 
 
 def _capability(text: str) -> tuple[int, int]:
@@ -32,39 +29,11 @@ def _capability(text: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-@attrs.frozen
-class EngineTarget:
-    """The TensorRT version and GPU an engine was built with (or a machine has)."""
-
-    tensorrt: str
-    gpu: str
-    compute_capability: str  # "8.6"
-    hardware_compatibility: str = attrs.field(
-        default="none", validator=attrs.validators.in_(HARDWARE_COMPATIBILITY_LEVELS)
-    )
-
-    def as_export_options(self) -> dict[str, str]:
-        return {
-            "tensorrt": self.tensorrt,
-            "gpu": self.gpu,
-            "compute capability": self.compute_capability,
-            "hardware compatibility": self.hardware_compatibility,
-        }
-
-    @classmethod
-    def from_spec(cls, spec: ModelSpec) -> "EngineTarget":
-        options = spec.export_options
-        try:
-            return cls(
-                tensorrt=options["tensorrt"],
-                gpu=options["gpu"],
-                compute_capability=options["compute capability"],
-                hardware_compatibility=options.get("hardware compatibility", "none"),
-            )
-        except KeyError as missing:
-            raise SleapExportError(
-                f"The engine's spec does not say which {missing.args[0]} built it; rebuild it with `sleap-export trt`."
-            ) from None
+def built_for(spec: ModelSpec) -> EngineTarget:
+    """The TensorRT version and GPU an engine's spec says built it."""
+    if spec.export.engine is None:
+        raise SleapExportError("The engine's spec does not say which TensorRT and GPU built it; rebuild it with `sleap-export trt`.")
+    return spec.export.engine.target
 
 
 def compatibility_problem(built: EngineTarget, here: EngineTarget, engine_name: str = "The engine") -> Optional[str]:
@@ -177,7 +146,6 @@ class _DeviceBuffers:
         self.allocations.clear()
 
 
-@register_runner(*ENGINE_SUFFIXES)
 class TensorRTRunner(Runner):
     """A TensorRT engine on one GPU: device buffers kept per tensor and reused across
     calls (regrown only for larger shapes), its own CUDA stream, no torch."""
@@ -203,7 +171,7 @@ class TensorRTRunner(Runner):
     def activate_impl(self) -> None:
         # Before deserializing: TensorRT's own refusal is a multi-line log deep in its runtime.
         problem = compatibility_problem(
-            EngineTarget.from_spec(self.spec), local_target(self.device_index), self.path.name
+            built_for(self.spec), local_target(self.device_index), self.path.name
         )
         if problem:
             raise SleapExportError(problem)
