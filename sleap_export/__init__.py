@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 # `import sleap_export` stays cheap and torch-free.
 _LAZY = {
     "export": "sleap_export.exporters",
-    "load": "sleap_export.runtime.runners",
+    # Artifacts through the runtime, training runs eagerly (the runtime's own load() opens artifacts only).
+    "load": "sleap_export.model_paths",
     "Predictor": "sleap_export.runtime.predictor",
     "SingleInstancePredictor": "sleap_export.runtime.predictor",
     "CentroidPredictor": "sleap_export.runtime.predictor",

@@ -1,8 +1,9 @@
 """``sleap-export bench``: throughput, latency and where the time goes, in one process.
 
-Per batch size: the artifact alone on pre-decoded frames ("network": the whole
-graph, pre- and post-processing fused), end to end (decode -> Labels, through
-`Predictor`) with the time split by stage, and at batch 1 the latency
+Per batch size: the artifact (or training runs, eager PyTorch) alone on
+pre-decoded frames ("network": the whole graph, pre- and post-processing fused),
+end to end (decode -> Labels, through `Predictor`; its wall-clock ms per frame is
+1000 / fps) with the busy time of each stage, and at batch 1 the latency
 percentiles of one frame in, decoded poses out. ``vs`` times sleap-nn's own
 checkpoint inference on the same frames in the same process; ``runners``
 compares our runners (ONNX Runtime, TorchScript, eager PyTorch, torch.compile)
@@ -27,19 +28,29 @@ from sleap_export.errors import InputError
 RUNNER_NAMES = ("onnx", "torchscript", "eager", "compile")
 
 
+# Pipeline order, for the split table.
+STAGES = ("decode", "host pre", "network", "host post", "labels")
+
+
 @attrs.frozen
 class BatchFigures:
     batch_size: int
     network_fps: float
     end_to_end_fps: float
-    # Milliseconds per frame by stage, end to end ("decode" runs on its own thread, overlapped;
-    # the runner's stages are summed over the batches it runs at once).
+    # Busy milliseconds per frame by stage, end to end: each stage's running time added over
+    # the threads that run it ("decode" has its own, overlapped; the runner's stages run in as
+    # many threads as batches at once), so they may add up to more than `wall_ms_per_frame`.
     split_ms: dict[str, float]
 
     @property
     def end_to_end_share(self) -> float:
         """End-to-end over network-only throughput (1.0: everything else hidden)."""
         return self.end_to_end_fps / self.network_fps
+
+    @property
+    def wall_ms_per_frame(self) -> float:
+        """Wall-clock milliseconds per frame end to end: 1000 / fps."""
+        return 1000 / self.end_to_end_fps
 
 
 @attrs.frozen
@@ -56,6 +67,8 @@ class BenchReport:
     reference_fps: Optional[float] = None
     reference_batch_size: Optional[int] = None
     runner_fps: dict[str, float] = attrs.Factory(dict)
+    # Batches the runner runs at once (ONNX Runtime on a multi-core CPU: 2).
+    parallel_batches: int = 1
 
     @property
     def speedup_vs_reference(self) -> Optional[float]:
@@ -69,19 +82,37 @@ class BenchReport:
         values["speedup_vs_reference"] = self.speedup_vs_reference
         for figures, batch in zip(values["batches"], self.batches):
             figures["end_to_end_share"] = batch.end_to_end_share
+            figures["wall_ms_per_frame"] = batch.wall_ms_per_frame
         return values
 
     def render(self):
+        """Two tables and notes, readable at 80 columns: throughput, then where the time goes."""
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=f"bench {Path(self.artifact).name} ({self.model_type}), {self.frames} frames of {Path(self.data).name}")
-        stages = sorted({stage for b in self.batches for stage in b.split_ms})
-        for column in ("batch", "network fps", "end-to-end fps", "e2e/network", *(f"{s} ms/frame" for s in stages)):
-            table.add_column(column, justify="right")
+        name = " + ".join(Path(part).name for part in self.artifact.split(" + "))
+        throughput = Table(title=f"bench {name} ({self.model_type}), {self.frames} frames of {Path(self.data).name}")
+        for column in ("batch", "network fps", "end-to-end fps", "ms/frame", "e2e/network"):
+            throughput.add_column(column, justify="right")
         for b in self.batches:
-            split = [f"{b.split_ms.get(s, 0.0):.2f}" for s in stages]
-            table.add_row(str(b.batch_size), f"{b.network_fps:.1f}", f"{b.end_to_end_fps:.1f}", f"{b.end_to_end_share:.2f}", *split)
+            throughput.add_row(
+                str(b.batch_size), f"{b.network_fps:.1f}", f"{b.end_to_end_fps:.1f}", f"{b.wall_ms_per_frame:.1f}",
+                f"{b.end_to_end_share:.2f}",
+            )
+        found = {stage for b in self.batches for stage in b.split_ms}
+        stages = [s for s in STAGES if s in found] + sorted(found - set(STAGES))
+        split = Table(title="busy ms per frame by stage (added over threads)")
+        for column in ("batch", *stages):
+            split.add_column(column, justify="right")
+        for b in self.batches:
+            split.add_row(str(b.batch_size), *(f"{b.split_ms.get(s, 0.0):.2f}" for s in stages))
+        at_once = f"{self.parallel_batches} batches run at once, each on its thread; " if self.parallel_batches > 1 else ""
         lines = [
+            "network fps: the graph alone on decoded frames; end-to-end fps: frames decoded, predicted and made "
+            "into Labels; ms/frame: end-to-end wall clock, 1000 / fps.",
+            f"busy ms: the time each stage ran, per frame, added over the threads running it ({at_once}decoding "
+            "on its own), so stages overlap and may add up to more than ms/frame.",
             "latency at batch 1 (frame in, poses out): "
             + ", ".join(f"{k} {v:.1f} ms" for k, v in self.latency_ms.items()),
             f"peak RSS {self.peak_rss_mb:.0f} MB; {self.machine['cpu']} ({self.machine['cores']} cores), "
@@ -90,14 +121,13 @@ class BenchReport:
         if self.reference_fps is not None:
             lines.append(
                 f"sleap-nn checkpoint inference, same frames, batch {self.reference_batch_size}: "
-                f"{self.reference_fps:.1f} fps -> this artifact is {self.speedup_vs_reference:.2f}x"
+                f"{self.reference_fps:.1f} fps -> {name} is {self.speedup_vs_reference:.2f}x"
             )
         if self.runner_fps:
             lines.append(
                 "network fps by runner: " + ", ".join(f"{name} {fps:.1f}" for name, fps in self.runner_fps.items())
             )
-        table.caption = "\n".join(lines)
-        return table
+        return Group(throughput, split, Text("\n".join(lines)))
 
 
 def _frames_and_source(spec, data: Optional[Path], frames: int):
@@ -107,7 +137,7 @@ def _frames_and_source(spec, data: Optional[Path], frames: int):
 
         array = sample_frames(spec, frames)
         return array, array, None, "synthetic blobs"
-    from sleap_export.runtime.predictor import open_video
+    from sleap_export.runtime.sources import open_video
 
     if not data.exists():
         raise InputError(f"{data} does not exist; pass a video (or leave --data out for synthetic frames).")
@@ -119,7 +149,7 @@ def _frames_and_source(spec, data: Optional[Path], frames: int):
 
 def _network_fps(runner, frames: np.ndarray, batch_size: int) -> float:
     """Frames per second through the graph alone, as many batches at once as `Predictor` runs."""
-    from sleap_export.runtime.predictor import in_order
+    from sleap_export.runtime.pipeline import in_order
 
     runner.infer(frames[:batch_size])  # warm-up: allocations, first-run optimizations
     batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size))
@@ -139,12 +169,13 @@ def _latency_ms(runner, frames: np.ndarray, repeats: int = 50) -> dict[str, floa
     return {f"p{q}": float(np.percentile(samples, q)) for q in (50, 90, 99)}
 
 
-def _runner_for(name: str, artifact: Path, spec, model_dirs: Sequence[Path], workdir: Path, threads: Optional[int]):
+def _runner_for(name: str, artifact: Optional[Path], spec, model_dirs: Sequence[Path], workdir: Path, threads: Optional[int]):
     from sleap_export.build import ExportOptions
     from sleap_export.runtime.runners import load
 
     if name == "onnx":
-        return load(artifact, for_throughput=True, threads=threads) if artifact.suffix == ".onnx" else None
+        onnx = artifact is not None and artifact.suffix == ".onnx"
+        return load(artifact, for_throughput=True, threads=threads) if onnx else None
     if not model_dirs:
         raise InputError(f"--runners {name} builds from the run folders; pass them with --vs.")
     options = ExportOptions(postprocess=spec.postprocess)
@@ -158,7 +189,7 @@ def _runner_for(name: str, artifact: Path, spec, model_dirs: Sequence[Path], wor
 
 
 def run_bench(
-    artifact: str | Path,
+    artifact: str | Path | Sequence[str | Path],
     data: Optional[str | Path] = None,
     batch_sizes: Sequence[int] = (1, 4, 16),
     frames: int = 200,
@@ -166,22 +197,31 @@ def run_bench(
     runners: Sequence[str] = (),
     threads: Optional[int] = None,
 ) -> BenchReport:
-    from sleap_export.runtime.artifact import read_spec
+    """Bench an artifact, or training run(s) (a folder, its best.ckpt, a top-down pair) run eagerly."""
+    from sleap_export.model_paths import check_models, is_artifact
     from sleap_export.runtime.predictor import Predictor
     from sleap_export.runtime.runners import load
 
-    artifact = Path(artifact)
-    spec = read_spec(artifact)
-    if "centroids" in spec.input_names:
-        raise InputError("bench runs artifacts that find their own instances; bench the top-down artifact instead.")
+    models = check_models([artifact] if isinstance(artifact, (str, Path)) else artifact)
+    artifact = models[0] if is_artifact(models[0]) else None
+    if threads is not None and (artifact is None or artifact.suffix != ".onnx"):
+        raise InputError("--threads applies to ONNX artifacts; leave it out for this one.")
     if not batch_sizes or min(batch_sizes) < 1:
         raise InputError("--batch-size takes positive sizes, e.g. 1,4,16.")
     unknown = set(runners) - set(RUNNER_NAMES)
     if unknown:
         raise InputError(f"Unknown runner(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUNNER_NAMES)}.")
+    options = {"threads": threads} if threads else {}
+    if artifact is None:
+        from sleap_export.eager import eager_runner
+
+        runner = eager_runner(models)
+    else:
+        runner = load(artifact, for_throughput=True, **options)
+    spec = runner.spec
+    if "centroids" in spec.input_names:
+        raise InputError("bench runs models that find their own instances; bench the top-down model instead.")
     array, source, indices, data_name = _frames_and_source(spec, None if data is None else Path(data), frames)
-    options = {"threads": threads} if threads and artifact.suffix == ".onnx" else {}
-    runner = load(artifact, for_throughput=True, **options)
     batches = []
     with runner:
         for batch_size in batch_sizes:
@@ -208,16 +248,17 @@ def run_bench(
         reference_fps = len(array) / (time.perf_counter() - started)
 
     runner_fps = {}
+    runs = models if artifact is None else []  # what --runners builds from when --vs is left out
     batch = next((b for b in batch_sizes if b > 1), batch_sizes[0])
     with tempfile.TemporaryDirectory() as workdir:
         for name in runners:
-            other = _runner_for(name, artifact, spec, [Path(v) for v in vs], Path(workdir), threads)
+            other = _runner_for(name, artifact, spec, [Path(v) for v in vs] or runs, Path(workdir), threads)
             if other is not None:
                 with other:
                     runner_fps[name] = _network_fps(other, array, batch)
 
     return BenchReport(
-        artifact=str(artifact),
+        artifact=" + ".join(str(m) for m in models),
         model_type=spec.model_type,
         data=data_name,
         frames=len(array),
@@ -229,6 +270,7 @@ def run_bench(
         reference_fps=reference_fps,
         reference_batch_size=reference_batch,
         runner_fps=runner_fps,
+        parallel_batches=runner.parallel_batches,
     )
 
 

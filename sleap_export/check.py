@@ -9,8 +9,9 @@ when within tolerance (Polygraphy's comparator style).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -142,7 +143,8 @@ class CheckReport:
         from rich.table import Table
 
         verdict = "PASS" if self else "FAIL: " + "; ".join(self.failures)
-        table = Table(title=f"check {Path(self.artifact).name} ({self.precision}): {verdict}")
+        name = " + ".join(Path(part).name for part in self.artifact.split(" + "))
+        table = Table(title=f"check {name} ({self.precision}): {verdict}")
         for column in ("keypoints", "n", "mean px", "p50", "p99", "p99.9", "max"):
             table.add_column(column, justify="left" if column == "keypoints" else "right")
         rows = {"all nodes": _stats(self.comparison.deviations), **self.per_node()}
@@ -175,20 +177,12 @@ def _frames_to_check(data: Path, frames: int):
     """(source, frame indices or None): labels' first labeled frames, or frames spread over a video."""
     import sleap_io as sio
 
-    if data.suffix == ".slp":
-        try:
-            labels = sio.load_slp(str(data))
-        except Exception as err:
-            raise InputError(f"{data} is not a readable .slp file ({type(err).__name__}); pass a labels file or a video.") from None
-        kept = labels.labeled_frames[:frames]
-        if not kept:
-            raise InputError(f"{data} has no labeled frames; pass labels with frames, or a video.")
-        subset = sio.Labels(labeled_frames=kept, videos=labels.videos, skeletons=labels.skeletons, tracks=labels.tracks)
-        return subset, None
-    from sleap_export.runtime.predictor import open_video
+    from sleap_export.runtime.sources import first_labeled_frames, open_input, spread_indices
 
-    total = open_video(data).shape[0]
-    return str(data), sorted({int(i) for i in np.linspace(0, total - 1, min(frames, total)).round()})
+    source = open_input(data)
+    if isinstance(source, sio.Labels):
+        return first_labeled_frames(source, frames), None
+    return source, list(spread_indices(source.shape[0], frames))
 
 
 def _user_poses(labels) -> dict:
@@ -240,60 +234,94 @@ def _ground_truth(source, ours, theirs) -> Optional[GroundTruthError]:
     )
 
 
-def _check_sources(spec, references: Sequence[Path]) -> None:
-    """The reference runs must hold the weights the artifact was exported from."""
-    from sleap_export.checkpoint import CHECKPOINT_NAME, LEGACY_WEIGHTS_NAME, file_sha256, is_legacy, resolve_run_dir
+def _weights(run: Path) -> Path:
+    from sleap_export.checkpoint import CHECKPOINT_NAME, LEGACY_WEIGHTS_NAME, is_legacy, resolve_run_dir
 
-    if len(references) != len(spec.stages):
+    run_dir = resolve_run_dir(run)
+    return run_dir / (LEGACY_WEIGHTS_NAME if is_legacy(run_dir) else CHECKPOINT_NAME)
+
+
+def _check_sources(checked: set[str], count: int, references: Sequence[Path], artifact: bool) -> None:
+    """The reference runs must hold the weights checked (sha256), one run per model."""
+    from sleap_export.checkpoint import file_sha256
+
+    if len(references) != count:
         raise InputError(
-            f"The artifact holds {len(spec.stages)} model(s); pass as many --reference run folders "
-            f"(got {len(references)})."
+            f"The artifact holds {count} model(s); pass as many --reference run folders (got {len(references)})."
+            if artifact
+            else f"{count} training run(s) are checked; pass as many --reference run folders (got {len(references)}), or leave -r out."
         )
-    exported = {stage.checkpoint_sha256 for stage in spec.stages}
     for reference in references:
-        run_dir = resolve_run_dir(reference)
-        weights = run_dir / (LEGACY_WEIGHTS_NAME if is_legacy(run_dir) else CHECKPOINT_NAME)
-        if weights.exists() and file_sha256(weights) not in exported:
+        weights = _weights(reference)
+        if weights.exists() and file_sha256(weights) not in checked:
             raise SleapExportError(
                 f"{weights} is not the checkpoint this artifact was exported from (sha256 "
                 "differs); pass the run folders it was exported from, or re-export it."
+                if artifact
+                else f"{weights} is not the checkpoint of the run(s) checked (sha256 differs); leave -r out, or pass the same runs."
             )
 
 
 def check_artifact(
-    artifact: str | Path,
+    artifact: str | Path | Sequence[str | Path],
     references: Sequence[str | Path],
     data: str | Path,
     frames: int = 50,
     max_deviation: Optional[float] = None,
     batch_size: int = 4,
+    progress: Optional[Callable[[str], object]] = None,
 ) -> CheckReport:
-    """Run the artifact and sleap-nn on the same frames of ``data`` and compare them."""
+    """Run the artifact and sleap-nn on the same frames of ``data`` and compare them.
+
+    ``artifact`` may instead be training run(s) (a folder, its best.ckpt, a top-down
+    pair): their graph, run eagerly by PyTorch, is checked. ``progress(label)`` makes
+    the progress shown for each side (`sleap_export.progress.progress_for`).
+    """
+    from sleap_export.checkpoint import file_sha256
+    from sleap_export.model_paths import check_models, is_artifact
+    from sleap_export.progress import phase
     from sleap_export.reference import reference_settings, sleap_nn_predict
-    from sleap_export.runtime.artifact import ENGINE_SUFFIXES, read_spec
-    from sleap_export.runtime.integrity import verify_payload
+    from sleap_export.runtime.artifact import TENSORRT, format_of, read_spec, verify_payload
     from sleap_export.runtime.predictor import Predictor
     from sleap_export.runtime.runners import load
 
     if frames < 1:
         raise InputError(f"--frames must be at least 1, got {frames}.")
+    models = check_models([artifact] if isinstance(artifact, (str, Path)) else artifact)
     data, references = Path(data), [Path(r) for r in references]
     if not data.exists():
         raise InputError(f"{data} does not exist; pass a video or a .slp labels file.")
-    # Engines carry no payload hash (TensorRT builds are not reproducible); their parity is what is checked.
-    spec = read_spec(artifact) if Path(artifact).suffix in ENGINE_SUFFIXES else verify_payload(artifact)
-    _check_sources(spec, references)
+    spec = None
+    if is_artifact(models[0]):
+        # Engines carry no payload hash (TensorRT builds are not reproducible); their parity is what is checked.
+        spec = read_spec(models[0]) if format_of(models[0]) is TENSORRT else verify_payload(models[0])
+        _check_sources({stage.checkpoint_sha256 for stage in spec.stages}, len(spec.stages), references, artifact=True)
+    else:
+        weights = [_weights(m) for m in models]
+        _check_sources({file_sha256(w) for w in weights if w.exists()}, len(models), references, artifact=False)
+    # Found, not imported: importing sleap-nn (and torch) takes seconds, shown as the reference's progress.
+    if importlib.util.find_spec("sleap_nn") is None:
+        raise InputError("check runs sleap-nn as the reference; install it: pip install 'sleap-export[export]'.")
+
+    source, indices = _frames_to_check(data, frames)
+    total = len(source.labeled_frames) if indices is None else len(indices)
+    with phase(progress, models[0].name if spec else "eager graph", total) as shown:
+        if spec is None:
+            from sleap_export.eager import eager_runner  # torch and sleap-nn: part of this step
+
+            runner = eager_runner(models)
+            spec = runner.spec
+        else:
+            runner = load(models[0])
+        ours = Predictor(runner, batch_size=batch_size).predict(source, frames=indices, progress=shown)
+    with phase(progress, "sleap-nn", total) as shown:
+        theirs = sleap_nn_predict(
+            source, references, frames=indices, batch_size=batch_size,
+            advance=None if shown is None else shown.advance, **reference_settings(spec),
+        )
     tolerance = DEFAULT_TOLERANCES.get(spec.precision, DEFAULT_TOLERANCES["fp32"])
     if max_deviation is not None:
         tolerance = attrs.evolve(tolerance, max_deviation_px=max_deviation)
-    try:
-        import sleap_nn  # noqa: F401  (the reference)
-    except ImportError:
-        raise InputError("check runs sleap-nn as the reference; install it: pip install 'sleap-export[export]'.") from None
-
-    source, indices = _frames_to_check(data, frames)
-    ours = Predictor(load(artifact), batch_size=batch_size).predict(source, frames=indices)
-    theirs = sleap_nn_predict(source, references, frames=indices, batch_size=batch_size, **reference_settings(spec))
     comparison = compare_poses(
         poses_by_frame(ours),
         poses_by_frame(theirs),
@@ -306,7 +334,7 @@ def check_artifact(
         reference_scores=scores_by_frame(theirs),
     )
     return CheckReport(
-        artifact=str(artifact),
+        artifact=" + ".join(str(m) for m in models),
         references=tuple(str(r) for r in references),
         data=str(data),
         precision=spec.precision,

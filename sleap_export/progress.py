@@ -1,30 +1,58 @@
-"""Progress for long predictions: a rich bar on a terminal, log lines elsewhere."""
+"""Progress for long predictions: a rich bar on a terminal, log lines elsewhere.
+
+Both report fps as `FrameRate` defines it, and so does predict's final line.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Callable, Iterator, Optional, TextIO
 
 
-class LogProgress:
-    """A line every ``every_s`` seconds (for logs and CI, where a bar would garble)."""
+class FrameRate:
+    """fps as sleap-export reports it: frames predicted in this run (not those an earlier run
+    saved) per wall-clock second from the start of prediction (``start``: the model read and
+    the inputs opened; starting its runtime counts) to the last frame done."""
 
-    def __init__(self, stream: TextIO = sys.stderr, every_s: float = 10.0):
-        self.stream, self.every_s = stream, every_s
-
-    def start(self, total: int, done: int) -> None:
-        self.total, self.done, self.resumed = total, done, done
+    def __init__(self, done: int = 0):
         self.started = self.last = time.perf_counter()
+        self.resumed = self.done = done
 
     def advance(self, frames: int) -> None:
         self.done += frames
-        now = time.perf_counter()
-        if now - self.last >= self.every_s or self.done == self.total:
+        self.last = time.perf_counter()
+
+    @property
+    def frames(self) -> int:
+        return self.done - self.resumed
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.last - self.started, 1e-9)
+
+
+class LogProgress:
+    """A line at the start and every ``every_s`` seconds (for logs and CI, where a bar would garble)."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every_s: float = 10.0, label: Optional[str] = None):
+        self.stream, self.every_s = stream, every_s
+        self.prefix = f"{label}: " if label else ""
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.rate = total, FrameRate(done)
+        self.last = self.rate.started
+        print(f"{self.prefix}{done}/{total} frames", file=self.stream, flush=True)
+
+    def advance(self, frames: int) -> None:
+        self.rate.advance(frames)
+        done, now = self.rate.done, self.rate.last
+        if now - self.last >= self.every_s or done == self.total:
             self.last = now
-            fps = (self.done - self.resumed) / max(now - self.started, 1e-9)
-            eta = (self.total - self.done) / fps if fps > 0 else float("inf")
-            print(f"{self.done}/{self.total} frames, {fps:.1f} fps, ETA {eta:.0f} s", file=self.stream, flush=True)
+            fps = self.rate.fps
+            eta = (self.total - done) / fps if fps > 0 else float("inf")
+            print(f"{self.prefix}{done}/{self.total} frames, {fps:.1f} fps, ETA {eta:.0f} s", file=self.stream, flush=True)
 
     def stop(self) -> None:
         """Nothing to tear down: every line is already written."""
@@ -33,11 +61,11 @@ class LogProgress:
 class BarProgress:
     """A rich progress bar with frames, fps and ETA."""
 
-    def __init__(self):
+    def __init__(self, label: Optional[str] = None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
-            TextColumn("predicting"),
+            TextColumn(label or "predicting"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[fps]:.1f} fps"),
@@ -46,21 +74,51 @@ class BarProgress:
         )
 
     def start(self, total: int, done: int) -> None:
-        self.resumed, self.started = done, time.perf_counter()
+        self.rate = FrameRate(done)
         self.task = self.bar.add_task("predict", total=total, completed=done, fps=0.0)
         self.bar.start()
 
     def advance(self, frames: int) -> None:
-        task = self.bar.tasks[0]
-        fps = (task.completed + frames - self.resumed) / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(self.task, advance=frames, fps=fps)
+        self.rate.advance(frames)
+        self.bar.update(self.task, advance=frames, fps=self.rate.fps)
 
     def stop(self) -> None:
         self.bar.stop()
 
 
-def progress_for(quiet: bool) -> Optional[LogProgress | BarProgress]:
-    """Nothing when quiet, a bar on a terminal, periodic lines otherwise."""
+Display = LogProgress | BarProgress
+
+
+def progress_for(quiet: bool, label: Optional[str] = None) -> Optional[Display]:
+    """Nothing when quiet, a bar on a terminal, periodic lines otherwise (``label``: what is running)."""
     if quiet:
         return None
-    return BarProgress() if sys.stderr.isatty() else LogProgress()
+    return BarProgress(label) if sys.stderr.isatty() else LogProgress(label=label)
+
+
+class _Started:
+    """A progress already started, for a `Predictor` to advance (its start call changes nothing)."""
+
+    def __init__(self, progress: Display):
+        self.progress = progress
+
+    def start(self, total: int, done: int) -> None:
+        """Started with its step, loading included."""
+
+    def advance(self, frames: int) -> None:
+        self.progress.advance(frames)
+
+
+@contextlib.contextmanager
+def phase(make: Optional[Callable[[str], Optional[Display]]], label: str, total: int) -> Iterator[Optional[_Started]]:
+    """One step of a longer command over ``total`` frames (check: each side), shown from
+    now, its loading included, until the way out; None without ``make``."""
+    progress = None if make is None else make(label)
+    if progress is None:
+        yield None
+        return
+    progress.start(total=total, done=0)
+    try:
+        yield _Started(progress)
+    finally:
+        progress.stop()

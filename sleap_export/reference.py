@@ -11,7 +11,7 @@ models is sleap-nn's whole pipeline on the TensorFlow-exact network.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from sleap_export.spec import ModelSpec
 
@@ -43,9 +43,11 @@ def sleap_nn_predict(
     frames: Optional[Sequence[int]] = None,
     keras_geometry: bool = True,
     batch_size: int = 4,
+    advance: Optional[Callable[[int], None]] = None,
     **settings,
 ):
-    """`sio.Labels` from sleap-nn's checkpoint path on CPU (``keras_geometry``: see the module doc)."""
+    """`sio.Labels` from sleap-nn's checkpoint path on CPU (``keras_geometry``: see the module doc);
+    ``advance(frames)`` is called as each batch is done (a progress sink's)."""
     from unittest import mock
 
     import sleap_nn.inference.loaders as loaders
@@ -61,6 +63,13 @@ def sleap_nn_predict(
         use_keras_geometry(network)
         return network
 
+    reported = 0
+
+    def report(done: int, total: int) -> None:  # sleap-nn's callback counts frames so far
+        nonlocal reported
+        advance(done - reported)
+        reported = done
+
     logger.disable("sleap_nn")  # its per-run log lines would bury our report
     try:
         with mock.patch.object(loaders, "load_legacy_model", tensorflow_exact if keras_geometry else load_legacy_model):
@@ -70,6 +79,7 @@ def sleap_nn_predict(
                 device="cpu",
                 batch_size=batch_size,
                 frames=None if frames is None else list(frames),
+                progress_callback=None if advance is None else report,
                 **settings,
             )
     finally:

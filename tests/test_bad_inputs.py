@@ -485,3 +485,72 @@ def test_labels_and_model_paths_that_are_not_what_they_seem(tmp_path):
     result = installed("onnx", DATA / "minimal_instance.pkg.slp", "-o", tmp_path / "m.onnx")
     assert_one_line_error(result, "minimal_instance.pkg.slp is a .slp file, not a trained model")  # "labels-as-model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.slp"]
+
+
+def test_model_paths_that_do_not_combine(tmp_path, assets):
+    """predict MODEL [MODEL2] INPUT..., check and bench MODEL [MODEL2]: refused before anything loads."""
+    from test_cli import installed
+
+    first, second = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    output = tmp_path / "p.slp"
+    result = installed("predict", first, second, VIDEO, "-o", output)
+    assert_one_line_error(result, "a.onnx and b.onnx are 2 artifacts; pass one")  # "two-artifacts"
+    result = installed("bench", first, second)
+    assert_one_line_error(result, "a.onnx and b.onnx are 2 artifacts; pass one")  # "two-artifacts"
+    result = installed("predict", first, CENTROID, VIDEO, "-o", output)
+    assert_one_line_error(result, "a.onnx is an artifact and")  # "artifact-and-run"
+    result = installed("check", CENTROID, CENTERED, BOTTOMUP, "-d", VIDEO)
+    assert_one_line_error(result, "Got 3 training runs; pass one, or a centroid + centered-instance pair")  # "three-runs"
+    result = installed("predict", CENTROID, CENTERED, "-o", output)
+    assert_one_line_error(result, "No input after the model(s)")  # "no-input"
+    result = installed("predict", VIDEO, first, "-o", output)
+    assert_one_line_error(result, "a.onnx is a model but comes after an input; put the model(s) first")  # "model-after-input"
+    result = installed("predict", DATA / "minimal_instance.pkg.slp", VIDEO, "-o", output)
+    assert_one_line_error(result, "minimal_instance.pkg.slp is not a model; pass an artifact")  # "not-a-model"
+    result = installed("predict", tmp_path / "no_such_run", VIDEO, "-o", output)
+    assert_one_line_error(result, "no_such_run does not exist; pass an artifact")  # "not-a-model"
+    result = installed("check", first, "-d", VIDEO)
+    assert_one_line_error(result, "pass them with -r RUN_DIR")  # "check-no-reference"
+    result = installed("check", CENTROID, "-r", BOTTOMUP, "-d", VIDEO)
+    assert_one_line_error(result, "is not the checkpoint of the run(s) checked", rc=1)  # "check-wrong-reference"
+    result = installed("check", CENTROID, CENTERED, "-r", CENTROID, "-d", VIDEO)
+    assert_one_line_error(result, "2 training run(s) are checked; pass as many --reference run folders (got 1)")  # "check-reference-count"
+    result = installed("bench", CENTROID, "--threads", "2")
+    assert_one_line_error(result, "--threads applies to ONNX artifacts")  # "threads-not-onnx"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_live_refusals(tmp_path, artifact, monkeypatch):
+    """sleap-export live: one line, exit 2, before any frame is posed; nothing written."""
+    from test_cli import installed
+
+    single = artifact(["minimal_instance_single_instance"], ".onnx")
+    robot = DATA / "small_robot.mp4"
+    output = tmp_path / "poses.slp"
+    result = installed("live", single, "--source", tmp_path / "nope.mp4")
+    assert_one_line_error(result, "nope.mp4 does not exist; pass a camera index (0), a device path")  # "live-source-missing"
+    result = installed("live", single, "--source", "7")
+    assert_one_line_error(result, "Could not read from camera 7; check that it is connected")  # "live-camera-unavailable"
+    result = installed("live", artifact([CENTERED.name], ".onnx"), "--source", robot)
+    assert_one_line_error(result, "crops around centroids it is given, so it cannot run on camera frames")  # "live-centered-instance"
+    for spec, message in [("hooks", "--processor takes module:Class or file.py:Class"),
+                          ("no_such_hooks:Trigger", "Cannot import 'no_such_hooks' for --processor")]:
+        result = installed("live", single, "--source", robot, "--processor", spec)
+        assert_one_line_error(result, message)  # "live-processor-spec"
+    result = installed("live", artifact([BOTTOMUP.name], ".onnx"), "--source", VIDEO, "--forecast", "kalman")
+    assert_one_line_error(result, "Forward prediction follows each animal by identity")  # "live-forecast-no-identity"
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = installed("live", single, "--source", robot, "--show")
+    assert_one_line_error(result, "--show needs a display and none is set")  # "live-no-display"
+    result = installed("live", single, "--source", robot, "-o", robot)
+    assert_one_line_error(result, "small_robot.mp4 is not a .slp file")  # "predict-output-not-slp"
+    assert list(tmp_path.iterdir()) == []
+    output.write_bytes(b"keep me")
+    result = installed("live", single, "--source", robot, "-o", output)
+    assert_one_line_error(result, "poses.slp already exists; pass --overwrite to replace it.")  # "live-output-exists"
+    assert output.read_bytes() == b"keep me"
+    result = installed("bench", single, "--latency")
+    assert_one_line_error(result, "--latency plays a video as a simulated camera; pass one with --data.")  # "bench-latency-usage"
+    result = installed("bench", single, "--latency", "--data", robot, "--vs", CENTROID)
+    assert_one_line_error(result, "--latency times the model alone; leave out --vs and --runners")  # "bench-latency-usage"

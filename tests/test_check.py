@@ -10,7 +10,7 @@ import pytest
 
 from sleap_export.check import check_artifact
 from conftest import DATA, MODELS, model_dir
-from test_cli import cli
+from test_cli import cli, installed
 
 LEGACY = "minimal_instance.UNet."
 VIDEO = DATA / "centered_pair_small.mp4"
@@ -70,9 +70,10 @@ def test_check_fails_an_artifact_with_the_wrong_input_scale(half_scale_centroid,
     cli("onnx", half_scale_centroid, "-o", broken)
     report_path = tmp_path / "report.json"
     result = cli(
-        "check", broken, "-r", MODELS / "minimal_instance_centroid", "-d", VIDEO, "-n", "6", "--json", report_path, check_rc=1
+        "check", broken, "-r", MODELS / "minimal_instance_centroid", "-d", VIDEO, "-n", "6", "--json", report_path, "-q", check_rc=1
     )
-    assert "check failed" in result.stderr and "Traceback" not in result.stderr
+    # Quiet: no progress and no report table, only the failure's one line (and the JSON asked for).
+    assert result.stdout == "" and result.stderr.count("\n") == 1 and result.stderr.startswith("check failed: "), result.stderr
     report = json.loads(report_path.read_text())
     assert report["passed"] is False and report["frames"] == 6
     assert report["keypoint_deviation_px"]["p99"] > 1.0 or report["count_agreement"] < 0.99
@@ -107,7 +108,20 @@ def test_check_cli_passes_and_writes_json(artifact, tmp_path):
     report_path = tmp_path / "report.json"
     result = cli("check", model, "-r", MODELS / "minimal_instance_bottomup", "-d", VIDEO, "-n", "4", "--json", report_path)
     assert "PASS" in result.stderr
+    # Progress for each side, off a terminal as log lines: from the start, and when done.
+    for side in (model.name, "sleap-nn"):
+        assert f"{side}: 0/4 frames\n" in result.stderr and f"{side}: 4/4 frames, " in result.stderr, result.stderr
     report = json.loads(report_path.read_text())
     assert report["passed"] and report["count_agreement"] == 1.0
     assert set(report["keypoint_deviation_px_per_node"]) == {"A", "B"}
     assert report["keypoint_deviation_px"]["max"] < 0.01
+
+
+def test_check_a_training_run_against_sleap_nn(tmp_path, assets):
+    """A run folder as the model: our graph, run eagerly, held to sleap-nn on the same run (no -r needed)."""
+    report_path = tmp_path / "report.json"
+    result = installed("check", MODELS / "minimal_instance_centroid", "-d", VIDEO, "-n", "2", "--json", report_path, "-q")
+    assert result.returncode == 0 and result.stdout == result.stderr == "", result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["passed"] and report["frames"] == 2 and report["matched_instances"] > 0
+    assert report["references"] == [str(MODELS / "minimal_instance_centroid")]

@@ -38,14 +38,17 @@ def assert_one_line_error(result, pattern: str, rc: int = 2):
 
 def test_export_predict_inspect(tmp_path, assets):
     model = tmp_path / "centroid.onnx"
-    cli("onnx", CENTROID / "best.ckpt", "-o", model)
+    exported = cli("onnx", CENTROID / "best.ckpt", "-o", model, "-q")
+    assert model.exists() and exported.stdout == exported.stderr == ""
     output = tmp_path / "pred.slp"
-    cli("predict", model, DATA / "centered_pair_small.mp4", "-o", output, "--frames", "0-9,20-", "--quiet")
+    predicted = cli("predict", model, DATA / "centered_pair_small.mp4", "-o", output, "--frames", "0-9,20-", "--quiet")
+    assert predicted.stdout == predicted.stderr == ""
     labels = sio.load_slp(str(output))
     assert len(labels.labeled_frames) == 10 + 1080
-    spec = json.loads(cli("inspect", model, "--json").stdout)
+    # Quiet keeps what was asked for: the spec.
+    spec = json.loads(cli("-q", "inspect", model, "--json").stdout)
     assert spec["model_type"] == "centroid" and spec["stages"][0]["checkpoint_sha256"]
-    assert "centroid" in cli("inspect", model).stdout
+    assert "centroid" in cli("inspect", model, "-q").stdout
 
 
 def test_torchscript_export_and_predict_on_labels(tmp_path, assets):
@@ -79,7 +82,7 @@ def installed(*args, check_rc: int | None = None) -> subprocess.CompletedProcess
 @pytest.mark.parametrize(
     "args, named",
     [
-        (["predict"], "Missing argument 'artifact'"),
+        (["predict"], "Missing argument 'model'"),
         (["predict", "model.onnx", "clip.mp4", "-o", "p.slp", "-b", "2.5"], "'--batch-size'"),
         (["predict", "model.onnx", "clip.mp4", "-o", "p.slp", "-b", "0"], "'--batch-size'"),
         (["check", "model.onnx", "-r", "run", "-d", "clip.mp4", "-n", "0"], "'--frames'"),
@@ -128,3 +131,49 @@ def test_outputs_repr_shows_shapes_not_arrays():
     assert len(text) < 300, text
     assert "pred_keypoints=(2, 6, 2) float32" in text and "original_image=(384, 384, 1) uint8" in text
     assert "frame_idx=3" in text and "head, thorax" in text
+
+
+def test_every_command_takes_quiet():
+    """-q before the command (the root's) or after it (each command's)."""
+    import typer
+
+    from sleap_export.cli import app
+
+    group = typer.main.get_command(app)
+    assert "--quiet" in {opt for param in group.params for opt in param.opts}
+    for name, command in group.commands.items():
+        flags = {opt for param in command.params for opt in param.opts}
+        assert {"--quiet", "-q"} <= flags, name
+    assert set(group.commands) >= {"onnx", "torchscript", "trt", "predict", "check", "bench", "inspect", "demo"}
+
+
+def test_quiet_before_the_command_and_predict_reporting_one_fps(tmp_path, artifact):
+    model = artifact(["minimal_instance_centroid"], ".onnx")
+    video = DATA / "centered_pair_small.mp4"
+    quiet = installed("-q", "predict", model, video, "-o", tmp_path / "quiet.slp", "--frames", "0-3", check_rc=0)
+    assert quiet.stdout == quiet.stderr == "" and (tmp_path / "quiet.slp").exists()
+    shown = installed("predict", model, video, "-o", tmp_path / "shown.slp", "--frames", "0-3", check_rc=0)
+    # Off a terminal: log lines; the last one and the final line give the same fps.
+    last = shown.stderr.splitlines()[-1]
+    assert last.startswith("4/4 frames, "), shown.stderr
+    fps = re.search(r", ([0-9.]+) fps,", last).group(1)
+    assert re.fullmatch(
+        rf"wrote .*shown\.slp: 4 frames, \d+ instances; 4 predicted at {re.escape(fps)} fps; [0-9.]+ s in all\n", shown.stdout
+    ), shown.stdout
+
+
+def test_predict_a_top_down_pair_of_runs(tmp_path, artifact):
+    """Two training runs, then the input: eager PyTorch, the same poses as the top-down artifact."""
+    from sleap_export.compare import compare_poses, poses_by_frame
+
+    centered = MODELS / "minimal_instance_centered_instance"
+    video = DATA / "centered_pair_small.mp4"
+    eager = tmp_path / "eager.slp"
+    installed("predict", CENTROID, centered, video, "-o", eager, "--frames", "0-1", "-q", check_rc=0)
+    exported = tmp_path / "exported.slp"
+    topdown = artifact(["minimal_instance_centroid", "minimal_instance_centered_instance"], ".onnx")
+    installed("predict", topdown, video, "-o", exported, "--frames", "0-1", "-q", check_rc=0)
+    ours, theirs = (poses_by_frame(sio.load_slp(str(p))) for p in (eager, exported))
+    assert len(ours) == 2
+    comparison = compare_poses(ours, theirs)
+    assert comparison.count_agreement == 1.0 and comparison.matched_instances > 0 and comparison, comparison.summary()

@@ -85,11 +85,15 @@ def test_the_runtime_imports_nothing_from_the_export_side():
     assert result.returncode == 0, result.stderr
 
 
-def test_load_opens_artifacts_only(tmp_path):
-    from sleap_export.runtime.runners import load
+def test_the_runtime_loads_artifacts_and_the_package_loads_training_runs_too(tmp_path):
+    import sleap_export
+    from sleap_export.runtime.runners import TorchModuleRunner, load
+    from conftest import MODELS
 
     with pytest.raises(InputError, match="load\\(\\) opens artifacts.*Predictor.from_model_paths"):
         load(tmp_path)
+    runner = sleap_export.load(MODELS / "minimal_instance_centroid")
+    assert isinstance(runner, TorchModuleRunner) and runner.spec.model_type == "centroid"
 
 
 @pytest.mark.parametrize("name", ["demo_int8.onnx", "demo.pt", "demo_int8.engine"])

@@ -117,7 +117,7 @@ def test_in_order_keeps_order_bounds_work_and_raises():
     import threading
     import time
 
-    from sleap_export.runtime.predictor import in_order
+    from sleap_export.runtime.pipeline import in_order
 
     running, most = [0], [0]
     lock = threading.Lock()

@@ -18,11 +18,11 @@ from sleap_export.build import AxisRange, EngineOptions
 from sleap_export.errors import InputError, SleapExportError
 from sleap_export.exporters.tensorrt import (
     default_timing_cache,
-    describe_profile,
     engine_graph,
     profile_shapes,
 )
-from sleap_export.runtime.artifact import ENGINE_SPEC_OUTPUT, read_spec, spec_json_in_engine
+from sleap_export.runtime.artifact import read_spec
+from sleap_export.runtime.embedded_spec import ENGINE_SPEC_OUTPUT, spec_json_in_engine
 from sleap_export.runtime.tensorrt import built_for, compatibility_problem, cuda_device_index
 from sleap_export.spec import EngineBuild, EngineTarget
 from conftest import DATA, MODELS, gpu_problem
@@ -54,7 +54,8 @@ def test_profiles_cover_every_input_with_the_chosen_ranges(artifact):
     assert shapes["frames"] == ((1, 64, 64, 1), (4, 384, 384, 1), (16, 2048, 2048, 1))
     custom = EngineOptions(batch=AxisRange(2, 8, 8), height=AxisRange(384, 384, 384), width=AxisRange(300, 400, 500))
     assert profile_shapes(spec, custom)["frames"] == ((2, 384, 300, 1), (8, 384, 400, 1), (8, 384, 500, 1))
-    assert describe_profile(profile_shapes(spec, custom)) == "frames 2x384x300x1 .. 8x384x400x1 .. 8x384x500x1"
+    described = EngineBuild(H100, profile_shapes(spec, custom), "").describe_profile()
+    assert described == "frames 2x384x300x1 .. 8x384x400x1 .. 8x384x500x1"
     free = attrs.evolve(spec, stages=[attrs.evolve(spec.stages[0], max_height=None, max_width=None)])
     assert profile_shapes(free, EngineOptions())["frames"][1] == (4, 512, 512, 1)
 

@@ -18,7 +18,8 @@ CLIP = ASSETS / "clip.mp4"
 TRUTH = ASSETS / "clip_truth.npy"
 
 
-def run_demo(output_dir: Path) -> dict:
+def run_demo(output_dir: Path, show: bool = True) -> dict:
+    """Run the demo into ``output_dir``; ``show``: print the table and what was written."""
     from rich.console import Console
     from rich.table import Table
 
@@ -56,8 +57,9 @@ def run_demo(output_dir: Path) -> dict:
         labels = labels or predicted
     save_labels_atomically(labels, output_dir / "demo.slp")
     _overlay(labels, truth, output_dir / "demo_overlay.png")
-    console.print(table)
-    console.print(f"wrote {output_dir / 'demo.slp'} and {output_dir / 'demo_overlay.png'}")
+    if show:
+        console.print(table)
+        console.print(f"wrote {output_dir / 'demo.slp'} and {output_dir / 'demo_overlay.png'}")
     return results
 
 

@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 
 from sleap_export.errors import InputError, SleapExportError
+from sleap_export.runtime.sources import first_labeled_frames, open_input, spread_indices
 from sleap_export.spec import AccuracyGate
 
 # Fewer calibration frames than this give ranges from too little of the data.
@@ -54,26 +55,21 @@ def calibration_set(data: Optional[str | Path], count: int, precision: str = "in
         raise InputError(f"Calibration data {data} does not exist; pass a video or .slp file.")
     if count < 1:
         raise InputError(f"--calibration-frames must be at least 1, got {count}.")
-    if data.suffix == ".slp":
-        labels = sio.load_slp(str(data))
-        frames = [lf.image for lf in labels.labeled_frames[:count]]
+    source = open_input(data)
+    if isinstance(source, sio.Labels):
+        labeled = first_labeled_frames(source, count).labeled_frames
+        frames = [lf.image for lf in labeled]
         truth = {
             (0, i): np.stack([inst.numpy() for inst in lf.user_instances])
-            for i, lf in enumerate(labels.labeled_frames[:count])
+            for i, lf in enumerate(labeled)
             if lf.user_instances
         }
-        if not frames:
-            raise InputError(f"{data} has no labeled frames to calibrate on; pass a video or other labels.")
         calibrate, gate = frames, frames
     else:
-        from sleap_export.runtime.predictor import open_video
-
-        video = open_video(data)
-        total = video.shape[0]
         # Calibration and gate frames interleave, so the gate sees unseen frames of the same data.
-        spread = np.linspace(0, total - 1, min(2 * count, total)).round().astype(int)
-        calibrate = [video[int(i)] for i in spread[0::2]]
-        gate = [video[int(i)] for i in spread[1::2]] or calibrate
+        spread = spread_indices(source.shape[0], 2 * count)
+        calibrate = [source[i] for i in spread[0::2]]
+        gate = [source[i] for i in spread[1::2]] or calibrate
         truth = None
     if precision == "int8" and len(calibrate) < MIN_CALIBRATION_FRAMES:
         warnings.warn(

@@ -1,32 +1,22 @@
 """`Predictor`: videos, labels or arrays in, `sio.Labels` out.
 
-Frames are decoded on a background thread into a bounded queue, so decoding
-overlaps inference and memory stays bounded on long videos; the runner may run
-several batches at once (`Runner.parallel_batches`), results kept in order.
+Frames come from `runtime.sources` and flow through `runtime.pipeline`:
+decoded on a background thread, run several batches at once where the runner
+allows (`Runner.parallel_batches`), results kept in order.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import itertools
-import os
-import queue
-import re
-import sys
-import threading
 import time
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, TypeVar
+from typing import Callable, Optional, Protocol, Sequence
 
 import attrs
-import numpy as np
 import sleap_io as sio
 
 from sleap_export.errors import InputError
 from sleap_export.runtime.artifact import artifact_suffixes
-from sleap_export.runtime.frames import as_batch, stack_frames
 from sleap_export.runtime.labels import (
     class_tracks,
     labeled_frame,
@@ -35,249 +25,10 @@ from sleap_export.runtime.labels import (
     save_labels_atomically,
 )
 from sleap_export.runtime.output_file import check_destination, check_resumable, exclusive_output
+from sleap_export.runtime.pipeline import Batch, background, decode_batches, in_order
 from sleap_export.runtime.runners import Runner, load, require_poses
+from sleap_export.runtime.sources import FrameSource, frame_sources
 from sleap_export.runtime.timing import StageClock
-
-LABELS_SUFFIXES = (".slp",)
-Item = TypeVar("Item")
-Result = TypeVar("Result")
-
-
-@attrs.frozen
-class FrameSource:
-    """Frames of one video to predict on."""
-
-    video: sio.Video
-    frame_indices: tuple[int, ...]
-    read: Callable[[int], np.ndarray]
-    # Per-frame (K, 2) centroids of labeled instances, for centered-instance artifacts.
-    centroids: Optional[Callable[[int], np.ndarray]] = None
-
-
-@attrs.frozen
-class Batch:
-    video_index: int
-    frame_indices: tuple[int, ...]
-    frames: np.ndarray
-    centroids: Optional[np.ndarray] = None  # (N, K, 2), NaN for empty slots
-
-
-def instance_centroids(lf: sio.LabeledFrame, anchor: Optional[int]) -> np.ndarray:
-    """``(K, 2)`` centroids of a frame's instances: the anchor node where visible,
-    else the mean of the visible nodes (sleap-nn's center-of-mass default)."""
-    centroids = []
-    for instance in lf.instances:
-        points = instance.numpy()
-        if anchor is not None and not np.isnan(points[anchor]).any():
-            centroids.append(points[anchor])
-        elif not np.isnan(points).all():
-            centroids.append(np.nanmean(points, axis=0))
-    return np.asarray(centroids, np.float32).reshape(-1, 2)
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Hide what FFmpeg's C code prints for unreadable files; we report in one line."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def open_video(path: Path) -> sio.Video:
-    if not path.exists():
-        raise InputError(f"{path} does not exist; pass a video or .slp file.")
-    try:
-        with _native_stderr_silenced():
-            video = sio.load_video(str(path))
-            shape = video.shape
-    except Exception:
-        shape = None
-    if shape is None:
-        raise InputError(f"{path} could not be opened as a video (empty, truncated or an unsupported codec); check the file.")
-    if not shape[0]:
-        raise InputError(f"{path} has no frames; pass a video with at least one frame.")
-    return video
-
-
-def parse_frame_ranges(text: str, n_frames: int) -> tuple[int, ...]:
-    """``"0-999,2000-"`` -> frame indices (inclusive ranges; open end = last frame)."""
-    indices: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        match = re.fullmatch(r"(\d+)(?:-(\d*))?", part)
-        if match is None:
-            raise InputError(f"Cannot read frame range {part!r}; write ranges like 0-999,2000-.")
-        start = int(match.group(1))
-        if match.group(2) is None:
-            stop = start
-        else:
-            stop = int(match.group(2)) if match.group(2) else n_frames - 1
-        if stop < start:
-            raise InputError(f"Frame range {part} ends before it starts; write it as {stop}-{start}.")
-        if stop > n_frames - 1 or start > n_frames - 1:
-            raise InputError(f"Frame range {part} is outside the input's {n_frames} frames (valid: 0-{n_frames - 1}).")
-        indices.extend(range(start, stop + 1))
-    return tuple(indices)
-
-
-def _select(frames, n_frames: int) -> tuple[int, ...]:
-    if frames is None:
-        return tuple(range(n_frames))
-    indices = parse_frame_ranges(frames, n_frames) if isinstance(frames, str) else tuple(int(i) for i in frames)
-    bad = [i for i in indices if not 0 <= i < n_frames]
-    if bad:
-        raise InputError(f"Frame {bad[0]} is outside the input's {n_frames} frames.")
-    if not indices:
-        raise InputError("The frame selection is empty; check --frames.")
-    return indices
-
-
-def frame_sources(source, frames: Optional[Sequence[int] | str] = None) -> list[FrameSource]:
-    """Resolve a path, `sio.Video`, `sio.Labels` or numpy array to frame sources."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if path.name.endswith(LABELS_SUFFIXES):
-            if not path.exists():
-                raise InputError(f"{path} does not exist; pass a video or .slp file.")
-            try:
-                source = sio.load_slp(str(path))
-            except Exception:
-                raise InputError(f"{path} is not a readable .slp labels file.") from None
-        else:
-            source = open_video(path)
-    if isinstance(source, np.ndarray):
-        array = as_batch(source)
-        video = sio.Video(filename="array", backend=None, open_backend=False)
-        indices = _select(frames, len(array))
-        return [FrameSource(video, indices, lambda i: array[i])]
-    if isinstance(source, sio.Video):
-        indices = _select(frames, source.shape[0])
-        return [FrameSource(source, indices, lambda i, v=source: v[i])]
-    if isinstance(source, sio.Labels):
-        by_video: dict[int, list] = {}
-        for lf in source.labeled_frames:
-            by_video.setdefault(id(lf.video), []).append(lf)
-        sources = []
-        for lfs in by_video.values():
-            if not lfs[0].video.exists():
-                raise InputError(
-                    f"The labels refer to video {lfs[0].video.filename}, which does not exist; put it "
-                    "there, or point the labels at it (sleap-io's Labels.replace_filenames)."
-                )
-            images = {lf.frame_idx: lf for lf in lfs}
-            sources.append(
-                FrameSource(
-                    lfs[0].video,
-                    tuple(sorted(images)),
-                    lambda i, im=images: im[i].image,
-                    lambda i, anchor, im=images: instance_centroids(im[i], anchor),
-                )
-            )
-        if not sources:
-            raise InputError("The labels file has no labeled frames to predict on.")
-        return sources
-    raise InputError(
-        f"Cannot predict on a {type(source).__name__}; pass a video or .slp path, "
-        "sio.Video, sio.Labels or a uint8 array."
-    )
-
-
-def _padded_centroids(per_frame: list[np.ndarray]) -> np.ndarray:
-    slots = max(1, max(len(c) for c in per_frame))
-    out = np.full((len(per_frame), slots, 2), np.nan, np.float32)
-    for i, centroids in enumerate(per_frame):
-        out[i, : len(centroids)] = centroids
-    return out
-
-
-def _decode(
-    sources: Sequence[FrameSource],
-    batch_size: int,
-    anchor: Optional[int] = None,
-    need_centroids: bool = False,
-    clock: Optional[StageClock] = None,
-) -> Iterator[Batch]:
-    clock = clock or StageClock()
-    for video_index, source in enumerate(sources):
-        indices = source.frame_indices
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            with clock.section("decode"):
-                images = [np.asarray(source.read(i)) for i in chunk]
-            # Frames of one input may differ in size (image sequences): each run of
-            # equal-size frames becomes its own batch; the graphs take any size.
-            for _, group in itertools.groupby(zip(chunk, images), key=lambda pair: pair[1].shape):
-                group = list(group)
-                same_size = tuple(i for i, _ in group)
-                centroids = None
-                if need_centroids:
-                    centroids = _padded_centroids([source.centroids(i, anchor) for i in same_size])
-                yield Batch(video_index, same_size, as_batch(stack_frames([image for _, image in group])), centroids)
-
-
-def background(iterator: Iterator, depth: int) -> Iterator:
-    """Run ``iterator`` on a thread, handing items over through a bounded queue."""
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce():
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        handoff.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            handoff.put(done)
-        except BaseException as err:  # re-raised in the consumer
-            handoff.put(err)
-
-    thread = threading.Thread(target=produce, name="sleap-export-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
-def in_order(fn: Callable[[Item], Result], items: Iterable[Item], parallel: int) -> Iterator[tuple[Item, Result]]:
-    """``(item, fn(item))`` in item order, with up to ``parallel`` calls running at once.
-
-    At most ``parallel`` items are taken ahead of the one yielded, so memory
-    stays bounded; calls not yet started are cancelled when the consumer stops.
-    """
-    if parallel <= 1:
-        yield from ((item, fn(item)) for item in items)
-        return
-    pool = ThreadPoolExecutor(parallel, thread_name_prefix="sleap-export-run")
-    pending: collections.deque = collections.deque()
-    try:
-        for item in items:
-            pending.append((item, pool.submit(fn, item)))
-            if len(pending) > parallel:
-                first, future = pending.popleft()
-                yield first, future.result()
-        while pending:
-            first, future = pending.popleft()
-            yield first, future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # The entry point group through which the export side runs training runs (see pyproject.toml).
@@ -422,7 +173,7 @@ class Predictor:
         last_save = time.monotonic()
         try:
             with self.runner:
-                decoded = _decode(sources, self.batch_size, anchor, need_centroids, self.clock)
+                decoded = decode_batches(sources, self.batch_size, anchor, need_centroids, self.clock)
 
                 def run(batch: Batch) -> list:
                     return self.runner.predict(
