@@ -184,18 +184,18 @@ def test_sigterm_during_predict_then_resume(tmp_path, artifact):
 
     model = artifact(["minimal_instance_bottomup"], ".onnx")
     output = tmp_path / "out.slp"
-    result = interrupt_after(6.0, "predict", model, VIDEO, "-o", output, "--frames", "0-599", "-q")
+    result = interrupt_after(6.0, "predict", model, VIDEO, "-o", output, "--frames", "0-299", "-q")
     assert result.returncode == 130, result.stderr
-    match = re.search(r"interrupted after (\d+) of 600 frames; saved them to", result.stderr)
+    match = re.search(r"interrupted after (\d+) of 300 frames; saved them to", result.stderr)
     assert match, result.stderr
     labels = sio.load_slp(str(output))
     assert len(labels.labeled_frames) == int(match.group(1)) > 0
     assert [p.name for p in tmp_path.iterdir()] == ["out.slp"]
 
-    cli("predict", model, VIDEO, "-o", output, "--frames", "0-599", "--resume", "-q")
+    cli("predict", model, VIDEO, "-o", output, "--frames", "0-299", "--resume", "-q")
     resumed = poses_by_frame(sio.load_slp(str(output)))
-    whole = poses_by_frame(Predictor(load(model)).predict(str(VIDEO), frames="0-599"))
-    assert len(resumed) == 600
+    whole = poses_by_frame(Predictor(load(model)).predict(str(VIDEO), frames="0-299"))
+    assert len(resumed) == 300
     assert compare_poses(resumed, whole, tolerance_px=1e-4, percentile=100)
 
 

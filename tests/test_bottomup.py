@@ -95,14 +95,14 @@ def test_graph_grouping_against_exact_grouping(artifact, reference):
     from parity import make_runner, our_predictions
 
     video = str(DATA / VIDEO)
-    frames = list(range(0, 1100, 2))
+    frames = list(range(0, 1100, 4))
     exact = our_predictions(make_runner("onnx", ["minimal_instance_bottomup"], artifact), video, frames)
     graph = our_predictions(
         make_runner("onnx", ["minimal_instance_bottomup"], artifact, grouping="graph"), video, frames
     )
     differ, total = differing_instances(graph.poses, exact.poses)
     print(f"graph vs exact grouping: {differ} of {total} instances differ")
-    # Measured 27 of 357 (whole video) on this weakly trained model: its line
-    # scores are near ties often enough that greedy and optimal matching part.
-    # A broken in-graph grouping differs on most instances.
-    assert total > 100 and differ / total <= 0.15
+    # Measured 6 of 88 (every 4th frame) on this weakly
+    # trained model: its line scores are near ties often enough that greedy and
+    # optimal matching part. A broken in-graph grouping differs on most instances.
+    assert total > 50 and differ / total <= 0.15
