@@ -27,6 +27,7 @@ ARRAY_FIELDS = (
     "pred_class_probs",
     "class_ids",
     "instance_tracking_scores",
+    "pred_forecast_keypoints",
 )
 
 
@@ -64,6 +65,9 @@ class Outputs:
     pred_class_probs: Optional[Any] = None
     class_ids: Optional[Any] = None
     instance_tracking_scores: Optional[Any] = None
+    # Live forward prediction (`runtime.live`): where each keypoint will be at the
+    # frame's ``forecast_ns``, (instances, nodes, 2) like ``pred_keypoints``.
+    pred_forecast_keypoints: Optional[Any] = None
     node_names: tuple[str, ...] = ()
     edges: tuple[tuple[int, int], ...] = ()
     device: str = "cpu"

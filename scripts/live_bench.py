@@ -1,0 +1,193 @@
+"""The closed-loop figures (README "Closed loop"): live latency against the bare network.
+
+The single-instance model (ONNX, CPU) on ``small_robot.mp4`` played as a
+simulated camera (looped), in one process:
+
+  1. bare: `Runner.predict` at batch 1 on decoded frames, back to back (half
+     before the live runs, half after, pooled), and the same calls paced at
+     the video's rate (idle cores between frames slow a network down, with or
+     without the live path: this row tells the two apart);
+  2. live at the video's frame rate for ``--duration`` seconds: capture to
+     pose-ready percentiles overall and per window (flat windows: no backlog);
+  3. live overloaded, frames coming ``--overload`` times faster than the bare
+     network can pose them: latency stays bounded, drops are counted;
+     and live on frames decoded beforehand, paced at the video's rate (what a
+     camera costs: a copy, where the simulated camera also decodes the mp4 on
+     the capture thread, beside inference);
+  4. sleap-nn one frame at a time (its realtime call, ``layer.predict``, on the
+     checkpoint in PyTorch): bare, then live on the same simulated camera.
+
+Targets: live p50 <= 1.10 x bare p50 and live p99 <= bare p99 + 1 ms (when
+the model keeps up); printed against both bare rows. Writes ``--json`` (default live-bench.json).
+
+    python scripts/live_bench.py [--duration 600] [--artifact model.onnx] [--windows 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
+RUN = ASSETS / "models" / "minimal_instance_single_instance"
+VIDEO = ASSETS / "data" / "small_robot.mp4"
+
+
+def sleap_nn_one_frame(spec):
+    """sleap-nn's checkpoint behind our `Runner` interface: one frame per `layer.predict` call."""
+    from loguru import logger
+    from sleap_nn.inference.predictor import Predictor
+
+    from sleap_export.reference import reference_settings
+    from sleap_export.runtime.frames import as_batch
+    from sleap_export.runtime.outputs import Outputs
+    from sleap_export.runtime.runners import Runner
+
+    logger.disable("sleap_nn")
+    settings = {k: v for k, v in reference_settings(spec).items() if k in ("peak_threshold", "integral_refinement", "integral_patch_size")}
+    layer = Predictor.from_model_paths([str(RUN)], device="cpu", batch_size=1, **settings).layer
+
+    class SleapNNRunner(Runner):
+        name = "sleap-nn"
+
+        def activate_impl(self):
+            pass
+
+        def infer_impl(self, inputs):
+            raise NotImplementedError("sleap-nn runs its own pipeline; see predict")
+
+        def predict(self, frames, frame_indices=None, video_idx=None, keep_images=True, centroids=None):
+            keypoints = layer.predict(as_batch(frames)).pred_keypoints[0].numpy()
+            return [Outputs(pred_keypoints=keypoints, instance_valid=np.ones(len(keypoints), bool),
+                            frame_idx=None if frame_indices is None else int(frame_indices[0]))]
+
+    return SleapNNRunner(spec)
+
+
+def windows(live, count: int) -> list[dict]:
+    """Capture-to-pose p50 / p99 (ms) and drops in ``count`` equal spans of the run."""
+    capture, index = live.times.column("capture_ns"), live.times.column("index")
+    latency = (live.times.column("pose_ready_ns") - capture) / 1e6
+    edges = np.linspace(capture[0], capture[-1] + 1, count + 1)
+    spans = []
+    for start, stop in zip(edges[:-1], edges[1:]):
+        inside = (capture >= start) & (capture < stop)
+        if inside.any():
+            captured = index[inside][-1] - index[inside][0] + 1
+            spans.append({"start_s": float((start - capture[0]) / 1e9), "p50": float(np.percentile(latency[inside], 50)),
+                          "p99": float(np.percentile(latency[inside], 99)), "posed": int(inside.sum()),
+                          "dropped": int(captured - inside.sum())})
+    return spans
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks so far (Linux; on a VM, steal is time the host gave to others)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return sum(fields), fields[7]
+
+
+def row(name: str, figures: dict, extra: str = "") -> str:
+    return f"| {name} | " + " | ".join(f"{figures[k]:.2f}" for k in ("p50", "p90", "p99", "max")) + f" | {extra} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=600.0, help="Seconds of live video at its frame rate.")
+    parser.add_argument("--artifact", type=Path, help="The single-instance ONNX artifact (default: exported here).")
+    parser.add_argument("--overload", type=float, default=2.0, help="Overloaded run: frame rate over the bare network's.")
+    parser.add_argument("--side-runs", type=float, default=30.0, help="Seconds of the overloaded and sleap-nn live runs.")
+    parser.add_argument("--bare-frames", type=int, default=300, help="Frames timed bare (ours; sleap-nn: a sixth).")
+    parser.add_argument("--windows", type=int, default=10, help="Spans the long run's latency is reported in.")
+    parser.add_argument("--json", type=Path, default=Path("live-bench.json"))
+    args = parser.parse_args()
+
+    from sleap_export.live_bench import bare_latency_ms, decoded_frames, live_run, live_split_ms, percentiles_ms
+    from sleap_export.runtime.live import LiveRunner
+    from sleap_export.runtime.live_sources import IteratorSource
+    from sleap_export.runtime.runners import load
+
+    ticks_before = cpu_ticks()
+    with tempfile.TemporaryDirectory() as work:
+        artifact = args.artifact
+        if artifact is None:
+            from sleap_export.exporters import export
+
+            artifact = export([RUN], Path(work) / "single_instance.onnx")
+        runner = load(artifact)
+        frames = decoded_frames(VIDEO, 166)
+        with runner:
+            bare = bare_latency_ms(runner, frames, args.bare_frames // 2)
+            steady = live_run(runner, VIDEO, args.duration)
+            bare_rate = 1000 / np.percentile(bare, 50)
+            overloaded = live_run(runner, VIDEO, args.side_runs, fps=args.overload * bare_rate)
+            looped = (frames[i % len(frames)] for i in itertools.count())
+            preloaded = LiveRunner(runner, IteratorSource(looped, fps=steady.source.fps), duration_s=args.side_runs)
+            preloaded.run()
+            bare += bare_latency_ms(runner, frames, args.bare_frames - args.bare_frames // 2)
+            paced_ms = percentiles_ms(bare_latency_ms(runner, frames, args.bare_frames, fps=steady.source.fps))
+        bare_ms = percentiles_ms(bare)
+        # sleap-nn last: torch's thread pool would otherwise share the cores with ours.
+        reference = sleap_nn_one_frame(runner.spec)
+        reference_bare_ms = percentiles_ms(bare_latency_ms(reference, frames, max(10, args.bare_frames // 6)))
+        reference_live = live_run(reference, VIDEO, args.side_runs)
+    ticks_after = cpu_ticks()
+    steal = (ticks_after[1] - ticks_before[1]) / max(ticks_after[0] - ticks_before[0], 1)
+
+    fps = steady.source.fps
+    steady_summary, overloaded_summary, reference_summary = steady.summary(), overloaded.summary(), reference_live.summary()
+    spans = windows(steady, args.windows)
+    results = {
+        "artifact": str(args.artifact or "minimal_instance_single_instance (exported)"),
+        "video": str(VIDEO), "fps": fps, "duration_s": args.duration,
+        "bare_ms": bare_ms,
+        "bare_paced_ms": paced_ms,
+        "live": steady_summary.as_dict(),
+        "live_split_ms": live_split_ms(steady),
+        "live_windows": spans,
+        "p50_overhead": steady_summary.pose_ms["p50"] / bare_ms["p50"] - 1,
+        "p99_overhead_ms": steady_summary.pose_ms["p99"] - bare_ms["p99"],
+        "p50_overhead_paced": steady_summary.pose_ms["p50"] / paced_ms["p50"] - 1,
+        "p99_overhead_paced_ms": steady_summary.pose_ms["p99"] - paced_ms["p99"],
+        "overloaded": {"fps": args.overload * bare_rate, **overloaded_summary.as_dict()},
+        "preloaded": {**preloaded.summary().as_dict(), "split_ms": live_split_ms(preloaded)},
+        "cpu_steal_share": steal,
+        "sleap_nn_bare_ms": reference_bare_ms,
+        "sleap_nn_live": reference_summary.as_dict(),
+    }
+    args.json.write_text(json.dumps(results, indent=2))
+
+    def drops(summary) -> str:
+        return f"{summary.dropped} of {summary.captured} dropped ({100 * summary.dropped / max(summary.captured, 1):.1f}%)"
+
+    print(f"single instance on {VIDEO.name}, batch 1, ms (capture -> pose ready for live rows)")
+    print("| run | p50 | p90 | p99 | max | frames |")
+    print("|---|---|---|---|---|---|")
+    print(row("bare network (Runner.predict), back to back", bare_ms, f"{len(bare)} timed"))
+    print(row(f"bare network, calls paced at {fps:g} fps", paced_ms, f"{args.bare_frames} timed"))
+    print(row(f"live at {fps:g} fps, {args.duration:g} s", steady_summary.pose_ms, drops(steady_summary)))
+    print(row("  of which handoff (capture -> taken, idle inference thread)", results["live_split_ms"]["handoff"], ""))
+    print(row("  of which inference (taken -> pose ready)", results["live_split_ms"]["inference"], ""))
+    print(row(f"live overloaded at {args.overload * bare_rate:.0f} fps, {args.side_runs:g} s", overloaded_summary.pose_ms, drops(overloaded_summary)))
+    print(row(f"live on preloaded frames at {fps:g} fps, {args.side_runs:g} s", preloaded.summary().pose_ms, drops(preloaded.summary())))
+    print(row("  of which handoff", results["preloaded"]["split_ms"]["handoff"], ""))
+    print(row("sleap-nn bare (layer.predict, 1 frame)", reference_bare_ms, ""))
+    print(row(f"sleap-nn live at {fps:g} fps, {args.side_runs:g} s", reference_summary.pose_ms, drops(reference_summary)))
+    print(f"live over bare: {100 * results['p50_overhead']:+.1f}% at p50 (target <= +10%), "
+          f"{results['p99_overhead_ms']:+.2f} ms at p99 (target <= +1 ms); over paced bare: "
+          f"{100 * results['p50_overhead_paced']:+.1f}% at p50, {results['p99_overhead_paced_ms']:+.2f} ms at p99")
+    print("live per window (start s: p50 / p99 ms, dropped): "
+          + "; ".join(f"{s['start_s']:.0f}: {s['p50']:.1f} / {s['p99']:.1f}, {s['dropped']}" for s in spans))
+    print(f"CPU time stolen by the host during the run: {100 * steal:.1f}%")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

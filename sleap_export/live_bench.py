@@ -1,0 +1,168 @@
+"""Live latency against the artifact's bare batch-1 time, on a simulated camera.
+
+Used by ``sleap-export bench --latency`` and ``scripts/live_bench.py``. The
+bare time is `Runner.predict` on one decoded frame after another (the graph,
+its fused pre- and post-processing, and the host's decoding into `Outputs`),
+the least a frame can cost; the live time is capture to pose-ready through
+`LiveRunner` on the same runner, with the video played at its frame rate.
+Between paced frames the cores go idle, and a network woken from idle runs
+slower than one run back to back, whatever carries the frames (see the README's
+figures); so the same `Runner.predict` calls are
+also timed paced at the camera's rate, one thread and nothing else, to tell
+the live path's own cost from pacing's.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import attrs
+import numpy as np
+
+from sleap_export.errors import InputError
+from sleap_export.runtime.live import LatencySummary, LiveRunner, refuse_unless_live
+from sleap_export.runtime.live_sources import SimulatedCamera
+from sleap_export.runtime.runners import Runner
+from sleap_export.runtime.sources import open_video
+
+
+def percentiles_ms(values_ms) -> dict[str, float]:
+    values = np.asarray(values_ms, np.float64)
+    return {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90)),
+            "p99": float(np.percentile(values, 99)), "max": float(values.max())}
+
+
+def decoded_frames(video: Path, count: int) -> np.ndarray:
+    """Up to ``count`` first frames of ``video``, as `predict` reads them."""
+    source = open_video(Path(video))
+    return np.stack([np.asarray(source[i]) for i in range(min(count, source.shape[0]))])
+
+
+def bare_latency_ms(runner: Runner, frames: np.ndarray, count: int, fps: Optional[float] = None) -> list[float]:
+    """Milliseconds of `Runner.predict` per frame at batch 1, frames in memory, back to back
+    (or, with ``fps``, each call started on the next tick of that rate, as a camera would)."""
+    runner.predict(frames[0], keep_images=False)
+    times = []
+    started_all = time.perf_counter()
+    for i in range(count):
+        if fps:
+            wait = started_all + i / fps - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        started = time.perf_counter_ns()
+        runner.predict(frames[i % len(frames)], keep_images=False)
+        times.append((time.perf_counter_ns() - started) / 1e6)
+    return times
+
+
+def live_run(runner: Runner, video: Path, seconds: Optional[float] = None, fps: Optional[float] = None,
+             frames: Optional[int] = None) -> LiveRunner:
+    """``video`` played (looped) at its frame rate or ``fps`` through a `LiveRunner` for ``seconds``
+    or ``frames``, done."""
+    live = LiveRunner(runner, SimulatedCamera(video, fps=fps, loop=True), duration_s=seconds, max_frames=frames)
+    live.run()
+    return live
+
+
+def live_split_ms(live: LiveRunner) -> dict[str, dict[str, float]]:
+    """Capture to pose-ready in its two parts: ``handoff`` (capture to taken by the inference
+    thread, over the frames that found it idle: the live path's own cost) and ``inference``
+    (taken to pose-ready: the same `Runner.predict` call the bare rows time)."""
+    times = live.times
+    capture, taken, pose, hook = (times.column(n) for n in ("capture_ns", "taken_ns", "pose_ready_ns", "hook_done_ns"))
+    idle = np.concatenate([[True], capture[1:] > hook[:-1]])
+    return {"handoff": percentiles_ms((taken - capture)[idle] / 1e6), "inference": percentiles_ms((pose - taken) / 1e6)}
+
+
+@attrs.frozen
+class LatencyReport:
+    artifact: str
+    video: str
+    fps: float
+    bare_ms: dict[str, float]
+    # The same calls started at the camera's rate (see the module doc).
+    paced_ms: dict[str, float]
+    live: LatencySummary
+    # `live_split_ms` of the live run.
+    live_split_ms: dict[str, dict[str, float]]
+
+    @property
+    def p50_overhead(self) -> float:
+        """Live p50 over bare p50, minus 1 (0.05: the live path adds 5%)."""
+        return self.live.pose_ms["p50"] / self.bare_ms["p50"] - 1
+
+    @property
+    def p99_overhead_ms(self) -> float:
+        return self.live.pose_ms["p99"] - self.bare_ms["p99"]
+
+    @property
+    def p50_overhead_paced(self) -> float:
+        """Live p50 over paced bare p50, minus 1: what the live path adds to pacing."""
+        return self.live.pose_ms["p50"] / self.paced_ms["p50"] - 1
+
+    @property
+    def p99_overhead_paced_ms(self) -> float:
+        return self.live.pose_ms["p99"] - self.paced_ms["p99"]
+
+    def as_dict(self) -> dict:
+        values = attrs.asdict(self)
+        values.update(
+            p50_overhead=self.p50_overhead, p99_overhead_ms=self.p99_overhead_ms,
+            p50_overhead_paced=self.p50_overhead_paced, p99_overhead_paced_ms=self.p99_overhead_paced_ms,
+        )
+        return values
+
+    def render(self):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        name = " + ".join(Path(part).name for part in self.artifact.split(" + "))
+        table = Table(title=f"latency of {name} on {Path(self.video).name} at {self.fps:g} fps, batch 1 (ms)")
+        for column in ("", "p50", "p90", "p99", "max"):
+            table.add_column(column, justify="right" if column else "left")
+        rows = (("bare: Runner.predict, frames in memory", self.bare_ms),
+                (f"bare, calls paced at {self.fps:g} fps", self.paced_ms),
+                ("live: capture -> pose ready", self.live.pose_ms),
+                ("  of which handoff (idle inference thread)", self.live_split_ms["handoff"]),
+                ("  of which inference (Runner.predict)", self.live_split_ms["inference"]),
+                ("live: capture -> hook done", self.live.hook_ms))
+        for name, figures in rows:
+            table.add_row(name, *(f"{figures[k]:.2f}" for k in ("p50", "p90", "p99", "max")))
+        notes = (
+            f"live adds {100 * self.p50_overhead:+.1f}% at p50 and {self.p99_overhead_ms:+.2f} ms at p99 over bare "
+            f"({100 * self.p50_overhead_paced:+.1f}% and {self.p99_overhead_paced_ms:+.2f} ms over paced); "
+            f"{self.live.captured} frames captured, {self.live.posed} posed, {self.live.dropped} dropped"
+        )
+        return Group(table, Text(notes))
+
+
+def latency_report(models, video: Optional[Path], frames: int = 200, fps: Optional[float] = None,
+                   device: Optional[str] = None, threads: Optional[int] = None) -> LatencyReport:
+    """Bare batch-1 time, then ``frames`` frames of ``video`` as a simulated camera, then bare
+    again (the halves pooled, so load that changes during the run weighs on both alike), then
+    ``frames`` bare calls paced at the camera's rate.
+
+    ``models``: an artifact, or training run(s) run eagerly (as `sleap_export.load` takes them).
+    """
+    from sleap_export.model_paths import check_models, is_artifact
+    from sleap_export.model_paths import load as load_model
+
+    models = check_models([models] if isinstance(models, (str, Path)) else models)
+    if video is None:
+        raise InputError("--latency plays a video as a simulated camera; pass one with --data.")
+    if threads is not None and models[0].suffix != ".onnx":
+        raise InputError("--threads applies to ONNX artifacts; leave it out for this one.")
+    runner = load_model(models, device=device, **({"threads": threads} if threads else {}))
+    refuse_unless_live(runner)
+    in_memory = decoded_frames(video, frames)
+    with runner:
+        bare = bare_latency_ms(runner, in_memory, frames // 2)
+        live = live_run(runner, video, fps=fps, frames=frames)
+        bare += bare_latency_ms(runner, in_memory, frames - frames // 2)
+        paced = bare_latency_ms(runner, in_memory, frames, fps=live.source.fps)
+    name = " + ".join(str(m) for m in models) if not is_artifact(models[0]) else str(models[0])
+    return LatencyReport(name, str(video), live.source.fps, percentiles_ms(bare), percentiles_ms(paced), live.summary(),
+                         live_split_ms(live))
