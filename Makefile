@@ -23,8 +23,7 @@ test: install
 
 # TensorRT and CUDA tests (they skip cleanly in `make test`); run this on a GPU machine.
 # Fails when TensorRT cannot be installed, rather than skipping everything.
-gpu-# worksteal: a worker that runs out of tests takes queued ones from the other (the parity tests vary from seconds to minutes).
-test: install
+gpu-test: install
 	$(PY) -m pip install -q -e ".[export,dev,trt]"
 	$(PY) -c "from sleap_export.runtime.tensorrt import local_target; print(local_target())"
 	$(PY) -m pytest -m gpu -n 1 -q -rs
