@@ -7,6 +7,10 @@ Takes the architectures of sleap-nn's sample configs in ../shared/assets/configs
 and the skeleton and data settings of the shared trained runs, and writes
 ``best.ckpt`` + ``training_config.yaml`` folders that sleap-nn and sleap-export
 both load. Random weights: good for speed, never for accuracy claims.
+
+The shared runs fit frames to 384x384 (their ``max_height``/``max_width``);
+these are set to the benchmark's frame size instead, so the networks run at
+the frames' own size (a 1024x1024 row measures a 1024x1024 network).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from omegaconf import OmegaConf
 from sleap_nn.architectures.model import Model
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
+# Side of the square frames the realistic benchmark rows run on (scripts/bench.py --realistic).
+FRAME_SIZE = 1024
 # run folder name -> (sample config giving the architecture, trained run giving skeleton/data, crop size)
 REALISTIC = {
     "bottomup_unet_medium_rf": ("config_bottomup_unet_medium_rf.yaml", "minimal_instance_bottomup", None),
@@ -31,7 +37,8 @@ REALISTIC = {
 }
 
 
-def build(out_dir: Path, name: str) -> Path:
+def build(out_dir: Path, name: str, frame_size: int = FRAME_SIZE) -> Path:
+    """The run folder ``out_dir/name``, for ``frame_size`` x ``frame_size`` frames."""
     template_name, trained_name, crop_size = REALISTIC[name]
     template = OmegaConf.load(ASSETS / "configs" / template_name)
     config = OmegaConf.load(ASSETS / "models" / trained_name / "training_config.yaml")
@@ -40,6 +47,8 @@ def build(out_dir: Path, name: str) -> Path:
     for head_name, head in template.model_config.head_configs[model_type].items():
         config.model_config.head_configs[model_type][head_name].output_stride = head.output_stride
     config.data_config.preprocessing.scale = template.data_config.preprocessing.scale
+    config.data_config.preprocessing.max_height = frame_size
+    config.data_config.preprocessing.max_width = frame_size
     if crop_size is not None:
         config.data_config.preprocessing.crop_size = crop_size
     torch.manual_seed(0)
@@ -58,7 +67,7 @@ def build(out_dir: Path, name: str) -> Path:
     checkpoint.update(state_dict={f"model.{k}": v for k, v in network.state_dict().items()}, config=config)
     torch.save(checkpoint, folder / "best.ckpt")
     parameters = sum(p.numel() for p in network.parameters())
-    print(f"{folder}: {model_type}, {parameters / 1e6:.2f} M parameters")
+    print(f"{folder}: {model_type}, {parameters / 1e6:.2f} M parameters, {frame_size}x{frame_size} frames")
     return folder
 
 

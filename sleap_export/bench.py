@@ -12,7 +12,6 @@ on the same frames. Ratios, not absolute numbers, are what carry across machines
 
 from __future__ import annotations
 
-import os
 import platform
 import resource
 import tempfile
@@ -25,7 +24,13 @@ import numpy as np
 
 from sleap_export.errors import InputError
 
-RUNNER_NAMES = ("onnx", "torchscript", "eager", "compile")
+# --runners that open the ONNX artifact itself, with these `load` options.
+ONNX_RUNNERS = {
+    "onnx": {},
+    "openvino": {"runtime": "openvino"},
+    "openvino-bf16": {"runtime": "openvino", "precision": "bf16"},
+}
+RUNNER_NAMES = (*ONNX_RUNNERS, "torchscript", "eager", "compile")
 
 
 # Pipeline order, for the split table.
@@ -173,9 +178,9 @@ def _runner_for(name: str, artifact: Optional[Path], spec, model_dirs: Sequence[
     from sleap_export.build import ExportOptions
     from sleap_export.runtime.runners import load
 
-    if name == "onnx":
+    if name in ONNX_RUNNERS:
         onnx = artifact is not None and artifact.suffix == ".onnx"
-        return load(artifact, for_throughput=True, threads=threads) if onnx else None
+        return load(artifact, for_throughput=True, threads=threads, **ONNX_RUNNERS[name]) if onnx else None
     if not model_dirs:
         raise InputError(f"--runners {name} builds from the run folders; pass them with --vs.")
     options = ExportOptions(postprocess=spec.postprocess)
@@ -196,8 +201,10 @@ def run_bench(
     vs: Sequence[str | Path] = (),
     runners: Sequence[str] = (),
     threads: Optional[int] = None,
+    runtime_options: Optional[dict] = None,
 ) -> BenchReport:
-    """Bench an artifact, or training run(s) (a folder, its best.ckpt, a top-down pair) run eagerly."""
+    """Bench an artifact, or training run(s) (a folder, its best.ckpt, a top-down pair) run eagerly;
+    ``runtime_options`` open the artifact (`runtime.runners.load`: ``runtime``, ``precision``)."""
     from sleap_export.model_paths import check_models, is_artifact
     from sleap_export.runtime.predictor import Predictor
     from sleap_export.runtime.runners import load
@@ -212,6 +219,9 @@ def run_bench(
     if unknown:
         raise InputError(f"Unknown runner(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUNNER_NAMES)}.")
     options = {"threads": threads} if threads else {}
+    if runtime_options and artifact is None:
+        raise InputError("--runtime and --precision apply to artifacts; leave them out for training runs.")
+    options.update(runtime_options or {})
     if artifact is None:
         from sleap_export.eager import eager_runner
 
@@ -257,6 +267,8 @@ def run_bench(
                 with other:
                     runner_fps[name] = _network_fps(other, array, batch)
 
+    from sleap_export.runtime.runners import usable_cores
+
     return BenchReport(
         artifact=" + ".join(str(m) for m in models),
         model_type=spec.model_type,
@@ -265,7 +277,7 @@ def run_bench(
         batches=tuple(batches),
         latency_ms=latency,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        machine={"cpu": platform.processor() or platform.machine(), "cores": str(os.cpu_count()), "python": platform.python_version()},
+        machine={"cpu": platform.processor() or platform.machine(), "cores": str(usable_cores()), "python": platform.python_version()},
         versions=_versions(spec),
         reference_fps=reference_fps,
         reference_batch_size=reference_batch,
@@ -278,7 +290,7 @@ def _versions(spec) -> dict[str, str]:
     from importlib import metadata
 
     found = {}
-    for name in ("sleap-export", "onnxruntime", "torch", "sleap-nn"):
+    for name in ("sleap-export", "onnxruntime", "openvino", "torch", "sleap-nn"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

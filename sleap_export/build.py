@@ -15,7 +15,7 @@ import attrs
 
 from sleap_export.errors import InputError
 from sleap_export.runtime.model_types import model_type_for_runs, valid_run_combinations
-from sleap_export.spec import ExportRecord, ModelSpec, PostprocessSpec, one_of, within
+from sleap_export.spec import CALIBRATION_METHODS, CONVOLUTION_ROLES, ExportRecord, ModelSpec, PostprocessSpec, one_of, within
 
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -92,7 +92,15 @@ class ExportOptions:
     # int8 for ONNX Runtime's CPU provider (uint8 activations) or TensorRT (symmetric int8 only).
     int8_target: str = attrs.field(default="onnxruntime", validator=one_of("onnxruntime", "tensorrt"))
     calibration_frames: int = attrs.field(default=64, validator=within(1))
+    # int8 activation ranges by onnxruntime's min-max, entropy or percentile calibrator, and the
+    # convolution roles left in fp32 (`spec.CONVOLUTION_ROLES`); defaults measured, see README.
+    calibration_method: str = attrs.field(default="minmax", validator=one_of(*CALIBRATION_METHODS))
+    int8_fp32_roles: tuple[str, ...] = attrs.field(
+        default=("heads",), converter=tuple, validator=attrs.validators.deep_iterable(one_of(*CONVOLUTION_ROLES))
+    )
     max_deviation: Optional[float] = attrs.field(default=None, validator=within(0.0))
+    # Write an artifact that misses its precision's tolerance (its spec says so) instead of failing.
+    keep_inaccurate: bool = False
     # TensorRT builds (the ``trt`` format) only.
     tensorrt: EngineOptions = EngineOptions()
 

@@ -41,7 +41,16 @@ DEFAULT_TOLERANCES = {
     "fp32": Tolerance(max_deviation_px=0.05, min_agreement=0.99),
     "fp16": Tolerance(max_deviation_px=1.0, min_agreement=0.95),
     "int8": Tolerance(max_deviation_px=3.0, min_agreement=0.90),
+    # OpenVINO's bf16 networks (a runtime choice): 8 mantissa bits to fp16's 11.
+    "bf16": Tolerance(max_deviation_px=3.0, min_agreement=0.90),
 }
+
+
+def tolerance_for(precision: str, max_deviation: Optional[float] = None) -> Tolerance:
+    """What an artifact of ``precision`` must meet, in `check` and in the export's accuracy gate alike;
+    ``max_deviation`` replaces the pixel figure."""
+    tolerance = DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
+    return tolerance if max_deviation is None else attrs.evolve(tolerance, max_deviation_px=max_deviation)
 
 
 @attrs.frozen
@@ -270,8 +279,13 @@ def check_artifact(
     max_deviation: Optional[float] = None,
     batch_size: int = 4,
     progress: Optional[Callable[[str], object]] = None,
+    runtime: Optional[str] = None,
+    precision: Optional[str] = None,
 ) -> CheckReport:
     """Run the artifact and sleap-nn on the same frames of ``data`` and compare them.
+
+    ``runtime`` and ``precision`` open the artifact as `runtime.runners.load` does
+    (``runtime="openvino", precision="bf16"``); the tolerance is that precision's.
 
     ``artifact`` may instead be training run(s) (a folder, its best.ckpt, a top-down
     pair): their graph, run eagerly by PyTorch, is checked. ``progress(label)`` makes
@@ -292,6 +306,8 @@ def check_artifact(
     if not data.exists():
         raise InputError(f"{data} does not exist; pass a video or a .slp labels file.")
     spec = None
+    if (runtime or precision) and not is_artifact(models[0]):
+        raise InputError("--runtime and --precision apply to artifacts; leave them out for training runs.")
     if is_artifact(models[0]):
         # Engines carry no payload hash (TensorRT builds are not reproducible); their parity is what is checked.
         spec = read_spec(models[0]) if format_of(models[0]) is TENSORRT else verify_payload(models[0])
@@ -312,16 +328,15 @@ def check_artifact(
             runner = eager_runner(models)
             spec = runner.spec
         else:
-            runner = load(models[0])
+            runner = load(models[0], runtime=runtime, **({"precision": precision} if precision else {}))
         ours = Predictor(runner, batch_size=batch_size).predict(source, frames=indices, progress=shown)
     with phase(progress, "sleap-nn", total) as shown:
         theirs = sleap_nn_predict(
             source, references, frames=indices, batch_size=batch_size,
             advance=None if shown is None else shown.advance, **reference_settings(spec),
         )
-    tolerance = DEFAULT_TOLERANCES.get(spec.precision, DEFAULT_TOLERANCES["fp32"])
-    if max_deviation is not None:
-        tolerance = attrs.evolve(tolerance, max_deviation_px=max_deviation)
+    precision = precision or spec.precision
+    tolerance = tolerance_for(precision, max_deviation)
     comparison = compare_poses(
         poses_by_frame(ours),
         poses_by_frame(theirs),
@@ -337,7 +352,7 @@ def check_artifact(
         artifact=" + ".join(str(m) for m in models),
         references=tuple(str(r) for r in references),
         data=str(data),
-        precision=spec.precision,
+        precision=precision,
         tolerance=tolerance,
         node_names=spec.output_node_names,
         comparison=comparison,

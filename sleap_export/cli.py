@@ -110,7 +110,9 @@ class ExportFlags:
     precision: str = _option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized; symmetric for TensorRT).")
     calibration: Optional[Path] = _option(None, "--calibration", help="fp16/int8: video or .slp (labeled frames first) to calibrate on (int8) and gate against fp32.")
     calibration_frames: int = _option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on).")
-    max_deviation: Optional[float] = _option(None, "--max-deviation", min=0.0, help="fp16/int8: fail the export when p99 deviation from fp32 exceeds this (px).")
+    max_deviation: Optional[float] = _option(None, "--max-deviation", min=0.0, help="fp16/int8: the gate's p99 deviation from fp32 (px; default: check's tolerance for the precision).")
+    calibration_method: Optional[str] = _option(None, "--calibration-method", help="int8: minmax (default), entropy or percentile activation ranges.")
+    keep_inaccurate: bool = _option(False, "--keep-inaccurate", help="fp16/int8: write the artifact even when it fails its accuracy gate (its spec says so).")
     overwrite: bool = _option(False, "--overwrite", help="Replace an existing artifact.")
     quiet: bool = attrs.field(default=False, metadata={"option": _QUIET})
 
@@ -126,7 +128,14 @@ class ExportFlags:
         if raw_heads:
             fields["raw_heads"] = True
         if self.precision != "fp32":
-            fields.update(precision=self.precision, calibration_frames=self.calibration_frames, max_deviation=self.max_deviation)
+            fields.update(
+                precision=self.precision,
+                calibration_frames=self.calibration_frames,
+                max_deviation=self.max_deviation,
+                keep_inaccurate=self.keep_inaccurate,
+            )
+            if self.calibration_method is not None:
+                fields["calibration_method"] = self.calibration_method
             fields["calibration"] = None if self.calibration is None else str(self.calibration)
         if engine is not None:
             fields["tensorrt"] = engine
@@ -241,6 +250,19 @@ _MODEL_HELP = (
     "An artifact (.onnx, .pt, .engine), or a training run run eagerly by PyTorch: a sleap-nn run folder, "
     "its best.ckpt, or a SLEAP 1.x model folder."
 )
+_RUNTIME = typer.Option(
+    None, "--runtime", help="ONNX artifacts: onnxruntime (default) or openvino (pip install 'sleap-export[openvino]')."
+)
+_RUNTIME_PRECISION = typer.Option(
+    None, "--precision", help="--runtime openvino: fp32 (default) or bf16 (the networks in bf16; CPUs with bf16 instructions)."
+)
+
+
+def _runtime_options(runtime: Optional[str], precision: Optional[str]) -> dict:
+    """`runtime.runners.load` options for --runtime and --precision."""
+    if precision is not None and runtime != "openvino":
+        raise InputError(f"--precision {precision} is chosen at run time by OpenVINO; add --runtime openvino.")
+    return {name: value for name, value in (("runtime", runtime), ("precision", precision)) if value is not None}
 
 
 @app.command()
@@ -253,10 +275,12 @@ def predict(
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame ranges, e.g. 0-999,2000-."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Frames per batch."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda for TensorRT engines, else cpu)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime CPU threads in all (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime CPU threads in all (default: all cores); with --ray, per worker (default 1)."),
     parallel_batches: Optional[int] = typer.Option(
         None, "--parallel-batches", help="ONNX Runtime batches run at once, sharing the threads (default: 2 on a multi-core CPU)."
     ),
+    runtime: Optional[str] = _RUNTIME,
+    precision: Optional[str] = _RUNTIME_PRECISION,
     video_index: Optional[int] = typer.Option(
         None, "--video-index", min=0, help="Only this video of the inputs (counted over all inputs' videos, from 0)."
     ),
@@ -264,9 +288,21 @@ def predict(
     resume: bool = typer.Option(
         False, "--resume", help="Keep the frames an earlier, interrupted run saved in --output; predict the rest."
     ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", metavar="auto|HOST:PORT|ray://HOST:PORT",
+        help="Run on this Ray cluster (needs the ray extra of sleap-export); -o DIR writes one .slp per video.",
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--ray: workers (default: the cluster's CPUs / --threads)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="--ray: GPUs per worker (TensorRT, CUDA)."),
+    chunk_size: Optional[int] = typer.Option(
+        None, "--chunk-size", min=1, help="--ray: frames per chunk, the unit of work, retry and --resume (default 500)."
+    ),
     quiet: bool = _QUIET,
 ):
     """Predict poses on videos or labels and write a .slp file (saved as it goes; see --resume).
+
+    With --ray, videos are split into chunks of --chunk-size frames run by
+    --workers Ray actors of --threads CPU threads each (default 1).
 
     The leading paths that are models (an artifact suffix, a .ckpt, a folder
     with a training config) are the model, the rest the inputs:
@@ -288,12 +324,22 @@ def predict(
     if resume and overwrite:
         raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
     models, inputs = split_models_and_inputs([model, *inputs])
+    if ray_address is not None:
+        if runtime is not None or precision is not None:
+            raise InputError("--ray workers run ONNX Runtime (or the artifact's own runtime); leave out --runtime and --precision.")
+        return _predict_on_ray(
+            models, inputs, output, ray_address, workers, threads or 1, gpus_per_worker, chunk_size, frames,
+            batch_size, device, parallel_batches, resume, overwrite, video_index, quiet, started,
+        )
+    if workers is not None or chunk_size is not None or gpus_per_worker:
+        raise InputError("--workers, --gpus-per-worker and --chunk-size apply with --ray; add --ray ADDRESS or leave them out.")
     check_destination(output, [*inputs, *models])
     if output.exists() and not (overwrite or resume):
         raise InputError(f"{output} already exists; pass --overwrite to replace it, or --resume to finish it.")
     options = {name: value for name, value in (("threads", threads), ("parallel_batches", parallel_batches)) if value is not None}
     if options and models[0].suffix != ".onnx":
         raise InputError("--threads and --parallel-batches apply to ONNX artifacts; leave them out for this one.")
+    options.update(_runtime_options(runtime, precision))
     predictor = Predictor.from_model_paths(models, device=device, batch_size=batch_size, **options)
     progress = progress_for(quiet)
     try:
@@ -316,7 +362,54 @@ def predict(
         )
 
 
-def _run_check(model, references, data, frames, max_deviation, json_path):
+def _predict_on_ray(models, inputs, output, address, workers, threads, gpus, chunk_size, frames, batch_size, device,
+                    parallel_batches, resume, overwrite, video_index, quiet, started):
+    """predict --ray: chunks over a Ray cluster; a failed video is a row of the summary and exit 1."""
+    from sleap_export.progress import progress_for
+
+    if len(models) != 1:
+        raise InputError("--ray runs one exported artifact; export the runs first (sleap-export onnx RUN... -o model.onnx).")
+    if video_index is not None:
+        raise InputError("--video-index picks a video for local predict; with --ray, pass only the videos to predict.")
+    from importlib.util import find_spec
+
+    if find_spec("ray") is None:
+        raise InputError("--ray needs Ray; pip install 'sleap-export[ray]'.")
+    from sleap_export.runtime.cluster import DEFAULT_CHUNK_FRAMES, RayPrediction
+    from sleap_export.runtime.predictor import PredictionInterrupted
+
+    job = RayPrediction(
+        models[0], inputs, output, address=address, workers=workers, threads=threads, gpus=gpus,
+        chunk_size=chunk_size or DEFAULT_CHUNK_FRAMES, frames=frames, batch_size=batch_size, device=device,
+        parallel_batches=parallel_batches, resume=resume, overwrite=overwrite,
+    )
+    progress = progress_for(quiet)
+    try:
+        report = job.run(progress)
+    except PredictionInterrupted as err:
+        typer.echo(str(err), err=True)
+        _state["interrupt_reported"] = True
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    if report.failed:
+        typer.echo("\n".join(report.summary_lines()), err=True)
+        raise SleapExportError(
+            f"{len(report.failed)} of {len(report.videos)} videos failed (see the table); the others are written, "
+            "and --resume after a fix predicts only what is missing."
+        )
+    if progress is not None:
+        for video in report.videos:
+            typer.echo(f"wrote {video.output}: {video.path.name}, {video.frames} frames, {video.instances} instances")
+        retried = f", {report.retried} chunk runs retried after a worker died" if report.retried else ""
+        typer.echo(
+            f"{report.predicted} predicted at {progress.rate.fps:.1f} fps on {report.workers} Ray workers{retried}; "
+            f"{time.perf_counter() - started:.1f} s in all"
+        )
+
+
+def _run_check(model, references, data, frames, max_deviation, json_path, runtime_options=None):
     from rich.console import Console
 
     from sleap_export.check import check_artifact
@@ -324,7 +417,9 @@ def _run_check(model, references, data, frames, max_deviation, json_path):
     from sleap_export.progress import progress_for
 
     progress = None if _quiet() else lambda label: progress_for(False, label)
-    report = check_artifact(model, references, data, frames=frames, max_deviation=max_deviation, progress=progress)
+    report = check_artifact(
+        model, references, data, frames=frames, max_deviation=max_deviation, progress=progress, **(runtime_options or {})
+    )
     if not _quiet():
         Console(stderr=True).print(report.render())
     if json_path is not None:
@@ -343,9 +438,11 @@ def check(
     data: Path = typer.Option(..., "--data", "-d", help="Video, or .slp labels (ground-truth errors are reported too)."),
     frames: int = typer.Option(50, "--frames", "-n", min=1, help="Frames to compare (spread over a video; first labeled frames of a .slp)."),
     max_deviation: Optional[float] = typer.Option(
-        None, "--max-deviation", min=0.0, help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3)."
+        None, "--max-deviation", min=0.0, help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3, bf16 3)."
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    runtime: Optional[str] = _RUNTIME,
+    precision: Optional[str] = _RUNTIME_PRECISION,
     quiet: bool = _QUIET,
 ):
     """Compare a model with sleap-nn's own inference on the same frames; exit 1 when out of tolerance.
@@ -363,7 +460,9 @@ def check(
             f"check holds {models[0].name} to sleap-nn on the runs it was exported from; pass them with "
             "-r RUN_DIR (top-down: -r CENTROID -r INSTANCE)."
         )
-    report = _run_check(models, reference or models, data, frames, max_deviation, json_path)
+    report = _run_check(
+        models, reference or models, data, frames, max_deviation, json_path, _runtime_options(runtime, precision)
+    )
     if not report:
         typer.echo(f"check failed: {'; '.join(report.failures)}", err=True)
         raise typer.Exit(1)
@@ -377,13 +476,16 @@ def bench(
     frames: int = typer.Option(200, "--frames", "-n", min=1, help="Frames per measurement."),
     vs: List[Path] = typer.Option([], "--vs", help="Run folder(s): also time sleap-nn's checkpoint inference on the same frames."),
     runners: str = typer.Option(
-        "", "--runners", help="Also time these runners: onnx,torchscript,eager,compile (built from --vs, or the MODEL runs)."
+        "", "--runners",
+        help="Also time these runners: onnx,openvino,openvino-bf16 (the ONNX artifact), torchscript,eager,compile (built from --vs, or the MODEL runs).",
     ),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX artifacts: ONNX Runtime CPU threads in all (default: all cores)."),
     latency: bool = typer.Option(
         False, "--latency", help="Instead: capture-to-pose latency percentiles with --data played as a camera (--frames frames), against the bare batch-1 network."
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
+    runtime: Optional[str] = _RUNTIME,
+    precision: Optional[str] = _RUNTIME_PRECISION,
     quiet: bool = _QUIET,
 ):
     """Throughput per batch size (network only and end to end), latency, time split, memory.
@@ -410,9 +512,11 @@ def bench(
 
         if vs or names:
             raise InputError("--latency times the model alone; leave out --vs and --runners (scripts/live_bench.py compares with sleap-nn).")
+        if runtime or precision:
+            raise InputError("--latency runs ONNX Runtime; leave out --runtime and --precision.")
         report = latency_report(models, data, frames, threads=threads)
     else:
-        report = run_bench(models, data, sizes, frames, vs, names, threads)
+        report = run_bench(models, data, sizes, frames, vs, names, threads, _runtime_options(runtime, precision))
     if not (quiet and json_path is not None):
         Console().print(report.render())
     if json_path is not None:

@@ -20,7 +20,8 @@ from sleap_export.errors import SleapExportError
 # Bump when a field changes meaning or a required field is added; readers refuse
 # artifacts whose schema is newer than they understand.
 # 2: typed `ExportRecord` in place of schema 1's ``export_options`` strings.
-SCHEMA_VERSION = 2
+# 3: int8 calibration method and fp32 layers; the accuracy gate's tolerance and verdict.
+SCHEMA_VERSION = 3
 
 # Head types of sleap-nn training runs (``model_config.head_configs`` keys).
 HEAD_TYPES = (
@@ -127,12 +128,25 @@ class PostprocessSpec:
     edge_order: tuple[int, ...] = attrs.field(default=(), converter=tuple)
 
 
+# onnxruntime's calibrators, by the names options and specs use.
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# Convolutions an int8 network can leave in fp32: each network's first ("entry") and its output ones ("heads").
+CONVOLUTION_ROLES = ("entry", "heads")
+
+
 @attrs.frozen
 class Calibration:
-    """The frames an int8 artifact's activation ranges were calibrated on."""
+    """How an int8 artifact's activation ranges were calibrated, and which convolutions stayed fp32."""
 
     frames: int
     source: str
+    # Artifacts before schema 3 were all calibrated by min-max with every convolution quantized.
+    method: str = attrs.field(default="minmax", validator=one_of(*CALIBRATION_METHODS))
+    fp32_roles: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+    def __str__(self) -> str:
+        kept = f"; fp32 convolutions: {', '.join(self.fp32_roles)}" if self.fp32_roles else ""
+        return f"{self.frames} frames of {self.source} ({self.method}){kept}"
 
 
 @attrs.frozen
@@ -147,6 +161,13 @@ class AccuracyGate:
     count_agreement: float
     # Where the gate frames are labeled: mean error against the labels, (reduced, fp32) px.
     labels_error_px: Optional[tuple[float, float]] = None
+    # The tolerance it was held to (`check.tolerance_for`) and whether it met it; None before schema 3.
+    max_deviation_px: Optional[float] = None
+    min_count_agreement: Optional[float] = None
+    passed: Optional[bool] = None
+
+    def describe_tolerance(self) -> str:
+        return f"p99 <= {self.max_deviation_px:g} px, counts agree >= {self.min_count_agreement:.0%}"
 
     def __str__(self) -> str:
         text = (
@@ -156,6 +177,9 @@ class AccuracyGate:
         if self.labels_error_px is not None:
             reduced, fp32 = self.labels_error_px
             text += f"; vs labels: {self.precision} {reduced:.2f} px, fp32 {fp32:.2f} px"
+        if self.passed is not None:
+            verdict = "within" if self.passed else "FAILED, kept on request:"
+            text += f"; {verdict} tolerance ({self.describe_tolerance()})"
         return text
 
 
@@ -208,7 +232,7 @@ class ExportRecord:
         lines = {
             "opset": self.opset,
             "int8 activations": {"uint8": "uint8", "int8": "int8 (symmetric)"}.get(self.int8_activations),
-            "calibration": self.calibration and f"{self.calibration.frames} frames of {self.calibration.source}",
+            "calibration": self.calibration,
             "accuracy gate": self.accuracy_gate,
         }
         if self.engine is not None:
@@ -343,5 +367,6 @@ def _export_record_from_v1(data: dict) -> dict:
 
 
 # ``_UPGRADES[v]`` turns a schema-``v`` spec (as parsed JSON) into schema ``v + 1``;
-# schema 0 (no version recorded) has schema 1's layout.
-_UPGRADES = (lambda data: data, _export_record_from_v1)
+# schema 0 (no version recorded) has schema 1's layout. Schema 3 only added fields
+# whose defaults say what schema 2 artifacts were (min-max, all quantized, no verdict).
+_UPGRADES = (lambda data: data, _export_record_from_v1, lambda data: {**data, "schema_version": 3})

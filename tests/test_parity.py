@@ -166,6 +166,20 @@ def run_case(name: str, kind: str, source_name: str, source, reference, artifact
     return compare(ours, expected, case, f"{name} {kind} {source_name}", kind)
 
 
+def case_frames(case: Case) -> int:
+    return case.leading_frames or sio.load_video(str(DATA / case.video)).shape[0]
+
+
+def schedule_group(item):
+    """For conftest's scheduler: the whole-video runs of a case share its sleap-nn
+    reference, the suite's largest cost (about frames x (stages, or head + PAF grouping))."""
+    if item.originalname != "test_whole_video_parity":
+        return None
+    name = item.callspec.params["name"]
+    case = CASES[name]
+    return f"whole-video {name}", case_frames(case) * (len(case.models) + ("bottomup" in case.models[0]))
+
+
 @pytest.mark.parametrize("kind", RUNNER_KINDS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_whole_video_parity(name, kind, reference, artifact, frame_sequence):
@@ -173,12 +187,12 @@ def test_whole_video_parity(name, kind, reference, artifact, frame_sequence):
     itself, bit-identical to sleap-nn) on every 10th frame to keep CI short."""
     case = CASES[name]
     video = str(DATA / case.video)
-    length = sio.load_video(video).shape[0]
+    length = case_frames(case)
     source, source_name = (lambda: video), case.video
     if case.leading_frames:
         height, width = sio.load_video(video).shape[1:3]
         paths = frame_sequence(case.video, range(0, case.leading_frames), height, width)
-        source, source_name, length = (lambda: sio.load_video(paths)), f"{case.video}-first{case.leading_frames}", len(paths)
+        source, source_name = (lambda: sio.load_video(paths)), f"{case.video}-first{case.leading_frames}"
     frames = None if kind in REORDERED_KINDS else list(range(0, length, 10))
     run_case(name, kind, source_name, source, reference, artifact, frames)
 

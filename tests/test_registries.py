@@ -126,7 +126,9 @@ def test_artifacts_of_schema_1_predict_like_todays(name, tmp_path):
     from sleap_export.runtime.predictor import Predictor
 
     old = SCHEMA1 / name
-    options = {"precision": "int8", "calibration": str(CLIP), "calibration_frames": 8} if "int8" in name else {}
+    # Schema 1's int8: min-max ranges, every convolution quantized.
+    int8 = {"precision": "int8", "calibration": str(CLIP), "calibration_frames": 8, "calibration_method": "minmax", "int8_fp32_roles": ()}
+    options = int8 if "int8" in name else {}
     with pytest.warns(UserWarning, match="on 8 frames") if options else contextlib.nullcontext():
         new = export([MODEL_DIR], tmp_path / name, **options)
     outputs = [Predictor.from_model_paths([p]).predict(str(CLIP), frames=range(0, 40, 4), as_labels=False) for p in (old, new)]

@@ -168,10 +168,10 @@ def test_predictor_runs_two_batches_at_once_on_a_multicore_cpu(artifact, monkeyp
 
     model = artifact(["minimal_instance_centroid"], ".onnx")
     assert load(model).parallel_batches == 1  # direct use: one batch on every core (latency)
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("sleap_export.runtime.runners.usable_cores", lambda: 4)
     assert Predictor.from_artifact(model).runner.parallel_batches == 2
     assert Predictor.from_artifact(model, parallel_batches=1).runner.parallel_batches == 1
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    monkeypatch.setattr("sleap_export.runtime.runners.usable_cores", lambda: 1)
     assert Predictor.from_artifact(model).runner.parallel_batches == 1
 
 

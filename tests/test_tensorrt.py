@@ -210,8 +210,9 @@ def test_symmetric_int8_for_tensorrt_has_zero_points_of_zero(tmp_path):
     from sleap_export.build import ExportOptions
     from sleap_export.exporters import export
 
+    # About zero points, not accuracy: kept whatever its gate reads.
     options = ExportOptions.from_fields(
-        precision="int8", calibration=str(VIDEO), calibration_frames=8, int8_target="tensorrt"
+        precision="int8", calibration=str(VIDEO), calibration_frames=8, int8_target="tensorrt", keep_inaccurate=True
     )
     with pytest.warns(UserWarning, match="on 8 frames"):
         path = export([MODELS / CENTROID], tmp_path / "trt-int8.onnx", options=options)
@@ -231,7 +232,8 @@ def test_gpu_engine_builds_loads_in_plain_tensorrt_and_predicts(precision, tmp_p
     from sleap_export.exporters import export
     from sleap_export.runtime.predictor import Predictor
 
-    fields = {} if precision == "fp32" else {"precision": precision, "calibration": str(VIDEO), "calibration_frames": 16}
+    # About building and loading engines: a reduced one is kept whatever its gate reads.
+    fields = {} if precision == "fp32" else {"precision": precision, "calibration": str(VIDEO), "calibration_frames": 16, "keep_inaccurate": True}
     cache = tmp_path / "timing.cache"
     engine_path = export(
         [MODELS / CENTROID], tmp_path / "model.engine", tensorrt=EngineOptions(timing_cache=cache), **fields

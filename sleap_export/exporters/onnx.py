@@ -95,17 +95,18 @@ def write_reduced_precision(built: BuiltGraph, path: Path, options: ExportOption
             half = with_half_precision_networks(for_reordering_runtimes(built.module))
             onnx.save(trace_onnx(half, spec, options), str(reduced_path))
         else:
-            # Beside the artifact, keyed by the fp32 payload and the calibration frames: reused by re-exports.
-            key = onnx_payload_sha256(onnx.load(str(path)), spec)[:8] + "-" + frames.cache_key()[:8]
+            # Beside the artifact, keyed by the fp32 payload, the frames and the method: reused by re-exports.
+            method, fp32_roles = options.calibration_method, options.int8_fp32_roles
+            key = onnx_payload_sha256(onnx.load(str(path)), spec)[:8] + "-" + frames.cache_key()[:8] + "-" + method
             cache = path.parent / f".sleap-export-calibration-{key}.json"
-            quantize_int8(path, reduced_path, frames.calibrate, cache, symmetric=options.int8_target == "tensorrt")
+            symmetric = options.int8_target == "tensorrt"
+            quantize_int8(path, reduced_path, frames.calibrate, cache, symmetric, method, fp32_roles)
+            calibration = Calibration(frames=len(frames.calibrate), source=frames.source, method=method, fp32_roles=fp32_roles)
             exported = attrs.evolve(
-                exported,
-                calibration=Calibration(frames=len(frames.calibrate), source=frames.source),
-                int8_activations="int8" if options.int8_target == "tensorrt" else "uint8",
+                exported, calibration=calibration, int8_activations="int8" if symmetric else "uint8"
             )
         reduced_spec = attrs.evolve(spec, precision=precision)
-        gate = accuracy_gate(reduced_spec, path, reduced_path, frames, options.max_deviation)
+        gate = accuracy_gate(reduced_spec, path, reduced_path, frames, options.max_deviation, options.keep_inaccurate)
         exported = attrs.evolve(exported, accuracy_gate=gate)
         write_model(onnx.load(str(reduced_path)), attrs.evolve(reduced_spec, export=exported), path)
     finally:

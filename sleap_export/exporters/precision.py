@@ -1,11 +1,13 @@
 """Reduced precision: int8 calibration and quantization, and the accuracy gate.
 
 int8 is static QDQ quantization of the network's ``Conv`` nodes, calibrated on
-real frames; fp16 (traced from the graph, see ``HalfPrecisionNetwork``) needs
-no calibration. Resizing, peak finding, refinement, crops and coordinate maths
+real frames, with those of some roles (`convolution_roles`) left in fp32;
+fp16 (traced from the graph, see ``HalfPrecisionNetwork``) needs no
+calibration. Resizing, peak finding, refinement, crops and coordinate maths
 stay fp32 in both. The gate runs the fp32 and reduced graphs on frames held
 aside from calibration (a video), or on the labeled frames (a .slp, where
-ground truth is compared too), and its figures travel in the spec.
+ground truth is compared too), holds them to `check`'s tolerance for the
+precision, and its figures and verdict travel in the spec.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from sleap_export.spec import AccuracyGate
 
 # Fewer calibration frames than this give ranges from too little of the data.
 MIN_CALIBRATION_FRAMES = 32
+# onnxruntime's names of the calibrators behind `spec.CALIBRATION_METHODS`.
+_CALIBRATORS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
 @attrs.frozen
@@ -79,16 +83,65 @@ def calibration_set(data: Optional[str | Path], count: int, precision: str = "in
     return CalibrationSet(calibrate=calibrate, gate=gate, source=data.name, truth=truth or None)
 
 
+def convolution_roles(model) -> dict[str, str]:
+    """Conv node name -> ``entry`` (its network's first), ``heads`` (no convolution of its network
+    after it) or ``body``. A network is the convolutions whose weights share a ``...network.``
+    prefix, so a top-down graph's two networks each have their own entry and heads."""
+    nodes = list(model.graph.node)
+    producers = {out: i for i, node in enumerate(nodes) for out in node.output}
+    convolutions = {i for i, node in enumerate(nodes) if node.op_type in ("Conv", "ConvTranspose")}
+
+    def network(i: int) -> str:
+        weight = nodes[i].input[1]
+        return weight[: weight.index("network.")] if "network." in weight else ""
+
+    upstream: list[frozenset[int]] = []  # node index -> convolutions it depends on (ONNX order is topological)
+    for node in nodes:
+        found: set[int] = set()
+        for name in node.input:
+            if name in producers:
+                found |= upstream[producers[name]] | ({producers[name]} & convolutions)
+        upstream.append(frozenset(found))
+    same_network = {i: {j for j in upstream[i] if j in convolutions and network(j) == network(i)} for i in convolutions}
+    followed = set().union(*same_network.values())
+    roles = {}
+    for i in sorted(convolutions):
+        if nodes[i].op_type == "Conv":
+            roles[nodes[i].name] = "entry" if not same_network[i] else "body" if i in followed else "heads"
+    return roles
+
+
 def quantize_int8(
-    fp32_path: Path, int8_path: Path, frames: list[np.ndarray], cache_path: Path, symmetric: bool = False
+    fp32_path: Path,
+    int8_path: Path,
+    frames: list[np.ndarray],
+    cache_path: Path,
+    symmetric: bool = False,
+    method: str = "minmax",
+    fp32_roles: tuple[str, ...] = (),
+    fp32_nodes: tuple[str, ...] = (),
 ) -> None:
-    """QDQ int8 of the Conv nodes only: per-channel weights; uint8 activations for the CPU
-    provider, or ``symmetric`` int8 activations (zero point 0), the only kind TensorRT takes."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    """QDQ int8 of the Conv nodes only, but those of ``fp32_roles`` (`convolution_roles`) and
+    ``fp32_nodes``: per-channel weights; uint8 activations for the CPU provider, or ``symmetric``
+    int8 activations (zero point 0), the only kind TensorRT takes. The cache holds the ranges of
+    every convolution, so one serves any choice of fp32 layers (not another ``method``)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    roles = convolution_roles(onnx.load(str(fp32_path), load_external_data=False))
+    excluded = [name for name, role in roles.items() if role in fp32_roles] + list(fp32_nodes)
 
     class Frames(CalibrationDataReader):
+        """One frame per calibration run; ``set_range`` hands out the frames of one stride."""
+
         def __init__(self):
-            self.remaining = iter(frames)
+            self.set_range(0, len(frames))
+
+        def __len__(self):
+            return len(frames)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.remaining = iter(frames[start_index:end_index])
 
         def get_next(self):
             frame = next(self.remaining, None)
@@ -103,20 +156,35 @@ def quantize_int8(
             Frames(),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["Conv"],
+            nodes_to_exclude=excluded,
             per_channel=True,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, _CALIBRATORS[method]),
             calibration_cache_path=str(cache_path),
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            extra_options={
+                "ActivationSymmetric": symmetric,
+                "WeightSymmetric": True,
+                # Folded into the ranges one frame at a time: the calibrator holds one frame's tensors, and
+                # the histogram calibrators take top-down crops, whose count differs from frame to frame.
+                "CalibStridedMinMax": 1,
+            },
         )
     finally:
         logging.disable(logging.NOTSET)
 
 
 def accuracy_gate(
-    spec, fp32_path: Path, reduced_path: Path, calibration: CalibrationSet, max_deviation: Optional[float]
+    spec,
+    fp32_path: Path,
+    reduced_path: Path,
+    calibration: CalibrationSet,
+    max_deviation: Optional[float] = None,
+    keep_inaccurate: bool = False,
 ) -> AccuracyGate:
-    """Compare the reduced artifact with fp32 on the gate frames; the measurement, or raise."""
+    """Compare the reduced artifact with fp32 on the gate frames and hold it to its precision's
+    tolerance; the measurement and verdict, or raise when it fails (unless ``keep_inaccurate``)."""
+    from sleap_export.check import tolerance_for
     from sleap_export.compare import compare_poses, poses_by_frame
     from sleap_export.runtime.predictor import Predictor
     from sleap_export.runtime.runners import OnnxRunner
@@ -138,6 +206,8 @@ def accuracy_gate(
         truth = calibration.truth
         errors = [compare_poses({k: p[k] for k in truth if k in p}, truth).deviations for p in (reduced, fp32)]
         labels_error = (float(errors[0].mean()), float(errors[1].mean()))
+    tolerance = tolerance_for(spec.precision, max_deviation)
+    passed = p99 <= tolerance.max_deviation_px and comparison.count_agreement >= tolerance.min_agreement
     gate = AccuracyGate(
         precision=spec.precision,
         frames=comparison.frames,
@@ -146,7 +216,15 @@ def accuracy_gate(
         p99_px=float(p99),
         count_agreement=float(comparison.count_agreement),
         labels_error_px=labels_error,
+        max_deviation_px=tolerance.max_deviation_px,
+        min_count_agreement=tolerance.min_agreement,
+        passed=bool(passed),
     )
-    if max_deviation is not None and p99 > max_deviation:
-        raise SleapExportError(f"The {spec.precision} artifact fails its accuracy gate ({gate}; --max-deviation {max_deviation} px).")
+    if not passed and not keep_inaccurate:
+        raise SleapExportError(
+            f"The {spec.precision} artifact fails its accuracy gate ({attrs.evolve(gate, passed=None)}; needs "
+            f"{gate.describe_tolerance()}); nothing was written. Calibrate on more frames like those you will "
+            "predict (--calibration-frames), try --calibration-method, export fp16 or fp32, or pass "
+            "--keep-inaccurate to write it anyway."
+        )
     return gate

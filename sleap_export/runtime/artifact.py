@@ -34,9 +34,20 @@ class ArtifactFormat:
     payload_sha256: Optional[Callable[[Path, str], str]]
     # ``"module:Class"`` of its `Runner`, imported on first use (engines need the trt extra).
     runner: str
+    # Other runtimes that run the format: ``load(..., runtime=NAME)``, the same ``"module:Class"`` form.
+    runtimes: dict[str, str] = attrs.field(factory=dict)
+    # The runtime ``runner`` is, as ``--runtime`` names it.
+    default_runtime: str = ""
 
-    def runner_class(self) -> type:
-        module, _, name = self.runner.partition(":")
+    def runner_class(self, runtime: Optional[str] = None) -> type:
+        if runtime in (None, self.default_runtime):
+            target = self.runner
+        elif runtime in self.runtimes:
+            target = self.runtimes[runtime]
+        else:
+            known = " or ".join([self.default_runtime, *self.runtimes])
+            raise InputError(f"{self.title} artifacts run with {known}, not {runtime!r}; pick one of those.")
+        module, _, name = target.partition(":")
         return getattr(importlib.import_module(module), name)
 
 
@@ -47,6 +58,8 @@ ONNX = ArtifactFormat(
     read_spec_json=embedded_spec.onnx_spec_json,
     payload_sha256=integrity.onnx_file_payload_sha256,
     runner="sleap_export.runtime.runners:OnnxRunner",
+    default_runtime="onnxruntime",
+    runtimes={"openvino": "sleap_export.runtime.openvino:OpenVinoRunner"},
 )
 TORCHSCRIPT = ArtifactFormat(
     name="torchscript",
@@ -55,6 +68,7 @@ TORCHSCRIPT = ArtifactFormat(
     read_spec_json=embedded_spec.torchscript_spec_json,
     payload_sha256=integrity.torchscript_file_payload_sha256,
     runner="sleap_export.runtime.runners:TorchScriptRunner",
+    default_runtime="torch",
 )
 TENSORRT = ArtifactFormat(
     name="tensorrt",
@@ -63,6 +77,7 @@ TENSORRT = ArtifactFormat(
     read_spec_json=embedded_spec.engine_spec_json,
     payload_sha256=None,
     runner="sleap_export.runtime.tensorrt:TensorRTRunner",
+    default_runtime="tensorrt",
 )
 FORMATS: tuple[ArtifactFormat, ...] = (ONNX, TORCHSCRIPT, TENSORRT)
 

@@ -24,6 +24,12 @@ from sleap_export.runtime.timing import StageClock
 from sleap_export.spec import ModelSpec
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, SLURM and Ray
+    allocations set it), not every core of the machine."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def require_poses(spec: ModelSpec) -> None:
     """Refuse to decode poses from an artifact that outputs raw head maps."""
     if spec.raw_heads:
@@ -172,7 +178,7 @@ class OnnxRunner(Runner):
     @classmethod
     def throughput_options(cls, device: str) -> dict:
         # Measured on 2 cores: two single-threaded runs beat one two-threaded run by 5-15%.
-        return {"parallel_batches": 2} if device == "cpu" and (os.cpu_count() or 1) >= 2 else {}
+        return {"parallel_batches": 2} if device == "cpu" and usable_cores() >= 2 else {}
 
     def activate_impl(self) -> None:
         import onnxruntime
@@ -186,7 +192,7 @@ class OnnxRunner(Runner):
                 f"ONNX Runtime has no {wanted} here; install onnxruntime-gpu or use device='cpu'."
             )
         options = onnxruntime.SessionOptions()
-        threads = self.threads or os.cpu_count() or 1
+        threads = self.threads or usable_cores()
         options.intra_op_num_threads = max(1, threads // self.parallel_batches)
         options.inter_op_num_threads = 1
         if self.parallel_batches > 1:
@@ -269,8 +275,11 @@ def _centroid_inputs(centroids, n_frames: int) -> list[np.ndarray]:
     return [np.nan_to_num(centroids, nan=0.0), valid]
 
 
-def load(path: str | Path, device: Optional[str] = None, for_throughput: bool = False, **options) -> Runner:
-    """Open an artifact with the runner of its format.
+def load(
+    path: str | Path, device: Optional[str] = None, for_throughput: bool = False, runtime: Optional[str] = None, **options
+) -> Runner:
+    """Open an artifact with the runner of its format, or of another ``runtime`` it has
+    (``runtime="openvino"`` for ONNX; see `runtime.artifact.FORMATS`).
 
     ``device`` defaults to the GPU for TensorRT engines and the CPU otherwise.
     ``for_throughput`` configures the runner for many batches (videos) rather
@@ -284,7 +293,7 @@ def load(path: str | Path, device: Optional[str] = None, for_throughput: bool = 
             "Predictor.from_model_paths or sleap_export.eager.eager_runner (needs the export extra)."
         )
     spec = read_spec(path)
-    runner_cls = format_of(path).runner_class()
+    runner_cls = format_of(path).runner_class(runtime)
     device = device or runner_cls.default_device
     if for_throughput:
         options = {**runner_cls.throughput_options(device), **options}
