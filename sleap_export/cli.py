@@ -6,6 +6,7 @@ them, so ``--help`` and ONNX prediction start fast and torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -317,7 +318,7 @@ def predict(
     from sleap_export.model_paths import split_models_and_inputs
     from sleap_export.progress import progress_for
     from sleap_export.runtime.output_file import check_destination
-    from sleap_export.runtime.predictor import PredictionInterrupted, Predictor
+    from sleap_export.runtime.predictor import Predictor
 
     started = time.perf_counter()
     quiet = _quiet(quiet)
@@ -342,17 +343,10 @@ def predict(
     options.update(_runtime_options(runtime, precision))
     predictor = Predictor.from_model_paths(models, device=device, batch_size=batch_size, **options)
     progress = progress_for(quiet)
-    try:
+    with _shown_until_done(progress):
         labels = predictor.predict(
             list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index
         )
-    except PredictionInterrupted as err:
-        typer.echo(str(err), err=True)
-        _state["interrupt_reported"] = True
-        raise
-    finally:
-        if progress is not None:
-            progress.stop()
     if progress is not None:
         n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
         rate = progress.rate
@@ -360,6 +354,23 @@ def predict(
             f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances; "
             f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
         )
+
+
+@contextlib.contextmanager
+def _shown_until_done(progress):
+    """Stop the progress display however prediction ends; an interruption is
+    reported here, once (its partial output is named), and main() exits 130."""
+    from sleap_export.runtime.predictor import PredictionInterrupted
+
+    try:
+        yield
+    except PredictionInterrupted as err:
+        typer.echo(str(err), err=True)
+        _state["interrupt_reported"] = True
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
 
 
 def _predict_on_ray(models, inputs, output, address, workers, threads, gpus, chunk_size, frames, batch_size, device,
@@ -376,7 +387,6 @@ def _predict_on_ray(models, inputs, output, address, workers, threads, gpus, chu
     if find_spec("ray") is None:
         raise InputError("--ray needs Ray; pip install 'sleap-export[ray]'.")
     from sleap_export.runtime.cluster import DEFAULT_CHUNK_FRAMES, RayPrediction
-    from sleap_export.runtime.predictor import PredictionInterrupted
 
     job = RayPrediction(
         models[0], inputs, output, address=address, workers=workers, threads=threads, gpus=gpus,
@@ -384,15 +394,8 @@ def _predict_on_ray(models, inputs, output, address, workers, threads, gpus, chu
         parallel_batches=parallel_batches, resume=resume, overwrite=overwrite,
     )
     progress = progress_for(quiet)
-    try:
+    with _shown_until_done(progress):
         report = job.run(progress)
-    except PredictionInterrupted as err:
-        typer.echo(str(err), err=True)
-        _state["interrupt_reported"] = True
-        raise
-    finally:
-        if progress is not None:
-            progress.stop()
     if report.failed:
         typer.echo("\n".join(report.summary_lines()), err=True)
         raise SleapExportError(

@@ -70,6 +70,27 @@ def test_many_inputs_give_one_video_each(tmp_path, assets, artifact):
     assert len(labels.videos) == 2
 
 
+_COMMAND_THEN_MODULES = (
+    "import sys\n"
+    "from sleap_export.cli import main\n"
+    "sys.argv = ['sleap-export', *sys.argv[2:]]\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit as done:\n"
+    "    assert not done.code, done.code\n"
+    "print(sys.argv[1] in sys.modules)\n"
+)
+
+
+def command_imports(module: str, *args) -> bool:
+    """Whether ``sleap-export ARGS``, run in a fresh process, imported ``module`` (the command must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND_THEN_MODULES, module, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1] == "True"
+
+
 def installed(*args, check_rc: int | None = None) -> subprocess.CompletedProcess:
     """The ``sleap-export`` command as installed (the console script), not ``python -m``."""
     command = Path(sys.executable).parent / "sleap-export"

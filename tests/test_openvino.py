@@ -21,7 +21,7 @@ from sleap_export.runtime.openvino import CACHE_FOLDER
 from sleap_export.runtime.runners import load
 from conftest import DATA
 from parity import our_predictions
-from test_cli import installed
+from test_cli import command_imports, installed
 
 CENTROID = "minimal_instance_centroid"
 VIDEO = DATA / "centered_pair_small.mp4"
@@ -231,24 +231,10 @@ def test_openvino_failures_are_one_line_and_leave_no_output(tmp_path, artifact):
     assert not output.exists()
 
 
-IMPORTS_OPENVINO = (
-    "import sys\n"
-    "from sleap_export.cli import main\n"
-    "sys.argv = ['sleap-export', *sys.argv[1:]]\n"
-    "try:\n"
-    "    main()\n"
-    "except SystemExit as done:\n"
-    "    assert not done.code, done.code\n"
-    "print('openvino' in sys.modules)\n"
-)
-
-
 def test_help_and_onnx_runtime_predict_do_not_import_openvino(tmp_path, artifact):
     model = artifact([CENTROID], ".onnx")
     for args in (["predict", "--help"], ["predict", str(model), str(VIDEO), "--frames", "0-1", "-o", str(tmp_path / "p.slp"), "-q"]):
-        done = subprocess.run([sys.executable, "-c", IMPORTS_OPENVINO, *args], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.strip().splitlines()[-1] == "False", args
+        assert not command_imports("openvino", *args), args
 
 
 def test_every_runtime_a_format_names_is_a_runner():

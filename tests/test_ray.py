@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
+from test_cli import command_imports
+
 SLEAP_EXPORT = str(Path(sys.executable).with_name("sleap-export"))
 RAY = str(Path(sys.executable).with_name("ray"))
 # Two short clips, several chunks each.
@@ -244,23 +246,9 @@ def test_resume_after_an_interrupted_job_predicts_only_missing_chunks(cluster, m
     assert not parts.exists()
 
 
-IMPORTS_RAY = (
-    "import sys\n"
-    "from sleap_export.cli import main\n"
-    "sys.argv = ['sleap-export', *sys.argv[1:]]\n"
-    "try:\n"
-    "    main()\n"
-    "except SystemExit as done:\n"
-    "    assert not done.code, done.code\n"
-    "print('ray' in sys.modules)\n"
-)
-
-
 def test_help_and_local_predict_do_not_import_ray(model, videos, tmp_path):
     for args in (["predict", "--help"], ["predict", str(model), str(videos[0]), "--frames", "0-3", "-o", str(tmp_path / "p.slp"), "-q"]):
-        done = subprocess.run([sys.executable, "-c", IMPORTS_RAY, *args], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.strip().splitlines()[-1] == "False", args
+        assert not command_imports("ray", *args), args
 
 
 def test_ray_options_are_refused_in_one_line_before_connecting(model, videos, tmp_path):
