@@ -20,6 +20,7 @@ from sleap_export.spec import HEAD_TYPES
 
 PACKAGE = Path(__file__).parents[1] / "sleap_export"
 SCHEMA1 = Path(__file__).parent / "fixtures" / "schema1"
+SCHEMA2 = Path(__file__).parent / "fixtures" / "schema2"
 
 
 def test_each_suffix_belongs_to_one_format_with_a_runner_and_an_exporter():
@@ -119,14 +120,25 @@ def test_artifacts_of_schema_1_still_read_verify_and_describe_themselves(name):
 
 
 @pytest.mark.parametrize("name", ["demo_int8.onnx", "demo.pt"])
-def test_artifacts_of_schema_1_predict_like_todays(name, tmp_path):
-    """The schema-1 artifacts run, and give what today's export of the same model gives."""
+def test_artifacts_of_schema_2_read_and_verify_with_schema_1s_int8_settings(name):
+    spec = read_spec(SCHEMA2 / name)
+    assert verify_payload(SCHEMA2 / name) == spec  # the digest schema 2 wrote still checks out
+    if "int8" in name:
+        calibration, gate = spec.export.calibration, spec.export.accuracy_gate
+        assert (calibration.frames, calibration.method, calibration.fp32_roles) == (8, "minmax", ())
+        assert gate.precision == "int8" and gate.passed is None  # schema 2 recorded no verdict
+
+
+@pytest.mark.parametrize("name", ["demo_int8.onnx", "demo.pt"])
+@pytest.mark.parametrize("folder", [SCHEMA1, SCHEMA2], ids=["schema1", "schema2"])
+def test_artifacts_of_older_schemas_predict_like_todays(folder, name, tmp_path):
+    """The schema-1 and schema-2 artifacts run, and give what today's export of the same model gives."""
     from sleap_export.demo import CLIP, MODEL_DIR
     from sleap_export.exporters import export
     from sleap_export.runtime.predictor import Predictor
 
-    old = SCHEMA1 / name
-    # Schema 1's int8: min-max ranges, every convolution quantized.
+    old = folder / name
+    # Their int8: min-max ranges, every convolution quantized.
     int8 = {"precision": "int8", "calibration": str(CLIP), "calibration_frames": 8, "calibration_method": "minmax", "int8_fp32_roles": ()}
     options = int8 if "int8" in name else {}
     with pytest.warns(UserWarning, match="on 8 frames") if options else contextlib.nullcontext():
