@@ -20,7 +20,7 @@ simulated camera (looped), in one process:
 Targets: live p50 <= 1.10 x bare p50 and live p99 <= bare p99 + 1 ms (when
 the model keeps up); printed against both bare rows. Writes ``--json`` (default live-bench.json).
 
-    python scripts/live_bench.py [--duration 600] [--artifact model.onnx] [--windows 10]
+    python scripts/live_bench.py [--duration 600] [--artifact model.onnx] [--windows 10] [--runtime openvino [--precision bf16]]
 """
 
 from __future__ import annotations
@@ -106,10 +106,12 @@ def main() -> None:
     parser.add_argument("--side-runs", type=float, default=30.0, help="Seconds of the overloaded and sleap-nn live runs.")
     parser.add_argument("--bare-frames", type=int, default=300, help="Frames timed bare (ours; sleap-nn: a sixth).")
     parser.add_argument("--windows", type=int, default=10, help="Spans the long run's latency is reported in.")
+    parser.add_argument("--runtime", default=None, help="openvino: open the artifact with OpenVINO (default: ONNX Runtime).")
+    parser.add_argument("--precision", default=None, help="--runtime openvino: fp32 (default) or bf16.")
     parser.add_argument("--json", type=Path, default=Path("live-bench.json"))
     args = parser.parse_args()
 
-    from sleap_export.live_bench import bare_latency_ms, decoded_frames, live_run, live_split_ms, percentiles_ms
+    from sleap_export.live_bench import bare_latency_ms, decoded_frames, live_run, live_split_ms, percentiles_ms, runner_label
     from sleap_export.runtime.live import LiveRunner
     from sleap_export.runtime.live_sources import IteratorSource
     from sleap_export.runtime.runners import load
@@ -121,7 +123,8 @@ def main() -> None:
             from sleap_export.exporters import export
 
             artifact = export([RUN], Path(work) / "single_instance.onnx")
-        runner = load(artifact)
+        load_options = {k: v for k, v in (("runtime", args.runtime), ("precision", args.precision)) if v is not None}
+        runner = load(artifact, **load_options)
         frames = decoded_frames(VIDEO, 166)
         with runner:
             bare = bare_latency_ms(runner, frames, args.bare_frames // 2)
@@ -146,7 +149,7 @@ def main() -> None:
     spans = windows(steady, args.windows)
     results = {
         "artifact": str(args.artifact or "minimal_instance_single_instance (exported)"),
-        "video": str(VIDEO), "fps": fps, "duration_s": args.duration,
+        "runner": runner_label(runner), "video": str(VIDEO), "fps": fps, "duration_s": args.duration,
         "bare_ms": bare_ms,
         "bare_paced_ms": paced_ms,
         "live": steady_summary.as_dict(),
@@ -167,7 +170,7 @@ def main() -> None:
     def drops(summary) -> str:
         return f"{summary.dropped} of {summary.captured} dropped ({100 * summary.dropped / max(summary.captured, 1):.1f}%)"
 
-    print(f"single instance on {VIDEO.name}, batch 1, ms (capture -> pose ready for live rows)")
+    print(f"single instance ({results['runner']}) on {VIDEO.name}, batch 1, ms (capture -> pose ready for live rows)")
     print("| run | p50 | p90 | p99 | max | frames |")
     print("|---|---|---|---|---|---|")
     print(row("bare network (Runner.predict), back to back", bare_ms, f"{len(bare)} timed"))

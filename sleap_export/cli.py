@@ -251,8 +251,9 @@ _MODEL_HELP = (
     "An artifact (.onnx, .pt, .engine), or a training run run eagerly by PyTorch: a sleap-nn run folder, "
     "its best.ckpt, or a SLEAP 1.x model folder."
 )
+# "\\[" keeps rich (typer's help renderer) from reading "[openvino]" as markup and dropping it.
 _RUNTIME = typer.Option(
-    None, "--runtime", help="ONNX artifacts: onnxruntime (default) or openvino (pip install 'sleap-export[openvino]')."
+    None, "--runtime", help="ONNX artifacts: onnxruntime (default) or openvino (pip install 'sleap-export\\[openvino]')."
 )
 _RUNTIME_PRECISION = typer.Option(
     None, "--precision", help="--runtime openvino: fp32 (default) or bf16 (the networks in bf16; CPUs with bf16 instructions)."
@@ -515,9 +516,7 @@ def bench(
 
         if vs or names:
             raise InputError("--latency times the model alone; leave out --vs and --runners (scripts/live_bench.py compares with sleap-nn).")
-        if runtime or precision:
-            raise InputError("--latency runs ONNX Runtime; leave out --runtime and --precision.")
-        report = latency_report(models, data, frames, threads=threads)
+        report = latency_report(models, data, frames, threads=threads, **_runtime_options(runtime, precision))
     else:
         report = run_bench(models, data, sizes, frames, vs, names, threads, _runtime_options(runtime, precision))
     if not (quiet and json_path is not None):
@@ -593,6 +592,8 @@ def live(
     ),
     loop: bool = typer.Option(False, "--loop", help="Video files: start again at the end (stop with --duration or Ctrl-C)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda for TensorRT engines, else cpu)."),
+    runtime: Optional[str] = _RUNTIME,
+    precision: Optional[str] = _RUNTIME_PRECISION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     quiet: bool = _QUIET,
 ):
@@ -609,6 +610,7 @@ def live(
     from sleap_export.runtime.output_file import check_destination
 
     quiet = _quiet(quiet)
+    load_options = _runtime_options(runtime, precision)
     frames_from = open_source(source, fps=fps, loop=loop)
     if output is not None:
         check_destination(output, [artifact, getattr(frames_from, "path", None)])
@@ -616,7 +618,8 @@ def live(
             raise InputError(f"{output} already exists; pass --overwrite to replace it.")
     window = PoseWindow() if show else None
     runner = LiveRunner(
-        artifact, frames_from, forecast=forecast, forecast_lead_s=forecast_lead_ms / 1000, duration_s=duration, device=device
+        artifact, frames_from, forecast=forecast, forecast_lead_s=forecast_lead_ms / 1000, duration_s=duration, device=device,
+        **load_options,
     )
     if processor is not None:
         runner.processor = load_processor(processor)

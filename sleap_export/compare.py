@@ -135,8 +135,10 @@ def compare_poses(
         if len(a) == 0 or len(b) == 0:
             continue
         distance = np.linalg.norm(a[:, None] - b[None, :], axis=-1)  # (Ia, Ib, nodes)
-        cost = np.nanmean(np.where(np.isnan(distance), np.nan, distance), axis=-1)
-        cost = np.nan_to_num(cost, nan=1e6)
+        # Mean over the nodes both have; a pair sharing none costs 1e6 (nansum / count, not
+        # nanmean, which warns on every such pair).
+        shared = (~np.isnan(distance)).sum(axis=-1)
+        cost = np.where(shared > 0, np.nansum(distance, axis=-1) / np.maximum(shared, 1), 1e6)
         rows, cols = linear_sum_assignment(cost)
         matched_instances += len(rows)
         for i, j in zip(rows, cols):

@@ -87,6 +87,7 @@ class LatencyReport:
     live: LatencySummary
     # `live_split_ms` of the live run.
     live_split_ms: dict[str, dict[str, float]]
+    runner: str = "onnxruntime"
 
     @property
     def p50_overhead(self) -> float:
@@ -120,7 +121,7 @@ class LatencyReport:
         from rich.text import Text
 
         name = " + ".join(Path(part).name for part in self.artifact.split(" + "))
-        table = Table(title=f"latency of {name} on {Path(self.video).name} at {self.fps:g} fps, batch 1 (ms)")
+        table = Table(title=f"latency of {name} ({self.runner}) on {Path(self.video).name} at {self.fps:g} fps, batch 1 (ms)")
         for column in ("", "p50", "p90", "p99", "max"):
             table.add_column(column, justify="right" if column else "left")
         rows = (("bare: Runner.predict, frames in memory", self.bare_ms),
@@ -139,13 +140,20 @@ class LatencyReport:
         return Group(table, Text(notes))
 
 
+def runner_label(runner) -> str:
+    """"onnxruntime", "openvino bf16", ...: the runtime, and the precision OpenVINO runs the networks in."""
+    precision = getattr(runner, "precision", None)
+    return runner.name if precision is None else f"{runner.name} {precision}"
+
+
 def latency_report(models, video: Optional[Path], frames: int = 200, fps: Optional[float] = None,
-                   device: Optional[str] = None, threads: Optional[int] = None) -> LatencyReport:
+                   device: Optional[str] = None, threads: Optional[int] = None, **load_options) -> LatencyReport:
     """Bare batch-1 time, then ``frames`` frames of ``video`` as a simulated camera, then bare
     again (the halves pooled, so load that changes during the run weighs on both alike), then
     ``frames`` bare calls paced at the camera's rate.
 
-    ``models``: an artifact, or training run(s) run eagerly (as `sleap_export.load` takes them).
+    ``models``: an artifact, or training run(s) run eagerly (as `sleap_export.load` takes them);
+    ``load_options`` open it (``runtime="openvino"``).
     """
     from sleap_export.model_paths import check_models, is_artifact
     from sleap_export.model_paths import load as load_model
@@ -155,7 +163,7 @@ def latency_report(models, video: Optional[Path], frames: int = 200, fps: Option
         raise InputError("--latency plays a video as a simulated camera; pass one with --data.")
     if threads is not None and models[0].suffix != ".onnx":
         raise InputError("--threads applies to ONNX artifacts; leave it out for this one.")
-    runner = load_model(models, device=device, **({"threads": threads} if threads else {}))
+    runner = load_model(models, device=device, **({"threads": threads} if threads else {}), **load_options)
     refuse_unless_live(runner)
     in_memory = decoded_frames(video, frames)
     with runner:
@@ -165,4 +173,4 @@ def latency_report(models, video: Optional[Path], frames: int = 200, fps: Option
         paced = bare_latency_ms(runner, in_memory, frames, fps=live.source.fps)
     name = " + ".join(str(m) for m in models) if not is_artifact(models[0]) else str(models[0])
     return LatencyReport(name, str(video), live.source.fps, percentiles_ms(bare), percentiles_ms(paced), live.summary(),
-                         live_split_ms(live))
+                         live_split_ms(live), runner_label(runner))

@@ -375,3 +375,22 @@ def test_bench_latency_reports_percentiles_against_the_bare_network(artifact, cl
     assert set(figures["bare_ms"]) == set(figures["paced_ms"]) == set(figures["live"]["pose_ms"]) == {"p50", "p90", "p99", "max"}
     assert figures["live"]["captured"] == 12 and figures["fps"] == 15.0
     assert figures["live"]["posed"] + figures["live"]["dropped"] == 12
+
+
+def test_live_and_bench_latency_run_the_artifact_with_openvino(artifact, clip, tmp_path):
+    """--runtime openvino (on CPUs about half ONNX Runtime's batch-1 time here): the same poses as
+    predict with ONNX Runtime, frame for frame, and the latency report names the runtime."""
+    from sleap_export.compare import compare_poses, poses_by_frame
+
+    model, source = artifact(SINGLE, ".onnx"), clip("small_robot.mp4")
+    live_output, predicted = tmp_path / "live.slp", tmp_path / "predicted.slp"
+    # 10 fps: slow enough that no frame is dropped, so both sides pose every frame.
+    installed("live", model, "--source", source, "--runtime", "openvino", "--fps", "10", "-o", live_output, "-q", check_rc=0)
+    installed("predict", model, source, "-o", predicted, "-q", check_rc=0)
+    live_labels = sio.load_slp(str(live_output))
+    assert live_labels.provenance["sleap_export.live"]["frames_dropped"] == 0
+    comparison = compare_poses(poses_by_frame(live_labels), poses_by_frame(sio.load_slp(str(predicted))))
+    assert comparison.frames == CLIP_FRAMES and comparison.count_agreement == 1.0
+    assert comparison.max_deviation <= 0.01, comparison.summary()
+    result = installed("bench", model, "--latency", "--data", source, "-n", "8", "--runtime", "openvino", check_rc=0)
+    assert "(openvino fp32)" in result.stdout

@@ -155,3 +155,22 @@ def test_fp16_needs_gate_frames(tmp_path):
     with pytest.raises(InputError, match="fp16 needs real frames to gate against fp32: pass --calibration"):
         export([CENTROID], tmp_path / "a.onnx", precision="fp16")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_reduced_precision_top_down_runs_batches_without_any_instance(tmp_path, precision):
+    """Frames with no animal give the instance stage zero crops; the reduced graphs must run them
+    (the int8 graph once failed in ONNX Runtime: its saved shapes let a reshape fuse to (0, C, -1))."""
+    import numpy as np
+
+    from sleap_export.runtime.runners import load
+
+    output = tmp_path / f"topdown-{precision}.onnx"
+    runs = [CENTROID, MODELS / "minimal_instance_centered_instance"]
+    export(runs, output, precision=precision, calibration=str(VIDEO), calibration_frames=8, keep_inaccurate=True)
+    runner = load(output)
+    runner.activate()
+    for batch in (1, 3):
+        outputs = runner.infer(np.zeros((batch, 384, 384, 1), np.uint8))
+        assert outputs["instance_valid"].shape == (batch, 20) and not outputs["instance_valid"].any()
+        assert np.isnan(outputs["pred_keypoints"]).all()

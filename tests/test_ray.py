@@ -218,7 +218,7 @@ def test_corrupt_video_fails_alone_with_a_summary(cluster, model, videos, local,
     assert not (folder / "corrupt.slp").exists()
 
 
-def test_resume_after_an_interrupted_job_predicts_only_missing_chunks(cluster, model, videos, local, tmp_path):
+def test_resume_after_an_interrupted_job_predicts_only_missing_chunks(cluster, model, videos, local, artifact, tmp_path):
     out = tmp_path / "all.slp"
     parts = tmp_path / "all.slp.parts"
     command = [SLEAP_EXPORT, "predict", model, *videos, "--frames", FRAMES, "-o", out, "--ray", cluster,
@@ -238,6 +238,10 @@ def test_resume_after_an_interrupted_job_predicts_only_missing_chunks(cluster, m
 
     refused = run_cli(*command[1:], "--chunk-size", 30, "--resume", expect=2)
     assert "another chunk_size" in refused.stderr
+    # Another artifact of the same checkpoint (fewer instance slots) may not finish these parts.
+    other = artifact(["minimal_instance_single_instance"], ".onnx", max_instances=1)
+    refused = run_cli(command[1], other, *command[3:], "--resume", expect=2)
+    assert "another artifact_sha256" in refused.stderr
 
     done = run_cli(*command[1:], "--resume")
     predicted = int(done.stdout.strip().splitlines()[-1].split()[0])

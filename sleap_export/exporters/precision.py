@@ -172,6 +172,12 @@ def quantize_int8(
         )
     finally:
         logging.disable(logging.NOTSET)
+    # The quantizer saves the shapes it inferred. From them ONNX Runtime's reshape fusion
+    # rewrites a top-down crop reshape to (0, C, -1), which fails on a batch with no instance
+    # (zero crops); the fp32 graph carries no inferred shapes and runs such batches.
+    quantized = onnx.load(str(int8_path))
+    del quantized.graph.value_info[:]
+    onnx.save(quantized, str(int8_path))
 
 
 def accuracy_gate(

@@ -361,6 +361,9 @@ class RayPrediction:
         return {
             "model_type": record["sleap_export.model_type"],
             "checkpoint_sha256": record["sleap_export.checkpoint_sha256"],
+            # Other artifacts of one checkpoint (int8, fewer instance slots) predict otherwise:
+            # parts of one are never finished with another.
+            "artifact_sha256": hashlib.sha256(self.artifact.read_bytes()).hexdigest(),
             "inputs": [str(p) for p in self.inputs],
             "frames": self.frames if self.frames is None or isinstance(self.frames, str) else list(self.frames),
             "chunk_size": self.chunk_size,

@@ -213,7 +213,8 @@ class LiveRunner:
     a `Forecaster`, predicting each keypoint ``forecast_lead_s`` past pose-ready
     (needs a single-instance or multi-class model: animals are followed by
     identity). ``duration_s``: stop capturing after this long; ``max_frames``:
-    after this many frames.
+    after this many frames. Other keywords open the artifact as `runtime.runners.load`
+    does (``runtime="openvino"``: on CPUs often half ONNX Runtime's batch-1 time).
 
     Iterate it (on any one thread; the hook runs there) for `LiveFrame` objects,
     or call `run()`; ``summary()`` gives the latency figures.
@@ -221,10 +222,10 @@ class LiveRunner:
 
     def __init__(self, model, source, processor: Optional[Processor] = None, forecast=None,
                  forecast_lead_s: float = 0.0, duration_s: Optional[float] = None, max_frames: Optional[int] = None,
-                 device: Optional[str] = None):
+                 device: Optional[str] = None, **load_options):
         # A runner we open, we also release at the end; a caller's stays theirs.
         self._owns_runner = not isinstance(model, Runner)
-        self.runner = load(model, device=device) if self._owns_runner else model
+        self.runner = load(model, device=device, **load_options) if self._owns_runner else model
         refuse_unless_live(self.runner)
         self.source: LiveSource = open_source(source)
         self.processor = processor
