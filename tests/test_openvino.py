@@ -105,6 +105,27 @@ def test_openvino_takes_any_batch_and_frame_size(artifact):
     assert any((path.parent / CACHE_FOLDER).iterdir())
 
 
+@pytest.mark.parametrize("model_type", ["topdown", "multi_class_topdown"])
+def test_top_down_batches_without_any_animal_run_under_both_runtimes(model_type, artifact):
+    """No centroid in the batch: the graph runs one placeholder crop (OpenVINO cannot run zero)
+    and reports no instance; a batch with animals beside it is unaffected."""
+    runs, video, options = MODEL_TYPES[model_type]
+    path = artifact(runs, ".onnx", **options)
+    frame = sio.load_video(str(video))[0]
+    blank = np.zeros((3, *frame.shape), np.uint8)
+    openvino, onnxruntime = load(path, runtime="openvino"), load(path)
+    with openvino, onnxruntime:
+        for runner in (openvino, onnxruntime):
+            for batch in (blank[:1], blank):
+                outputs = runner.infer(batch)
+                assert not outputs["instance_valid"].any() and np.isnan(outputs["pred_keypoints"]).all()
+        mixed = np.concatenate([blank[:1], frame[None]])
+        ours, theirs = openvino.infer(mixed), onnxruntime.infer(mixed)
+        assert theirs["instance_valid"][1].any() and not theirs["instance_valid"][0].any()
+        np.testing.assert_array_equal(ours["instance_valid"], theirs["instance_valid"])
+        np.testing.assert_allclose(ours["pred_keypoints"], theirs["pred_keypoints"], atol=FP32_PX, rtol=0, equal_nan=True)
+
+
 def test_bf16_lowers_the_networks_only(artifact):
     """Against fp32: keypoints move by the networks' rounding only. OpenVINO's own hint, which
     lowers the decoding too, fails the same bound (so this test can fail)."""

@@ -18,7 +18,7 @@ import torch
 from sleap_export.graph.crops import centered_crops
 from sleap_export.graph.grouping import group_in_graph
 from sleap_export.graph.paf import paf_line_scores
-from sleap_export.graph.peaks import global_peaks, integral_offsets, local_peaks
+from sleap_export.graph.peaks import global_peaks, integral_offsets, local_peaks, nan_to_zero
 from sleap_export.graph.preprocess import ScaleAndPad, SizeMatch, frames_to_images
 from sleap_export.graph.shapes import shape_of
 from sleap_export.errors import InputError
@@ -138,13 +138,19 @@ class CroppedInstances(torch.nn.Module):
         self.with_classes = stage.class_head is not None
 
     def forward(self, sized, size_scale, centroids_sized, valid):
-        slots = torch.nonzero(valid)  # (n, 2): (frame, slot)
+        # A batch without any instance still runs one placeholder crop (frame 0, slot 0, at the
+        # origin; its results dropped): OpenVINO cannot run a network on zero crops. The running
+        # product of ones along both axes is 1 at [0, 0] only.
+        first_slot = torch.cumsum(torch.cumsum(torch.ones_like(valid, dtype=torch.int64), 0), 1) == 1
+        slots = torch.nonzero(valid | (first_slot & ~valid.any()))  # (n, 2): (frame, slot)
+        kept = valid[slots[:, 0], slots[:, 1]]
         crops, top_left = centered_crops(
-            sized, centroids_sized[slots[:, 0], slots[:, 1]], slots[:, 0], self.crop_size
+            sized, nan_to_zero(centroids_sized[slots[:, 0], slots[:, 1]]), slots[:, 0], self.crop_size
         )
         heads = self.stage.heads(crops)
         keypoints, values = self.stage.global_keypoints(heads[self.stage.confmap_head])
-        keypoints = (keypoints + top_left.unsqueeze(1)) / size_scale
+        keypoints = torch.where(kept[:, None, None], (keypoints + top_left.unsqueeze(1)) / size_scale, float("nan"))
+        values = torch.where(kept[:, None], values, float("nan"))
         batch, max_instances = valid.shape[0], valid.shape[1]
         n_nodes = keypoints.shape[1]
         full_keypoints = torch.full((batch, max_instances, n_nodes, 2), float("nan"))
@@ -153,7 +159,7 @@ class CroppedInstances(torch.nn.Module):
         full_values[slots[:, 0], slots[:, 1]] = values
         if not self.with_classes:
             return full_keypoints, full_values
-        vectors = heads[self.stage.class_head]
+        vectors = torch.where(kept[:, None], heads[self.stage.class_head], float("nan"))
         full_vectors = torch.full((batch, max_instances, vectors.shape[1]), float("nan"))
         full_vectors[slots[:, 0], slots[:, 1]] = vectors
         return full_keypoints, full_values, full_vectors
