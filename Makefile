@@ -28,7 +28,7 @@ gpu-test: install
 	$(PY) -c "from sleap_export.runtime.tensorrt import local_target; print(local_target())"
 	$(PY) -m pytest -m gpu -n 1 -q -rs
 
-# The README's speed table: every model type against sleap-nn, one run (~40 min on 2 cores).
+# The README's speed and accuracy tables: every model type and CPU variant against sleap-nn, one run (~90 min on 2 cores).
 bench: install
 	$(PY) scripts/bench.py --realistic
 

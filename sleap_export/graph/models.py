@@ -139,9 +139,9 @@ class CroppedInstances(torch.nn.Module):
 
     def forward(self, sized, size_scale, centroids_sized, valid):
         # A batch without any instance still runs one placeholder crop (frame 0, slot 0, at the
-        # origin; its results dropped): OpenVINO cannot run a network on zero crops. The running
-        # product of ones along both axes is 1 at [0, 0] only.
-        first_slot = torch.cumsum(torch.cumsum(torch.ones_like(valid, dtype=torch.int64), 0), 1) == 1
+        # origin; its results dropped): OpenVINO cannot run a network on zero crops.
+        shape = shape_of(valid)
+        first_slot = (torch.arange(shape[0]) == 0)[:, None] & (torch.arange(shape[1]) == 0)[None, :]
         slots = torch.nonzero(valid | (first_slot & ~valid.any()))  # (n, 2): (frame, slot)
         kept = valid[slots[:, 0], slots[:, 1]]
         crops, top_left = centered_crops(
