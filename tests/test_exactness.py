@@ -138,6 +138,30 @@ def test_preprocessing_is_bit_exact_at_any_size_and_scale(contract_runners):
     assert float32_pixels_off / pixels <= FLOAT32_MAX_SHARE_OFF
 
 
+# Downscaling by 250x, the most the float32 sums are bounded for (graph/resize.py:
+# ~518 taps), on white frames (the largest sums) and on noise.
+EXTREME_DOWNSCALES = [(1500, 3000, 6, 12), (2000, 4000, 8, 16), (800, 8000, 8, 32), (4000, 250, 16, 1)]
+
+
+@pytest.mark.parametrize("fill", ["white", "noise"])
+def test_preprocessing_is_bit_exact_at_extreme_downscaling(contract_runners, fill):
+    from loguru import logger
+
+    logger.disable("sleap_nn")
+    onnx_session, _, traced = contract_runners
+    rng = np.random.default_rng(2)
+    for height, width, max_height, max_width in EXTREME_DOWNSCALES:
+        if fill == "white":
+            frame = np.full((height, width, 1), 255, np.uint8)
+        else:
+            frame = rng.integers(0, 256, (height, width, 1), dtype=np.uint8)
+        expected = sleap_nn_preprocess(frame, max_height, max_width, 1.0, 1)
+        feeds = {"frames": frame[None], "training_size": np.array([max_height, max_width]),
+                 "input_scale": np.array(1.0), "max_stride": np.array(1)}
+        np.testing.assert_array_equal(onnx_session.run(None, feeds)[0], expected)
+        np.testing.assert_array_equal(traced(*(torch.from_numpy(np.asarray(v)) for v in feeds.values()))[0].numpy(), expected)
+
+
 def test_sigmoids_saturate_where_torchs_do_under_onnx_runtime():
     """sleap-nn's class maps end in a sigmoid; exact 1.0s tie in its identity assignment."""
     from sleap_export.graph.models import SaturatingSigmoid

@@ -26,7 +26,7 @@ def centered_crops(images: torch.Tensor, centers: torch.Tensor, sample_index: to
     top_left = (centers - half) + 0.5
     start = (top_left + half_int).to(torch.int64) - half_int  # trunc(x + h) - h
     channels = images.shape[1]
-    padded = F.pad(images.to(torch.float32), (crop_size, crop_size, crop_size, crop_size))
+    padded = F.pad(images, (crop_size, crop_size, crop_size, crop_size))
     shape = shape_of(padded)
     padded_h, padded_w = shape[2], shape[3]
     grid = torch.arange(crop_size, dtype=torch.int64)
@@ -41,4 +41,4 @@ def centered_crops(images: torch.Tensor, centers: torch.Tensor, sample_index: to
     )  # (n, crop, crop)
     pixels = padded.permute(0, 2, 3, 1).reshape(-1, channels)
     crops = pixels[flat.reshape(-1)].reshape(-1, crop_size, crop_size, channels)
-    return crops.permute(0, 3, 1, 2).to(torch.float64), top_left
+    return crops.permute(0, 3, 1, 2), top_left

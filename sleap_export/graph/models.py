@@ -43,7 +43,7 @@ class Stage(torch.nn.Module):
         self.peak_tie_tolerance = 0.0
 
     def heads(self, images: torch.Tensor) -> dict:
-        """Run the network on float64 whole-number images (before scaling)."""
+        """Run the network on float32 whole-number images (before scaling)."""
         return self.network(self.prepare(images))
 
     def refine(self, confmaps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

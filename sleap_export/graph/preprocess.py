@@ -4,8 +4,8 @@ uint8 frames ``(B, H, W, C)`` -> size matching to the training ``max_height`` /
 ``max_width`` (resize keeping aspect ratio, pad bottom-right) -> input scaling
 -> pad bottom-right to the max stride -> float in [0, 1]. Sizes are computed
 from the input's shape as tensors, so the traced graph stays dynamic. Images
-between steps are float64 holding whole numbers 0-255, exactly as sleap-nn's
-uint8 tensors.
+between steps are float32 holding whole numbers 0-255, exactly as sleap-nn's
+uint8 tensors; scales are float64, as sleap-nn computes them.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def pad_bottom_right(images: torch.Tensor, height, width) -> torch.Tensor:
 
 
 def frames_to_images(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, H, W, C)`` -> float64 ``(B, C, H, W)`` of the same values."""
-    return frames.permute(0, 3, 1, 2).to(torch.float64)
+    """uint8 ``(B, H, W, C)`` -> float32 ``(B, C, H, W)`` of the same values."""
+    return frames.permute(0, 3, 1, 2).to(torch.float32)
 
 
 def match_size(images: torch.Tensor, target_h: torch.Tensor, target_w: torch.Tensor):
@@ -52,7 +52,12 @@ def match_size(images: torch.Tensor, target_h: torch.Tensor, target_w: torch.Ten
     resize = ((fit_h != height) | (fit_w != width)).to(torch.int64)
     batch = shape_of(images)[0]
     split = batch * resize
-    resized = resize_uint8_antialias(torch.index_select(images, 0, torch.arange(split)), fit_h, fit_w)
+    # Resize weights cost (output x input) work per axis even for an empty batch: going
+    # around, the batch (empty) is resized to 1 x 1, so the weights are single rows.
+    around = 1 - resize
+    resized = resize_uint8_antialias(
+        torch.index_select(images, 0, torch.arange(split)), fit_h * resize + around, fit_w * resize + around
+    )
     kept = torch.index_select(images, 0, torch.arange(split, batch))
     images = torch.cat([pad_bottom_right(resized, target_h, target_w), pad_bottom_right(kept, target_h, target_w)])
     return images, size_scale.reshape(())
@@ -110,4 +115,4 @@ class ScaleAndPad(torch.nn.Module):
             images = resize_by_scale(images, torch.tensor(self.input_scale, dtype=torch.float64))
         if self.max_stride > 1:
             images = pad_to_stride(images, self.max_stride)
-        return images.to(torch.float32) / 255.0
+        return images / 255.0
