@@ -9,7 +9,9 @@ simulated camera (looped), in one process:
      without the live path: this row tells the two apart);
   2. live at the video's frame rate for ``--duration`` seconds: capture to
      pose-ready percentiles overall and per window (flat windows: no backlog);
-  3. live overloaded, frames coming ``--overload`` times faster than the bare
+  3. live with the inference thread sleeping between frames (``spin=False``)
+     instead of polling for them, for ``--side-runs`` seconds;
+     live overloaded, frames coming ``--overload`` times faster than the bare
      network can pose them: latency stays bounded, drops are counted;
      and live on frames decoded beforehand, paced at the video's rate (what a
      camera costs: a copy, where the simulated camera also decodes the mp4 on
@@ -129,6 +131,7 @@ def main() -> None:
         with runner:
             bare = bare_latency_ms(runner, frames, args.bare_frames // 2)
             steady = live_run(runner, VIDEO, args.duration)
+            sleeping = live_run(runner, VIDEO, args.side_runs, spin=False)
             bare_rate = 1000 / np.percentile(bare, 50)
             overloaded = live_run(runner, VIDEO, args.side_runs, fps=args.overload * bare_rate)
             looped = (frames[i % len(frames)] for i in itertools.count())
@@ -154,7 +157,9 @@ def main() -> None:
         "bare_paced_ms": paced_ms,
         "live": steady_summary.as_dict(),
         "live_split_ms": live_split_ms(steady),
+        "live_spin": steady.spin,
         "live_windows": spans,
+        "live_sleeping": {**sleeping.summary().as_dict(), "split_ms": live_split_ms(sleeping)},
         "p50_overhead": steady_summary.pose_ms["p50"] / bare_ms["p50"] - 1,
         "p99_overhead_ms": steady_summary.pose_ms["p99"] - bare_ms["p99"],
         "p50_overhead_paced": steady_summary.pose_ms["p50"] / paced_ms["p50"] - 1,
@@ -175,9 +180,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     print(row("bare network (Runner.predict), back to back", bare_ms, f"{len(bare)} timed"))
     print(row(f"bare network, calls paced at {fps:g} fps", paced_ms, f"{args.bare_frames} timed"))
-    print(row(f"live at {fps:g} fps, {args.duration:g} s", steady_summary.pose_ms, drops(steady_summary)))
+    waiting = "polling" if steady.spin else "sleeping"
+    print(row(f"live at {fps:g} fps, {args.duration:g} s (inference thread {waiting} between frames)", steady_summary.pose_ms, drops(steady_summary)))
     print(row("  of which handoff (capture -> taken, idle inference thread)", results["live_split_ms"]["handoff"], ""))
     print(row("  of which inference (taken -> pose ready)", results["live_split_ms"]["inference"], ""))
+    print(row(f"live, inference thread sleeping between frames, {args.side_runs:g} s", sleeping.summary().pose_ms, drops(sleeping.summary())))
     print(row(f"live overloaded at {args.overload * bare_rate:.0f} fps, {args.side_runs:g} s", overloaded_summary.pose_ms, drops(overloaded_summary)))
     print(row(f"live on preloaded frames at {fps:g} fps, {args.side_runs:g} s", preloaded.summary().pose_ms, drops(preloaded.summary())))
     print(row("  of which handoff", results["preloaded"]["split_ms"]["handoff"], ""))

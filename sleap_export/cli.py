@@ -258,6 +258,10 @@ _RUNTIME = typer.Option(
 _RUNTIME_PRECISION = typer.Option(
     None, "--precision", help="--runtime openvino: fp32 (default) or bf16 (the networks in bf16; CPUs with bf16 instructions)."
 )
+_SPIN = typer.Option(
+    None, "--spin/--no-spin",
+    help="Live: between frames, poll for the next one (a core kept busy: a core woken from sleep runs the network slower) or sleep. Default: poll on 2+ cores.",
+)
 
 
 def _runtime_options(runtime: Optional[str], precision: Optional[str]) -> dict:
@@ -490,6 +494,7 @@ def bench(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     runtime: Optional[str] = _RUNTIME,
     precision: Optional[str] = _RUNTIME_PRECISION,
+    spin: Optional[bool] = _SPIN,
     quiet: bool = _QUIET,
 ):
     """Throughput per batch size (network only and end to end), latency, time split, memory.
@@ -511,12 +516,14 @@ def bench(
     except ValueError:
         raise InputError(f"--batch-size takes comma-separated integers, got {batch_size!r}.") from None
     names = [r.strip() for r in runners.split(",") if r.strip()]
+    if spin is not None and not latency:
+        raise InputError("--spin/--no-spin set how the live run waits for frames; pass --latency, or leave them out.")
     if latency:
         from sleap_export.live_bench import latency_report
 
         if vs or names:
             raise InputError("--latency times the model alone; leave out --vs and --runners (scripts/live_bench.py compares with sleap-nn).")
-        report = latency_report(models, data, frames, threads=threads, **_runtime_options(runtime, precision))
+        report = latency_report(models, data, frames, threads=threads, spin=spin, **_runtime_options(runtime, precision))
     else:
         report = run_bench(models, data, sizes, frames, vs, names, threads, _runtime_options(runtime, precision))
     if not (quiet and json_path is not None):
@@ -594,6 +601,7 @@ def live(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda for TensorRT engines, else cpu)."),
     runtime: Optional[str] = _RUNTIME,
     precision: Optional[str] = _RUNTIME_PRECISION,
+    spin: Optional[bool] = _SPIN,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     quiet: bool = _QUIET,
 ):
@@ -619,7 +627,7 @@ def live(
     window = PoseWindow() if show else None
     runner = LiveRunner(
         artifact, frames_from, forecast=forecast, forecast_lead_s=forecast_lead_ms / 1000, duration_s=duration, device=device,
-        **load_options,
+        spin=spin, **load_options,
     )
     if processor is not None:
         runner.processor = load_processor(processor)

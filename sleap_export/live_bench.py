@@ -58,10 +58,10 @@ def bare_latency_ms(runner: Runner, frames: np.ndarray, count: int, fps: Optiona
 
 
 def live_run(runner: Runner, video: Path, seconds: Optional[float] = None, fps: Optional[float] = None,
-             frames: Optional[int] = None) -> LiveRunner:
+             frames: Optional[int] = None, spin: Optional[bool] = None) -> LiveRunner:
     """``video`` played (looped) at its frame rate or ``fps`` through a `LiveRunner` for ``seconds``
-    or ``frames``, done."""
-    live = LiveRunner(runner, SimulatedCamera(video, fps=fps, loop=True), duration_s=seconds, max_frames=frames)
+    or ``frames``, done (``spin``: as `LiveRunner` takes it)."""
+    live = LiveRunner(runner, SimulatedCamera(video, fps=fps, loop=True), duration_s=seconds, max_frames=frames, spin=spin)
     live.run()
     return live
 
@@ -88,6 +88,8 @@ class LatencyReport:
     # `live_split_ms` of the live run.
     live_split_ms: dict[str, dict[str, float]]
     runner: str = "onnxruntime"
+    # Whether the live run's inference thread polled for frames between them (`LiveRunner`'s spin).
+    spin: bool = True
 
     @property
     def p50_overhead(self) -> float:
@@ -135,7 +137,8 @@ class LatencyReport:
         notes = (
             f"live adds {100 * self.p50_overhead:+.1f}% at p50 and {self.p99_overhead_ms:+.2f} ms at p99 over bare "
             f"({100 * self.p50_overhead_paced:+.1f}% and {self.p99_overhead_paced_ms:+.2f} ms over paced); "
-            f"{self.live.captured} frames captured, {self.live.posed} posed, {self.live.dropped} dropped"
+            f"{self.live.captured} frames captured, {self.live.posed} posed, {self.live.dropped} dropped; "
+            f"live: inference thread {'polling' if self.spin else 'sleeping'} between frames"
         )
         return Group(table, Text(notes))
 
@@ -147,13 +150,14 @@ def runner_label(runner) -> str:
 
 
 def latency_report(models, video: Optional[Path], frames: int = 200, fps: Optional[float] = None,
-                   device: Optional[str] = None, threads: Optional[int] = None, **load_options) -> LatencyReport:
+                   device: Optional[str] = None, threads: Optional[int] = None, spin: Optional[bool] = None,
+                   **load_options) -> LatencyReport:
     """Bare batch-1 time, then ``frames`` frames of ``video`` as a simulated camera, then bare
     again (the halves pooled, so load that changes during the run weighs on both alike), then
     ``frames`` bare calls paced at the camera's rate.
 
     ``models``: an artifact, or training run(s) run eagerly (as `sleap_export.load` takes them);
-    ``load_options`` open it (``runtime="openvino"``).
+    ``spin``: the live run's, as `LiveRunner` takes it; ``load_options`` open it (``runtime="openvino"``).
     """
     from sleap_export.model_paths import check_models, is_artifact
     from sleap_export.model_paths import load as load_model
@@ -168,9 +172,9 @@ def latency_report(models, video: Optional[Path], frames: int = 200, fps: Option
     in_memory = decoded_frames(video, frames)
     with runner:
         bare = bare_latency_ms(runner, in_memory, frames // 2)
-        live = live_run(runner, video, fps=fps, frames=frames)
+        live = live_run(runner, video, fps=fps, frames=frames, spin=spin)
         bare += bare_latency_ms(runner, in_memory, frames - frames // 2)
         paced = bare_latency_ms(runner, in_memory, frames, fps=live.source.fps)
     name = " + ".join(str(m) for m in models) if not is_artifact(models[0]) else str(models[0])
     return LatencyReport(name, str(video), live.source.fps, percentiles_ms(bare), percentiles_ms(paced), live.summary(),
-                         live_split_ms(live), runner_label(runner))
+                         live_split_ms(live), runner_label(runner), live.spin)

@@ -64,7 +64,7 @@ def test_resize_matches_torch_uint8_kernel_exactly(size):
     video = sio.load_video(str(DATA / "centered_pair_small.mp4"))
     frames = torch.from_numpy(np.stack([video[i] for i in (0, 500)])).permute(0, 3, 1, 2).contiguous()
     expected = torch.nn.functional.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
-    ours = resize_uint8_antialias(frames.double(), torch.tensor(size[0]), torch.tensor(size[1]))
+    ours = resize_uint8_antialias(frames.float(), torch.tensor(size[0]), torch.tensor(size[1]))
     assert torch.equal(ours.to(torch.uint8), expected)
 
 
@@ -75,7 +75,7 @@ def test_preprocessing_compiles_with_dynamic_shapes():
     size_match = SizeMatch(96, 128)
     compiled = torch.compile(size_match, dynamic=True)
     for height, width in ((96, 128), (120, 100)):
-        images = torch.randint(0, 256, (1, 1, height, width)).double()
+        images = torch.randint(0, 256, (1, 1, height, width)).float()
         expected, expected_scale = size_match(images)
         actual, actual_scale = compiled(images)
         assert torch.equal(actual, expected) and torch.equal(actual_scale, expected_scale)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from test_cli import installed
 from sleap_export.errors import InputError
 from sleap_export.runtime.forecast import ConstantVelocity, Kalman
 from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.live import FrameTimes, LiveRecording, LiveRunner, load_processor, read_times
+from sleap_export.runtime.live import FrameTimes, LatestFrame, LiveRecording, LiveRunner, _Captured, load_processor, read_times
 from sleap_export.runtime.live_sources import IteratorSource, SimulatedCamera
 from sleap_export.runtime.outputs import Outputs
 from sleap_export.runtime.runners import Runner, load
@@ -124,11 +125,13 @@ def test_a_centered_instance_artifact_is_refused(artifact):
         LiveRunner(path, np.zeros((1, 8, 8, 1), np.uint8))
 
 
-def test_in_lockstep_every_frame_is_posed_in_order_on_the_iterating_thread(artifact):
+@pytest.mark.parametrize("spin", [True, False], ids=["polling", "sleeping"])
+def test_in_lockstep_every_frame_is_posed_in_order_on_the_iterating_thread(artifact, spin):
     frames = sio.load_video(str(DATA / "small_robot.mp4"))
     done = threading.Event()
     hook = Recorder(done)
-    live = LiveRunner(artifact(SINGLE, ".onnx"), lockstep((frames[i] for i in range(6)), done), processor=hook)
+    live = LiveRunner(artifact(SINGLE, ".onnx"), lockstep((frames[i] for i in range(6)), done), processor=hook, spin=spin)
+    assert live.spin is spin
     order = []
     for frame in live:
         order.append(frame.times.index)
@@ -142,6 +145,22 @@ def test_in_lockstep_every_frame_is_posed_in_order_on_the_iterating_thread(artif
         assert t.capture_ns <= t.taken_ns <= t.pose_ready_ns <= t.hook_done_ns
     assert all(a.capture_ns < b.capture_ns for a, b in zip(times, times[1:]))
     assert live.pool.allocated <= 3  # buffers made once, reused
+
+
+@pytest.mark.parametrize("spin", [True, False], ids=["polling", "sleeping"])
+def test_the_handoff_gives_the_newest_frame_to_a_waiting_taker_then_none_once_closed(spin):
+    handoff = LatestFrame()
+    taken = []
+    taker = threading.Thread(target=lambda: taken.extend([handoff.take(spin=spin), handoff.take(spin=spin)]))
+    taker.start()
+    time.sleep(0.05)  # the taker is waiting (polling or asleep) before anything is put
+    assert not taken
+    handoff.put(_Captured(0, 1, np.zeros(1, np.uint8)))
+    time.sleep(0.05)
+    handoff.close()
+    taker.join(timeout=10)
+    assert not taker.is_alive()
+    assert [t.index if t is not None else None for t in taken] == [0, None] and handoff.dropped == 0
 
 
 def test_a_slow_hook_drops_frames_and_counts_them(fake_runner):
@@ -362,7 +381,7 @@ def test_live_command_writes_poses_with_their_times(artifact, clip, tmp_path):
     thread, frames = record.read_text().split()
     assert thread == "MainThread" and int(frames) == len(labels.labeled_frames)
     again = installed("live", artifact(SINGLE, ".onnx"), "--source", source, "-o", output, "--overwrite", "-q",
-                      "--duration", "0.2", check_rc=0)
+                      "--duration", "0.2", "--no-spin", check_rc=0)
     assert again.stdout == "" and sio.load_slp(str(output)).provenance["sleap_export.live"]["frames_captured"] < CLIP_FRAMES
 
 
@@ -377,9 +396,21 @@ def test_bench_latency_reports_percentiles_against_the_bare_network(artifact, cl
     assert figures["live"]["posed"] + figures["live"]["dropped"] == 12
 
 
+def test_bench_latency_takes_the_live_runs_wait_and_refuses_it_alone(artifact, clip, tmp_path):
+    report = tmp_path / "latency.json"
+    result = installed("bench", artifact(SINGLE, ".onnx"), "--latency", "--no-spin", "--data", clip("small_robot.mp4"),
+                       "-n", "8", "--json", report, check_rc=0)
+    assert "inference thread sleeping between frames" in " ".join(result.stdout.split())
+    assert json.loads(report.read_text())["spin"] is False
+    refused = installed("bench", artifact(SINGLE, ".onnx"), "--no-spin", "--data", clip("small_robot.mp4"),
+                        "--json", tmp_path / "other.json", check_rc=2)
+    assert "--spin/--no-spin set how the live run waits for frames; pass --latency" in refused.stderr
+    assert not (tmp_path / "other.json").exists()
+
+
 def test_live_and_bench_latency_run_the_artifact_with_openvino(artifact, clip, tmp_path):
-    """--runtime openvino (on CPUs about half ONNX Runtime's batch-1 time here): the same poses as
-    predict with ONNX Runtime, frame for frame, and the latency report names the runtime."""
+    """--runtime openvino: the same poses as predict with ONNX Runtime, frame for frame, and the
+    latency report names the runtime."""
     from sleap_export.compare import compare_poses, poses_by_frame
 
     model, source = artifact(SINGLE, ".onnx"), clip("small_robot.mp4")

@@ -31,7 +31,7 @@ from sleap_export.runtime.forecast import FORECASTERS, Forecaster
 from sleap_export.runtime.labels import class_tracks, labeled_frame, output_skeleton, provenance, save_labels_atomically
 from sleap_export.runtime.live_sources import FramePool, LiveSource, open_source
 from sleap_export.runtime.outputs import Outputs
-from sleap_export.runtime.runners import Runner, load, require_poses
+from sleap_export.runtime.runners import Runner, load, require_poses, usable_cores
 
 # The provenance key of a live .slp's per-frame times.
 TIMES_KEY = "sleap_export.live"
@@ -142,8 +142,17 @@ class LatestFrame:
             self._ready.notify()
         return replaced
 
-    def take(self) -> Optional[_Captured]:
-        """The newest frame, waiting for one; None once closed and empty."""
+    def take(self, spin: bool = False) -> Optional[_Captured]:
+        """The newest frame, waiting for one; None once closed and empty.
+
+        ``spin``: poll for it instead of sleeping (see `LiveRunner`); each poll
+        yields the core and the GIL, so the capture thread is never held up.
+        """
+        while spin:
+            with self._ready:
+                if self._waiting is not None or self._closed:
+                    break
+            os.sched_yield()
         with self._ready:
             while self._waiting is None and not self._closed:
                 self._ready.wait()
@@ -213,8 +222,11 @@ class LiveRunner:
     a `Forecaster`, predicting each keypoint ``forecast_lead_s`` past pose-ready
     (needs a single-instance or multi-class model: animals are followed by
     identity). ``duration_s``: stop capturing after this long; ``max_frames``:
-    after this many frames. Other keywords open the artifact as `runtime.runners.load`
-    does (``runtime="openvino"``: on CPUs often half ONNX Runtime's batch-1 time).
+    after this many frames. ``spin``: between frames the inference thread polls
+    for the next one, keeping its core busy, instead of sleeping until it comes
+    (a core woken from sleep runs the next network slower; README, "Closed
+    loop"); default: spin where there are 2 or more cores. Other keywords open
+    the artifact as `runtime.runners.load` does (``runtime="openvino"``).
 
     Iterate it (on any one thread; the hook runs there) for `LiveFrame` objects,
     or call `run()`; ``summary()`` gives the latency figures.
@@ -222,7 +234,7 @@ class LiveRunner:
 
     def __init__(self, model, source, processor: Optional[Processor] = None, forecast=None,
                  forecast_lead_s: float = 0.0, duration_s: Optional[float] = None, max_frames: Optional[int] = None,
-                 device: Optional[str] = None, **load_options):
+                 device: Optional[str] = None, spin: Optional[bool] = None, **load_options):
         # A runner we open, we also release at the end; a caller's stays theirs.
         self._owns_runner = not isinstance(model, Runner)
         self.runner = load(model, device=device, **load_options) if self._owns_runner else model
@@ -233,6 +245,7 @@ class LiveRunner:
         self.lead_ns = round(forecast_lead_s * 1e9)
         self.duration_s = duration_s
         self.max_frames = max_frames
+        self.spin = usable_cores() >= 2 if spin is None else spin
         self.times = TimesLog()
         self.pool = FramePool()
         self._latest = LatestFrame()
@@ -283,7 +296,7 @@ class LiveRunner:
             while True:
                 if held is not None:
                     self.pool.give_back(held.image)
-                held = self._latest.take()
+                held = self._latest.take(spin=self.spin)
                 if held is None:
                     break
                 yield self._pose(held)
