@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -356,6 +357,12 @@ class RayPrediction:
             )
         return chunks
 
+    @functools.cached_property
+    def _artifact_blob(self) -> tuple[bytes, str]:
+        """The artifact's bytes and their sha256, read once: the manifest's hash is of the bytes the workers run."""
+        blob = self.artifact.read_bytes()
+        return blob, hashlib.sha256(blob).hexdigest()
+
     def _manifest(self) -> dict:
         record = provenance(self.spec, None)
         return {
@@ -363,7 +370,7 @@ class RayPrediction:
             "checkpoint_sha256": record["sleap_export.checkpoint_sha256"],
             # Other artifacts of one checkpoint (int8, fewer instance slots) predict otherwise:
             # parts of one are never finished with another.
-            "artifact_sha256": hashlib.sha256(self.artifact.read_bytes()).hexdigest(),
+            "artifact_sha256": self._artifact_blob[1],
             "inputs": [str(p) for p in self.inputs],
             "frames": self.frames if self.frames is None or isinstance(self.frames, str) else list(self.frames),
             "chunk_size": self.chunk_size,
@@ -410,7 +417,7 @@ class RayPrediction:
                 f"{count} workers x {self.threads} CPUs and {self.gpus} GPUs need more than the cluster's "
                 f"{cpus:g} CPUs and {gpus:g} GPUs; pass fewer --workers or add nodes."
             )
-        blob = self.artifact.read_bytes()
+        blob, sha256 = self._artifact_blob
         options = {}
         if self.artifact.suffix == ".onnx":
             # One batch at a time on one thread: two would share the one core Ray reserved.
@@ -419,7 +426,7 @@ class RayPrediction:
         worker = ray.remote(ChunkWorker).options(
             num_cpus=self.threads, num_gpus=self.gpus, max_restarts=-1, max_task_retries=0
         )
-        self.shared = SharedArtifact([ray.put(blob)], hashlib.sha256(blob).hexdigest(), self.artifact.suffix)
+        self.shared = SharedArtifact([ray.put(blob)], sha256, self.artifact.suffix)
         actors = [worker.remote(self.device, options, self.batch_size) for _ in range(count)]
         try:
             self.worker_pids = ray.get([a.ready.remote(self.shared) for a in actors], timeout=WORKER_START_S)
