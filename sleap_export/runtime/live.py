@@ -146,7 +146,7 @@ class LatestFrame:
         """The newest frame, waiting for one; None once closed and empty.
 
         ``spin``: poll for it instead of sleeping (see `LiveRunner`); each poll
-        yields the core and the GIL, so the capture thread is never held up.
+        yields the core and the GIL, so that the capture thread can run.
         """
         while spin:
             with self._ready:
