@@ -36,6 +36,8 @@ from sleap_export.runtime.runners import Runner, load, require_poses, usable_cor
 # The provenance key of a live .slp's per-frame times.
 TIMES_KEY = "sleap_export.live"
 PERCENTILES = (50, 90, 99)
+# Give the core (and the GIL) to any thread waiting for it; Windows has no sched_yield.
+_yield_core = getattr(os, "sched_yield", lambda: time.sleep(0))
 # Per-frame arrays in a live .slp's provenance.
 TIME_FIELDS = ("frame_idx", "capture_ns", "taken_ns", "pose_ready_ns", "hook_done_ns")
 
@@ -152,7 +154,7 @@ class LatestFrame:
             with self._ready:
                 if self._waiting is not None or self._closed:
                     break
-            os.sched_yield()
+            _yield_core()
         with self._ready:
             while self._waiting is None and not self._closed:
                 self._ready.wait()
