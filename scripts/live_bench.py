@@ -3,12 +3,15 @@
 The single-instance model (ONNX, CPU) on ``small_robot.mp4`` played as a
 simulated camera (looped), in one process:
 
-  1. bare: `Runner.predict` at batch 1 on decoded frames, back to back (half
-     before the live runs, half after, pooled), and the same calls paced at
-     the video's rate (idle cores between frames slow a network down, with or
+  1. the comparison, in ``--rounds`` interleaved rounds (a shared host's speed
+     drifts by tens of percent over minutes; each round times all three, so
+     drift weighs on them alike): bare `Runner.predict` at batch 1 on decoded
+     frames, back to back; live at the video's frame rate for
+     ``--round-seconds`` (capture to pose-ready); the bare calls paced at the
+     video's rate (idle cores between frames slow a network down, with or
      without the live path: this row tells the two apart);
-  2. live at the video's frame rate for ``--duration`` seconds: capture to
-     pose-ready percentiles overall and per window (flat windows: no backlog);
+  2. live at the video's frame rate for ``--duration`` seconds without a break:
+     percentiles overall and per window (flat windows: no backlog), drops;
   3. live with the inference thread sleeping between frames (``spin=False``)
      instead of polling for them, for ``--side-runs`` seconds;
      live overloaded, frames coming ``--overload`` times faster than the bare
@@ -20,9 +23,10 @@ simulated camera (looped), in one process:
      checkpoint in PyTorch): bare, then live on the same simulated camera.
 
 Targets: live p50 <= 1.10 x bare p50 and live p99 <= bare p99 + 1 ms (when
-the model keeps up); printed against both bare rows. Writes ``--json`` (default live-bench.json).
+the model keeps up); printed for the interleaved rounds and the long run,
+against both bare rows. Writes ``--json`` (default live-bench.json).
 
-    python scripts/live_bench.py [--duration 600] [--artifact model.onnx] [--windows 10] [--runtime openvino [--precision bf16]]
+    python scripts/live_bench.py [--duration 600] [--rounds 60] [--artifact model.onnx] [--runtime openvino [--precision bf16]]
 """
 
 from __future__ import annotations
@@ -106,14 +110,18 @@ def main() -> None:
     parser.add_argument("--artifact", type=Path, help="The single-instance ONNX artifact (default: exported here).")
     parser.add_argument("--overload", type=float, default=2.0, help="Overloaded run: frame rate over the bare network's.")
     parser.add_argument("--side-runs", type=float, default=30.0, help="Seconds of the overloaded and sleap-nn live runs.")
-    parser.add_argument("--bare-frames", type=int, default=300, help="Frames timed bare (ours; sleap-nn: a sixth).")
+    # Short rounds: the host's speed holds within one, so each round's ratios are paired.
+    parser.add_argument("--rounds", type=int, default=60, help="Interleaved rounds of bare, live and paced timing.")
+    parser.add_argument("--round-seconds", type=float, default=2.0, help="Seconds live in each round.")
+    parser.add_argument("--bare-frames", type=int, default=3600, help="Calls timed bare and paced, over all rounds (sleap-nn: a tenth).")
     parser.add_argument("--windows", type=int, default=10, help="Spans the long run's latency is reported in.")
     parser.add_argument("--runtime", default=None, help="openvino: open the artifact with OpenVINO (default: ONNX Runtime).")
     parser.add_argument("--precision", default=None, help="--runtime openvino: fp32 (default) or bf16.")
     parser.add_argument("--json", type=Path, default=Path("live-bench.json"))
     args = parser.parse_args()
 
-    from sleap_export.live_bench import bare_latency_ms, decoded_frames, live_run, live_split_ms, percentiles_ms, runner_label
+    from sleap_export.live_bench import (bare_latency_ms, decoded_frames, interleaved_latency, live_run, live_split_ms,
+                                         percentiles_ms, pooled_ms, pooled_summary, runner_label)
     from sleap_export.runtime.live import LiveRunner
     from sleap_export.runtime.live_sources import IteratorSource
     from sleap_export.runtime.runners import load
@@ -129,41 +137,47 @@ def main() -> None:
         runner = load(artifact, **load_options)
         frames = decoded_frames(VIDEO, 166)
         with runner:
-            bare = bare_latency_ms(runner, frames, args.bare_frames // 2)
+            rounds = interleaved_latency(runner, VIDEO, frames, args.bare_frames, args.rounds, live_seconds=args.round_seconds)
             steady = live_run(runner, VIDEO, args.duration)
             sleeping = live_run(runner, VIDEO, args.side_runs, spin=False)
-            bare_rate = 1000 / np.percentile(bare, 50)
+            bare_rate = 1000 / np.percentile(np.concatenate(rounds.bare_ms), 50)
             overloaded = live_run(runner, VIDEO, args.side_runs, fps=args.overload * bare_rate)
             looped = (frames[i % len(frames)] for i in itertools.count())
             preloaded = LiveRunner(runner, IteratorSource(looped, fps=steady.source.fps), duration_s=args.side_runs)
             preloaded.run()
-            bare += bare_latency_ms(runner, frames, args.bare_frames - args.bare_frames // 2)
-            paced_ms = percentiles_ms(bare_latency_ms(runner, frames, args.bare_frames, fps=steady.source.fps))
-        bare_ms = percentiles_ms(bare)
         # sleap-nn last: torch's thread pool would otherwise share the cores with ours.
         reference = sleap_nn_one_frame(runner.spec)
-        reference_bare_ms = percentiles_ms(bare_latency_ms(reference, frames, max(10, args.bare_frames // 6)))
+        reference_bare_ms = percentiles_ms(bare_latency_ms(reference, frames, max(10, args.bare_frames // 10)))
         reference_live = live_run(reference, VIDEO, args.side_runs)
     ticks_after = cpu_ticks()
     steal = (ticks_after[1] - ticks_before[1]) / max(ticks_after[0] - ticks_before[0], 1)
 
     fps = steady.source.fps
+    bare_ms, paced_ms, rounds_live = pooled_ms(rounds.bare_ms), pooled_ms(rounds.paced_ms), pooled_summary(rounds.lives)
     steady_summary, overloaded_summary, reference_summary = steady.summary(), overloaded.summary(), reference_live.summary()
     spans = windows(steady, args.windows)
+
+    def overheads(live_ms: dict) -> dict:
+        return {"p50": live_ms["p50"] / bare_ms["p50"] - 1, "p99_ms": live_ms["p99"] - bare_ms["p99"],
+                "p50_paced": live_ms["p50"] / paced_ms["p50"] - 1, "p99_paced_ms": live_ms["p99"] - paced_ms["p99"]}
+
     results = {
         "artifact": str(args.artifact or "minimal_instance_single_instance (exported)"),
         "runner": runner_label(runner), "video": str(VIDEO), "fps": fps, "duration_s": args.duration,
+        "rounds": args.rounds, "round_seconds": args.round_seconds,
         "bare_ms": bare_ms,
         "bare_paced_ms": paced_ms,
+        "rounds_live": rounds_live.as_dict(),
+        "rounds_live_split_ms": live_split_ms(*rounds.lives),
+        "rounds_p50_overhead_by_round": rounds.p50_overhead_by_round,
+        "rounds_p50_overhead_paced_by_round": rounds.p50_overhead_paced_by_round,
+        "rounds_overhead": overheads(rounds_live.pose_ms),
         "live": steady_summary.as_dict(),
         "live_split_ms": live_split_ms(steady),
         "live_spin": steady.spin,
         "live_windows": spans,
+        "live_overhead": overheads(steady_summary.pose_ms),
         "live_sleeping": {**sleeping.summary().as_dict(), "split_ms": live_split_ms(sleeping)},
-        "p50_overhead": steady_summary.pose_ms["p50"] / bare_ms["p50"] - 1,
-        "p99_overhead_ms": steady_summary.pose_ms["p99"] - bare_ms["p99"],
-        "p50_overhead_paced": steady_summary.pose_ms["p50"] / paced_ms["p50"] - 1,
-        "p99_overhead_paced_ms": steady_summary.pose_ms["p99"] - paced_ms["p99"],
         "overloaded": {"fps": args.overload * bare_rate, **overloaded_summary.as_dict()},
         "preloaded": {**preloaded.summary().as_dict(), "split_ms": live_split_ms(preloaded)},
         "cpu_steal_share": steal,
@@ -175,24 +189,35 @@ def main() -> None:
     def drops(summary) -> str:
         return f"{summary.dropped} of {summary.captured} dropped ({100 * summary.dropped / max(summary.captured, 1):.1f}%)"
 
+    def against_targets(name: str, figures: dict) -> str:
+        return (f"{name} over bare: {100 * figures['p50']:+.1f}% at p50 (target <= +10%), {figures['p99_ms']:+.2f} ms at p99 "
+                f"(target <= +1 ms); over paced bare: {100 * figures['p50_paced']:+.1f}% at p50, {figures['p99_paced_ms']:+.2f} ms at p99")
+
+    waiting = "polling" if steady.spin else "sleeping"
     print(f"single instance ({results['runner']}) on {VIDEO.name}, batch 1, ms (capture -> pose ready for live rows)")
     print("| run | p50 | p90 | p99 | max | frames |")
     print("|---|---|---|---|---|---|")
-    print(row("bare network (Runner.predict), back to back", bare_ms, f"{len(bare)} timed"))
-    print(row(f"bare network, calls paced at {fps:g} fps", paced_ms, f"{args.bare_frames} timed"))
-    waiting = "polling" if steady.spin else "sleeping"
-    print(row(f"live at {fps:g} fps, {args.duration:g} s (inference thread {waiting} between frames)", steady_summary.pose_ms, drops(steady_summary)))
-    print(row("  of which handoff (capture -> taken, idle inference thread)", results["live_split_ms"]["handoff"], ""))
-    print(row("  of which inference (taken -> pose ready)", results["live_split_ms"]["inference"], ""))
+    print(row(f"bare network (Runner.predict), back to back, {args.rounds} rounds", bare_ms, f"{args.bare_frames} timed"))
+    print(row(f"bare network, calls paced at {fps:g} fps, {args.rounds} rounds", paced_ms, f"{args.bare_frames} timed"))
+    print(row(f"live at {fps:g} fps, {args.rounds} rounds of {args.round_seconds:g} s (inference thread {waiting} between frames)",
+              rounds_live.pose_ms, drops(rounds_live)))
+    print(row("  of which handoff (capture -> taken, idle inference thread)", results["rounds_live_split_ms"]["handoff"], ""))
+    print(row("  of which inference (taken -> pose ready)", results["rounds_live_split_ms"]["inference"], ""))
+    print(row(f"live at {fps:g} fps, {args.duration:g} s without a break", steady_summary.pose_ms, drops(steady_summary)))
+    print(row("  of which handoff", results["live_split_ms"]["handoff"], ""))
+    print(row("  of which inference", results["live_split_ms"]["inference"], ""))
     print(row(f"live, inference thread sleeping between frames, {args.side_runs:g} s", sleeping.summary().pose_ms, drops(sleeping.summary())))
     print(row(f"live overloaded at {args.overload * bare_rate:.0f} fps, {args.side_runs:g} s", overloaded_summary.pose_ms, drops(overloaded_summary)))
     print(row(f"live on preloaded frames at {fps:g} fps, {args.side_runs:g} s", preloaded.summary().pose_ms, drops(preloaded.summary())))
     print(row("  of which handoff", results["preloaded"]["split_ms"]["handoff"], ""))
     print(row("sleap-nn bare (layer.predict, 1 frame)", reference_bare_ms, ""))
     print(row(f"sleap-nn live at {fps:g} fps, {args.side_runs:g} s", reference_summary.pose_ms, drops(reference_summary)))
-    print(f"live over bare: {100 * results['p50_overhead']:+.1f}% at p50 (target <= +10%), "
-          f"{results['p99_overhead_ms']:+.2f} ms at p99 (target <= +1 ms); over paced bare: "
-          f"{100 * results['p50_overhead_paced']:+.1f}% at p50, {results['p99_overhead_paced_ms']:+.2f} ms at p99")
+    print(against_targets("live (interleaved rounds)", results["rounds_overhead"]))
+    for name, by_round in (("bare", rounds.p50_overhead_by_round), ("paced bare", rounds.p50_overhead_paced_by_round)):
+        print(f"  each round's live p50 over its own {name} p50: median {100 * float(np.median(by_round)):+.1f}%, "
+              f"quartiles {100 * np.percentile(by_round, 25):+.1f}% / {100 * np.percentile(by_round, 75):+.1f}%, "
+              f"range {100 * min(by_round):+.1f}% to {100 * max(by_round):+.1f}%")
+    print(against_targets(f"live ({args.duration:g} s without a break)", results["live_overhead"]))
     print("live per window (start s: p50 / p99 ms, dropped): "
           + "; ".join(f"{s['start_s']:.0f}: {s['p50']:.1f} / {s['p99']:.1f}, {s['dropped']}" for s in spans))
     print(f"CPU time stolen by the host during the run: {100 * steal:.1f}%")

@@ -489,7 +489,7 @@ def bench(
     ),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX artifacts: ONNX Runtime CPU threads in all (default: all cores)."),
     latency: bool = typer.Option(
-        False, "--latency", help="Instead: capture-to-pose latency percentiles with --data played as a camera (--frames frames), against the bare batch-1 network."
+        False, "--latency", help="Instead: capture-to-pose latency percentiles with --data played as a camera (--frames frames), against the bare batch-1 network (timed in interleaved rounds)."
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     runtime: Optional[str] = _RUNTIME,

@@ -10,6 +10,12 @@ slower than one run back to back, whatever carries the frames (see the README's
 figures); so the same `Runner.predict` calls are
 also timed paced at the camera's rate, one thread and nothing else, to tell
 the live path's own cost from pacing's.
+
+A shared host's speed drifts by tens of percent from one minute to the next,
+more than the 10% a comparison has to resolve, so the three are timed in
+interleaved rounds (bare, live, paced, again and again) and pooled: drift
+weighs on all three alike, and each round's own live-over-bare ratio shows the
+spread.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import attrs
 import numpy as np
 
 from sleap_export.errors import InputError
-from sleap_export.runtime.live import LatencySummary, LiveRunner, refuse_unless_live
+from sleap_export.runtime.live import LatencySummary, LiveRunner, TimesLog, refuse_unless_live
 from sleap_export.runtime.live_sources import SimulatedCamera
 from sleap_export.runtime.runners import Runner
 from sleap_export.runtime.sources import open_video
@@ -66,14 +72,71 @@ def live_run(runner: Runner, video: Path, seconds: Optional[float] = None, fps: 
     return live
 
 
-def live_split_ms(live: LiveRunner) -> dict[str, dict[str, float]]:
-    """Capture to pose-ready in its two parts: ``handoff`` (capture to taken by the inference
-    thread, over the frames that found it idle: the live path's own cost) and ``inference``
-    (taken to pose-ready: the same `Runner.predict` call the bare rows time)."""
-    times = live.times
-    capture, taken, pose, hook = (times.column(n) for n in ("capture_ns", "taken_ns", "pose_ready_ns", "hook_done_ns"))
-    idle = np.concatenate([[True], capture[1:] > hook[:-1]])
-    return {"handoff": percentiles_ms((taken - capture)[idle] / 1e6), "inference": percentiles_ms((pose - taken) / 1e6)}
+def live_split_ms(*lives: LiveRunner) -> dict[str, dict[str, float]]:
+    """Capture to pose-ready in its two parts, pooled over the runs: ``handoff`` (capture to
+    taken by the inference thread, over the frames that found it idle: the live path's own
+    cost) and ``inference`` (taken to pose-ready: the same `Runner.predict` call the bare rows time)."""
+    handoff, inference = [], []
+    for live in lives:
+        times = live.times
+        capture, taken, pose, hook = (times.column(n) for n in ("capture_ns", "taken_ns", "pose_ready_ns", "hook_done_ns"))
+        idle = np.concatenate([[True], capture[1:] > hook[:-1]])
+        handoff.append((taken - capture)[idle] / 1e6)
+        inference.append((pose - taken) / 1e6)
+    return {"handoff": percentiles_ms(np.concatenate(handoff)), "inference": percentiles_ms(np.concatenate(inference))}
+
+
+def pooled_summary(lives: list[LiveRunner]) -> LatencySummary:
+    """One `LatencySummary` of several live runs: their frames together, their seconds added."""
+    pooled = TimesLog()
+    for live in lives:
+        for times in live.times:
+            pooled.append(times)
+    summaries = [live.summary() for live in lives]
+    figures = LatencySummary.of(pooled, sum(s.captured for s in summaries), sum(s.dropped for s in summaries))
+    return attrs.evolve(figures, seconds=sum(s.seconds for s in summaries))
+
+
+@attrs.frozen
+class InterleavedTimes:
+    """`interleaved_latency`'s timings: bare and paced ms per call, the live runs, round by round."""
+
+    bare_ms: list[list[float]]
+    paced_ms: list[list[float]]
+    lives: list[LiveRunner]
+
+    @property
+    def p50_overhead_by_round(self) -> list[float]:
+        """Each round's live p50 over its own bare p50, minus 1 (paired: the same minute's host)."""
+        return self._p50_over(self.bare_ms)
+
+    @property
+    def p50_overhead_paced_by_round(self) -> list[float]:
+        """Each round's live p50 over its own paced bare p50, minus 1."""
+        return self._p50_over(self.paced_ms)
+
+    def _p50_over(self, baseline_ms: list[list[float]]) -> list[float]:
+        return [live.summary().pose_ms["p50"] / float(np.percentile(base, 50)) - 1 for base, live in zip(baseline_ms, self.lives)]
+
+
+def interleaved_latency(runner: Runner, video: Path, in_memory: np.ndarray, frames: int, rounds: int,
+                        live_seconds: Optional[float] = None, fps: Optional[float] = None,
+                        spin: Optional[bool] = None) -> InterleavedTimes:
+    """``frames`` bare calls back to back on ``in_memory``, ``frames`` frames of ``video`` live
+    (or ``live_seconds`` a round) and ``frames`` bare calls paced at the camera's rate, shared
+    out over ``rounds`` rounds of the three in turn."""
+    bare, paced, lives = [], [], []
+    for share in np.array_split(np.arange(frames), rounds):
+        bare.append(bare_latency_ms(runner, in_memory, len(share)))
+        live = live_run(runner, video, live_seconds, fps=fps, frames=None if live_seconds else len(share), spin=spin)
+        lives.append(live)
+        paced.append(bare_latency_ms(runner, in_memory, len(share), fps=live.source.fps))
+    return InterleavedTimes(bare, paced, lives)
+
+
+def pooled_ms(rounds_ms: list[list[float]]) -> dict[str, float]:
+    """Percentiles of every round's times together."""
+    return percentiles_ms(np.concatenate(rounds_ms))
 
 
 @attrs.frozen
@@ -90,6 +153,8 @@ class LatencyReport:
     runner: str = "onnxruntime"
     # Whether the live run's inference thread polled for frames between them (`LiveRunner`'s spin).
     spin: bool = True
+    # Each interleaved round's live p50 over its bare p50, minus 1 (`InterleavedTimes`).
+    p50_overhead_by_round: list[float] = attrs.field(factory=list)
 
     @property
     def p50_overhead(self) -> float:
@@ -137,10 +202,18 @@ class LatencyReport:
         notes = (
             f"live adds {100 * self.p50_overhead:+.1f}% at p50 and {self.p99_overhead_ms:+.2f} ms at p99 over bare "
             f"({100 * self.p50_overhead_paced:+.1f}% and {self.p99_overhead_paced_ms:+.2f} ms over paced); "
-            f"{self.live.captured} frames captured, {self.live.posed} posed, {self.live.dropped} dropped; "
+            f"{self.live.captured} frames captured, {self.live.posed} posed, {self.live.dropped} dropped"
+            f"{self._rounds_note()}; "
             f"live: inference thread {'polling' if self.spin else 'sleeping'} between frames"
         )
         return Group(table, Text(notes))
+
+    def _rounds_note(self) -> str:
+        by_round = self.p50_overhead_by_round
+        if len(by_round) < 2:
+            return ""
+        return (f" in {len(by_round)} interleaved rounds (live over bare at p50 per round: median "
+                f"{100 * float(np.median(by_round)):+.0f}%, {100 * min(by_round):+.0f}% to {100 * max(by_round):+.0f}%)")
 
 
 def runner_label(runner) -> str:
@@ -151,10 +224,10 @@ def runner_label(runner) -> str:
 
 def latency_report(models, video: Optional[Path], frames: int = 200, fps: Optional[float] = None,
                    device: Optional[str] = None, threads: Optional[int] = None, spin: Optional[bool] = None,
-                   **load_options) -> LatencyReport:
-    """Bare batch-1 time, then ``frames`` frames of ``video`` as a simulated camera, then bare
-    again (the halves pooled, so load that changes during the run weighs on both alike), then
-    ``frames`` bare calls paced at the camera's rate.
+                   rounds: int = 4, **load_options) -> LatencyReport:
+    """``frames`` bare batch-1 calls, ``frames`` frames of ``video`` as a simulated camera and
+    ``frames`` bare calls paced at the camera's rate, in ``rounds`` interleaved rounds (at least
+    10 frames each), pooled.
 
     ``models``: an artifact, or training run(s) run eagerly (as `sleap_export.load` takes them);
     ``spin``: the live run's, as `LiveRunner` takes it; ``load_options`` open it (``runtime="openvino"``).
@@ -171,10 +244,8 @@ def latency_report(models, video: Optional[Path], frames: int = 200, fps: Option
     refuse_unless_live(runner)
     in_memory = decoded_frames(video, frames)
     with runner:
-        bare = bare_latency_ms(runner, in_memory, frames // 2)
-        live = live_run(runner, video, fps=fps, frames=frames, spin=spin)
-        bare += bare_latency_ms(runner, in_memory, frames - frames // 2)
-        paced = bare_latency_ms(runner, in_memory, frames, fps=live.source.fps)
+        timed = interleaved_latency(runner, video, in_memory, frames, max(1, min(rounds, frames // 10)), fps=fps, spin=spin)
     name = " + ".join(str(m) for m in models) if not is_artifact(models[0]) else str(models[0])
-    return LatencyReport(name, str(video), live.source.fps, percentiles_ms(bare), percentiles_ms(paced), live.summary(),
-                         live_split_ms(live), runner_label(runner), live.spin)
+    return LatencyReport(name, str(video), timed.lives[0].source.fps, pooled_ms(timed.bare_ms), pooled_ms(timed.paced_ms),
+                         pooled_summary(timed.lives), live_split_ms(*timed.lives), runner_label(runner),
+                         timed.lives[0].spin, timed.p50_overhead_by_round)

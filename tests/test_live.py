@@ -387,13 +387,30 @@ def test_live_command_writes_poses_with_their_times(artifact, clip, tmp_path):
 
 def test_bench_latency_reports_percentiles_against_the_bare_network(artifact, clip, tmp_path):
     report = tmp_path / "latency.json"
-    result = installed("bench", artifact(SINGLE, ".onnx"), "--latency", "--data", clip("small_robot.mp4"), "-n", "12",
+    result = installed("bench", artifact(SINGLE, ".onnx"), "--latency", "--data", clip("small_robot.mp4"), "-n", "21",
                        "--json", report, check_rc=0)
     assert "capture -> pose ready" in result.stdout and "dropped" in result.stdout
     figures = json.loads(report.read_text())
     assert set(figures["bare_ms"]) == set(figures["paced_ms"]) == set(figures["live"]["pose_ms"]) == {"p50", "p90", "p99", "max"}
-    assert figures["live"]["captured"] == 12 and figures["fps"] == 15.0
-    assert figures["live"]["posed"] + figures["live"]["dropped"] == 12
+    # 21 frames: two interleaved rounds of bare, live and paced (11 + 10 frames), pooled.
+    assert figures["live"]["captured"] == 21 and figures["fps"] == 15.0
+    assert figures["live"]["posed"] + figures["live"]["dropped"] == 21
+    assert len(figures["p50_overhead_by_round"]) == 2 and "in 2 interleaved rounds" in " ".join(result.stdout.split())
+
+
+def test_interleaved_rounds_pool_every_runs_frames_and_seconds(fake_runner):
+    """`bench --latency` and scripts/live_bench.py pool the live runs of their rounds."""
+    from sleap_export.live_bench import live_split_ms, pooled_summary
+
+    runs = [LiveRunner(fake_runner, np.full((count, 8, 8, 1), count, np.uint8)) for count in (3, 5)]
+    summaries = [live.run() for live in runs]
+    pooled = pooled_summary(runs)
+    assert pooled.captured == 8 and pooled.posed == sum(s.posed for s in summaries)
+    assert pooled.dropped == sum(s.dropped for s in summaries)
+    assert pooled.seconds == pytest.approx(sum(s.seconds for s in summaries))
+    assert pooled.pose_ms["max"] == max(s.pose_ms["max"] for s in summaries)
+    inference_ms = [(live.times.column("pose_ready_ns") - live.times.column("taken_ns")) / 1e6 for live in runs]
+    assert live_split_ms(*runs)["inference"]["max"] == pytest.approx(max(values.max() for values in inference_ms))
 
 
 def test_bench_latency_takes_the_live_runs_wait_and_refuses_it_alone(artifact, clip, tmp_path):
