@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import pytest
 
+from sleap_export.reference import REFERENCE_BATCH_SIZE
 from sleap_export.runtime.predictor import Predictor
 from sleap_export.runtime.runners import load
 
@@ -35,11 +36,11 @@ def make_runner(kind: str, models: list[str], artifact, **options):
     return load(artifact(models, SUFFIX[kind], **options))
 
 
-def our_predictions(runner, source, frames=None, batch_size: int = 8):
+def our_predictions(runner, source, frames=None, batch_size: int = REFERENCE_BATCH_SIZE):
     from conftest import Predictions
 
     return Predictions.of(Predictor(runner, batch_size=batch_size).predict(source, frames=frames))
 
 
-def our_poses(runner, source, frames=None, batch_size: int = 8) -> dict:
+def our_poses(runner, source, frames=None, batch_size: int = REFERENCE_BATCH_SIZE) -> dict:
     return our_predictions(runner, source, frames, batch_size).poses

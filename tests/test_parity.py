@@ -184,7 +184,7 @@ def schedule_group(item):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_whole_video_parity(name, kind, reference, artifact, frame_sequence):
     """ONNX on every frame; TorchScript and eager (the traced module and the module
-    itself, bit-identical to sleap-nn) on every 10th frame to keep CI short."""
+    itself, bit-identical to sleap-nn at its batch size) on every 10th frame to keep CI short."""
     case = CASES[name]
     video = str(DATA / case.video)
     length = case_frames(case)
