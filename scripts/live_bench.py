@@ -120,8 +120,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("live-bench.json"))
     args = parser.parse_args()
 
-    from sleap_export.live_bench import (bare_latency_ms, decoded_frames, interleaved_latency, live_run, live_split_ms,
-                                         percentiles_ms, pooled_ms, pooled_summary, runner_label)
+    from sleap_export.live_bench import (LatencyReport, bare_latency_ms, decoded_frames, interleaved_latency, live_run,
+                                         live_split_ms, percentiles_ms, pooled_ms, pooled_summary, runner_label)
     from sleap_export.runtime.live import LiveRunner
     from sleap_export.runtime.live_sources import IteratorSource
     from sleap_export.runtime.runners import load
@@ -140,7 +140,8 @@ def main() -> None:
             rounds = interleaved_latency(runner, VIDEO, frames, args.bare_frames, args.rounds, live_seconds=args.round_seconds)
             steady = live_run(runner, VIDEO, args.duration)
             sleeping = live_run(runner, VIDEO, args.side_runs, spin=False)
-            bare_rate = 1000 / np.percentile(np.concatenate(rounds.bare_ms), 50)
+            bare_ms = pooled_ms(rounds.bare_ms)
+            bare_rate = 1000 / bare_ms["p50"]
             overloaded = live_run(runner, VIDEO, args.side_runs, fps=args.overload * bare_rate)
             looped = (frames[i % len(frames)] for i in itertools.count())
             preloaded = LiveRunner(runner, IteratorSource(looped, fps=steady.source.fps), duration_s=args.side_runs)
@@ -153,13 +154,18 @@ def main() -> None:
     steal = (ticks_after[1] - ticks_before[1]) / max(ticks_after[0] - ticks_before[0], 1)
 
     fps = steady.source.fps
-    bare_ms, paced_ms, rounds_live = pooled_ms(rounds.bare_ms), pooled_ms(rounds.paced_ms), pooled_summary(rounds.lives)
+    paced_ms, rounds_live = pooled_ms(rounds.paced_ms), pooled_summary(rounds.lives)
     steady_summary, overloaded_summary, reference_summary = steady.summary(), overloaded.summary(), reference_live.summary()
     spans = windows(steady, args.windows)
 
-    def overheads(live_ms: dict) -> dict:
-        return {"p50": live_ms["p50"] / bare_ms["p50"] - 1, "p99_ms": live_ms["p99"] - bare_ms["p99"],
-                "p50_paced": live_ms["p50"] / paced_ms["p50"] - 1, "p99_paced_ms": live_ms["p99"] - paced_ms["p99"]}
+    def against_bare(summary) -> LatencyReport:
+        """``summary`` against the rounds' pooled bare rows (the overheads `bench --latency` reports)."""
+        return LatencyReport(str(artifact), str(VIDEO), fps, bare_ms, paced_ms, summary, {}, runner_label(runner), steady.spin)
+
+    def overheads(summary) -> dict:
+        report = against_bare(summary)
+        return {"p50": report.p50_overhead, "p99_ms": report.p99_overhead_ms,
+                "p50_paced": report.p50_overhead_paced, "p99_paced_ms": report.p99_overhead_paced_ms}
 
     results = {
         "artifact": str(args.artifact or "minimal_instance_single_instance (exported)"),
@@ -171,12 +177,12 @@ def main() -> None:
         "rounds_live_split_ms": live_split_ms(*rounds.lives),
         "rounds_p50_overhead_by_round": rounds.p50_overhead_by_round,
         "rounds_p50_overhead_paced_by_round": rounds.p50_overhead_paced_by_round,
-        "rounds_overhead": overheads(rounds_live.pose_ms),
+        "rounds_overhead": overheads(rounds_live),
         "live": steady_summary.as_dict(),
         "live_split_ms": live_split_ms(steady),
         "live_spin": steady.spin,
         "live_windows": spans,
-        "live_overhead": overheads(steady_summary.pose_ms),
+        "live_overhead": overheads(steady_summary),
         "live_sleeping": {**sleeping.summary().as_dict(), "split_ms": live_split_ms(sleeping)},
         "overloaded": {"fps": args.overload * bare_rate, **overloaded_summary.as_dict()},
         "preloaded": {**preloaded.summary().as_dict(), "split_ms": live_split_ms(preloaded)},
