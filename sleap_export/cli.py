@@ -468,6 +468,10 @@ def check(
             f"check holds {models[0].name} to sleap-nn on the runs it was exported from; pass them with "
             "-r RUN_DIR (top-down: -r CENTROID -r INSTANCE)."
         )
+    if json_path is not None:
+        from sleap_export.files import check_json_destination
+
+        check_json_destination(json_path, [*models, *reference, data])
     report = _run_check(
         models, reference or models, data, frames, max_deviation, json_path, _runtime_options(runtime, precision)
     )
@@ -507,9 +511,11 @@ def bench(
     from rich.console import Console
 
     from sleap_export.bench import run_bench
-    from sleap_export.files import write_json_atomically
+    from sleap_export.files import check_json_destination, write_json_atomically
 
     quiet = _quiet(quiet)
+    if json_path is not None:
+        check_json_destination(json_path, [*models, data, *vs])
 
     try:
         sizes = [int(b) for b in batch_size.split(",") if b.strip()]

@@ -6,7 +6,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from sleap_export.errors import InputError
 
@@ -31,3 +31,23 @@ def write_json_atomically(values: dict, path: Path) -> None:
         raise InputError(f"Folder {path.parent} does not exist; create it first.")
     with written_atomically(path) as partial:
         partial.write_text(json.dumps(values, indent=2))
+
+
+def refuse_inputs_as_output(output: Path, inputs: Iterable, what: str) -> None:
+    """Refuse an ``output`` that is one of ``inputs`` or an existing file in an input folder
+    (a training run's checkpoint or labels), symlinks resolved; ``what``: what the error says goes
+    to another file ("the predictions")."""
+    target = output.resolve()
+    for item in inputs:
+        if not isinstance(item, (str, Path)):
+            continue
+        source = Path(item).resolve()
+        if target == source or (output.exists() and source.is_dir() and source in target.parents):
+            raise InputError(f"{output} is one of the inputs; write {what} to another file.")
+
+
+def check_json_destination(path: Path, inputs: Iterable) -> None:
+    """Before the work: a ``--json`` report that would overwrite an input, or whose folder is missing, is refused."""
+    refuse_inputs_as_output(path, inputs, "the report")
+    if not path.parent.exists():
+        raise InputError(f"Folder {path.parent} does not exist; create it first.")

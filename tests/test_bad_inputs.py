@@ -407,6 +407,31 @@ def test_predict_never_writes_over_its_inputs(tmp_path, artifact):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.slp", "clip.mp4", "labels.slp"]
 
 
+def test_reports_never_write_over_their_inputs(tmp_path, artifact):
+    """bench/check --json naming the artifact, the data or a file in an input run: refused before any work."""
+    from test_cli import installed
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(artifact(["minimal_instance_centroid"], ".onnx"), model)
+    video = tmp_path / "clip.mp4"
+    shutil.copy(VIDEO, video)
+    run = tmp_path / "run"
+    shutil.copytree(MODELS / "minimal_instance_centroid", run)
+    checkpoint = next(run.glob("*.ckpt"))
+    before = {p: p.read_bytes() for p in (model, video, checkpoint)}
+    for target in (model, video):
+        result = installed("bench", model, "--data", video, "--json", target)
+        assert_one_line_error(result, "is one of the inputs; write the report to another file")  # "report-is-input"
+        result = installed("bench", model, "--latency", "--data", video, "--json", target)
+        assert_one_line_error(result, "is one of the inputs")  # "report-is-input"
+    result = installed("check", model, "-r", run, "--data", video, "--json", checkpoint)
+    assert_one_line_error(result, "is one of the inputs")  # "report-is-input"
+    result = installed("bench", model, "--data", video, "--json", tmp_path / "missing" / "figures.json")
+    assert_one_line_error(result, "does not exist; create it first")  # "report-folder-missing"
+    assert {p: p.read_bytes() for p in (model, video, checkpoint)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "model.onnx", "run"]
+
+
 def test_predict_checks_its_destination_before_the_first_frame(tmp_path, artifact):
     from test_cli import installed
 

@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 import sleap_io as sio
 
 from sleap_export.errors import InputError
+from sleap_export.files import refuse_inputs_as_output
 from sleap_export.runtime.labels import provenance
 from sleap_export.spec import ModelSpec
 
@@ -19,17 +20,14 @@ OUTPUT_SUFFIX = ".slp"
 
 
 def check_destination(output: Path, inputs: Iterable) -> None:
-    """Refuse an output that is not a .slp, is one of ``inputs`` (symlinks resolved),
+    """Refuse an output that is not a .slp, is one of ``inputs`` (`refuse_inputs_as_output`),
     or lies in a folder this process cannot write; before any frame is predicted."""
     if output.suffix != OUTPUT_SUFFIX:
         raise InputError(
             f"{output} is not a .slp file; predictions are written as SLEAP labels, so name it "
             f"{output.with_suffix(OUTPUT_SUFFIX).name}."
         )
-    target = output.resolve()
-    for item in inputs:
-        if isinstance(item, (str, Path)) and Path(item).resolve() == target:
-            raise InputError(f"{output} is one of the inputs; write the predictions to another file.")
+    refuse_inputs_as_output(output, inputs, "the predictions")
     folder = output.parent
     if not folder.is_dir():
         raise InputError(f"Output folder {folder} does not exist; create it first.")
