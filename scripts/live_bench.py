@@ -37,6 +37,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import attrs
 import numpy as np
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
@@ -122,7 +123,7 @@ def main() -> None:
 
     from sleap_export.live_bench import (LatencyReport, bare_latency_ms, decoded_frames, interleaved_latency, live_run,
                                          live_split_ms, percentiles_ms, pooled_ms, pooled_summary, runner_label)
-    from sleap_export.runtime.live import LiveRunner
+    from sleap_export.runtime.live import LiveRunner, Waiting
     from sleap_export.runtime.live_sources import IteratorSource
     from sleap_export.runtime.runners import load
 
@@ -137,9 +138,11 @@ def main() -> None:
         runner = load(artifact, **load_options)
         frames = decoded_frames(VIDEO, 166)
         with runner:
-            rounds = interleaved_latency(runner, VIDEO, frames, args.bare_frames, args.rounds, live_seconds=args.round_seconds)
-            steady = live_run(runner, VIDEO, args.duration)
-            sleeping = live_run(runner, VIDEO, args.side_runs, spin=False)
+            arms = {"polling": Waiting.default(spin=True), "warming ahead": Waiting.default(spin=True, warm_ahead=True)}
+            rounds = interleaved_latency(runner, VIDEO, frames, args.bare_frames, args.rounds, live_seconds=args.round_seconds,
+                                         waitings=tuple(arms.values()))
+            steady = live_run(runner, VIDEO, args.duration, waiting=arms["warming ahead"])
+            sleeping = live_run(runner, VIDEO, args.side_runs, waiting=Waiting(spin=False))
             bare_ms = pooled_ms(rounds.bare_ms)
             bare_rate = 1000 / bare_ms["p50"]
             overloaded = live_run(runner, VIDEO, args.side_runs, fps=args.overload * bare_rate)
@@ -154,13 +157,14 @@ def main() -> None:
     steal = (ticks_after[1] - ticks_before[1]) / max(ticks_after[0] - ticks_before[0], 1)
 
     fps = steady.source.fps
-    paced_ms, rounds_live = pooled_ms(rounds.paced_ms), pooled_summary(rounds.lives)
+    paced_ms = pooled_ms(rounds.paced_ms)
+    rounds_live = {name: pooled_summary(lives) for name, lives in zip(arms, rounds.lives)}
     steady_summary, overloaded_summary, reference_summary = steady.summary(), overloaded.summary(), reference_live.summary()
     spans = windows(steady, args.windows)
 
     def against_bare(summary) -> LatencyReport:
         """``summary`` against the rounds' pooled bare rows (the overheads `bench --latency` reports)."""
-        return LatencyReport(str(artifact), str(VIDEO), fps, bare_ms, paced_ms, summary, {}, runner_label(runner), steady.spin)
+        return LatencyReport(str(artifact), str(VIDEO), fps, bare_ms, paced_ms, summary, {}, runner_label(runner))
 
     def overheads(summary) -> dict:
         report = against_bare(summary)
@@ -173,14 +177,17 @@ def main() -> None:
         "rounds": args.rounds, "round_seconds": args.round_seconds,
         "bare_ms": bare_ms,
         "bare_paced_ms": paced_ms,
-        "rounds_live": rounds_live.as_dict(),
-        "rounds_live_split_ms": live_split_ms(*rounds.lives),
-        "rounds_p50_overhead_by_round": rounds.p50_overhead_by_round,
-        "rounds_p50_overhead_paced_by_round": rounds.p50_overhead_paced_by_round,
-        "rounds_overhead": overheads(rounds_live),
+        "rounds_live": {
+            name: {**rounds_live[name].as_dict(), "waiting": attrs.asdict(arms[name]), "split_ms": live_split_ms(*lives),
+                   "p50_overhead_by_round": rounds.p50_overhead_by_round(arm),
+                   "p50_overhead_paced_by_round": rounds.p50_overhead_paced_by_round(arm),
+                   "overhead": overheads(rounds_live[name])}
+            for arm, (name, lives) in enumerate(zip(arms, rounds.lives))
+        },
         "live": steady_summary.as_dict(),
         "live_split_ms": live_split_ms(steady),
-        "live_spin": steady.spin,
+        "live_waiting": attrs.asdict(steady.waiting),
+        "live_warm_runs": steady.warm_ahead.runs,
         "live_windows": spans,
         "live_overhead": overheads(steady_summary),
         "live_sleeping": {**sleeping.summary().as_dict(), "split_ms": live_split_ms(sleeping)},
@@ -199,17 +206,17 @@ def main() -> None:
         return (f"{name} over bare: {100 * figures['p50']:+.1f}% at p50 (target <= +10%), {figures['p99_ms']:+.2f} ms at p99 "
                 f"(target <= +1 ms); over paced bare: {100 * figures['p50_paced']:+.1f}% at p50, {figures['p99_paced_ms']:+.2f} ms at p99")
 
-    waiting = "polling" if steady.spin else "sleeping"
     print(f"single instance ({results['runner']}) on {VIDEO.name}, batch 1, ms (capture -> pose ready for live rows)")
     print("| run | p50 | p90 | p99 | max | frames |")
     print("|---|---|---|---|---|---|")
     print(row(f"bare network (Runner.predict), back to back, {args.rounds} rounds", bare_ms, f"{args.bare_frames} timed"))
     print(row(f"bare network, calls paced at {fps:g} fps, {args.rounds} rounds", paced_ms, f"{args.bare_frames} timed"))
-    print(row(f"live at {fps:g} fps, {args.rounds} rounds of {args.round_seconds:g} s (inference thread {waiting} between frames)",
-              rounds_live.pose_ms, drops(rounds_live)))
-    print(row("  of which handoff (capture -> taken, idle inference thread)", results["rounds_live_split_ms"]["handoff"], ""))
-    print(row("  of which inference (taken -> pose ready)", results["rounds_live_split_ms"]["inference"], ""))
-    print(row(f"live at {fps:g} fps, {args.duration:g} s without a break", steady_summary.pose_ms, drops(steady_summary)))
+    for name, figures in results["rounds_live"].items():
+        print(row(f"live at {fps:g} fps, {args.rounds} rounds of {args.round_seconds:g} s, {name}", rounds_live[name].pose_ms,
+                  drops(rounds_live[name])))
+        print(row("  of which handoff (capture -> taken, idle inference thread)", figures["split_ms"]["handoff"], ""))
+        print(row("  of which inference (taken -> pose ready)", figures["split_ms"]["inference"], ""))
+    print(row(f"live at {fps:g} fps, {args.duration:g} s without a break, warming ahead", steady_summary.pose_ms, drops(steady_summary)))
     print(row("  of which handoff", results["live_split_ms"]["handoff"], ""))
     print(row("  of which inference", results["live_split_ms"]["inference"], ""))
     print(row(f"live, inference thread sleeping between frames, {args.side_runs:g} s", sleeping.summary().pose_ms, drops(sleeping.summary())))
@@ -218,12 +225,14 @@ def main() -> None:
     print(row("  of which handoff", results["preloaded"]["split_ms"]["handoff"], ""))
     print(row("sleap-nn bare (layer.predict, 1 frame)", reference_bare_ms, ""))
     print(row(f"sleap-nn live at {fps:g} fps, {args.side_runs:g} s", reference_summary.pose_ms, drops(reference_summary)))
-    print(against_targets("live (interleaved rounds)", results["rounds_overhead"]))
-    for name, by_round in (("bare", rounds.p50_overhead_by_round), ("paced bare", rounds.p50_overhead_paced_by_round)):
-        print(f"  each round's live p50 over its own {name} p50: median {100 * float(np.median(by_round)):+.1f}%, "
-              f"quartiles {100 * np.percentile(by_round, 25):+.1f}% / {100 * np.percentile(by_round, 75):+.1f}%, "
-              f"range {100 * min(by_round):+.1f}% to {100 * max(by_round):+.1f}%")
-    print(against_targets(f"live ({args.duration:g} s without a break)", results["live_overhead"]))
+    for name, figures in results["rounds_live"].items():
+        print(against_targets(f"live {name} (interleaved rounds)", figures["overhead"]))
+        for baseline, key in (("bare", "p50_overhead_by_round"), ("paced bare", "p50_overhead_paced_by_round")):
+            by_round = figures[key]
+            print(f"  each round's live p50 over its own {baseline} p50: median {100 * float(np.median(by_round)):+.1f}%, "
+                  f"quartiles {100 * np.percentile(by_round, 25):+.1f}% / {100 * np.percentile(by_round, 75):+.1f}%, "
+                  f"range {100 * min(by_round):+.1f}% to {100 * max(by_round):+.1f}%")
+    print(against_targets(f"live ({args.duration:g} s without a break, warming ahead)", results["live_overhead"]))
     print("live per window (start s: p50 / p99 ms, dropped): "
           + "; ".join(f"{s['start_s']:.0f}: {s['p50']:.1f} / {s['p99']:.1f}, {s['dropped']}" for s in spans))
     print(f"CPU time stolen by the host during the run: {100 * steal:.1f}%")

@@ -262,6 +262,17 @@ _SPIN = typer.Option(
     None, "--spin/--no-spin",
     help="Live: between frames, poll for the next one (a core kept busy: a core woken from sleep runs the network slower) or sleep. Default: poll on 2+ cores.",
 )
+_WARM_AHEAD = typer.Option(
+    False, "--warm-ahead",
+    help="Live: run the network once on a blank frame just before each frame is due (a network run a moment ago runs faster; one more run per frame).",
+)
+
+
+def _waiting(spin: Optional[bool], warm_ahead: bool):
+    """The live run's `Waiting` for --spin/--no-spin and --warm-ahead."""
+    from sleap_export.runtime.live import Waiting
+
+    return Waiting.default(spin, warm_ahead)
 
 
 def _runtime_options(runtime: Optional[str], precision: Optional[str]) -> dict:
@@ -499,6 +510,7 @@ def bench(
     runtime: Optional[str] = _RUNTIME,
     precision: Optional[str] = _RUNTIME_PRECISION,
     spin: Optional[bool] = _SPIN,
+    warm_ahead: bool = _WARM_AHEAD,
     quiet: bool = _QUIET,
 ):
     """Throughput per batch size (network only and end to end), latency, time split, memory.
@@ -522,14 +534,15 @@ def bench(
     except ValueError:
         raise InputError(f"--batch-size takes comma-separated integers, got {batch_size!r}.") from None
     names = [r.strip() for r in runners.split(",") if r.strip()]
-    if spin is not None and not latency:
-        raise InputError("--spin/--no-spin set how the live run waits for frames; pass --latency, or leave them out.")
+    if (spin is not None or warm_ahead) and not latency:
+        raise InputError("--spin/--no-spin and --warm-ahead set how the live run waits for frames; pass --latency, or leave them out.")
     if latency:
         from sleap_export.live_bench import latency_report
 
         if vs or names:
             raise InputError("--latency times the model alone; leave out --vs and --runners (scripts/live_bench.py compares with sleap-nn).")
-        report = latency_report(models, data, frames, threads=threads, spin=spin, **_runtime_options(runtime, precision))
+        report = latency_report(models, data, frames, threads=threads, waiting=_waiting(spin, warm_ahead),
+                                **_runtime_options(runtime, precision))
     else:
         report = run_bench(models, data, sizes, frames, vs, names, threads, _runtime_options(runtime, precision))
     if not (quiet and json_path is not None):
@@ -608,6 +621,7 @@ def live(
     runtime: Optional[str] = _RUNTIME,
     precision: Optional[str] = _RUNTIME_PRECISION,
     spin: Optional[bool] = _SPIN,
+    warm_ahead: bool = _WARM_AHEAD,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     quiet: bool = _QUIET,
 ):
@@ -633,7 +647,7 @@ def live(
     window = PoseWindow() if show else None
     runner = LiveRunner(
         artifact, frames_from, forecast=forecast, forecast_lead_s=forecast_lead_ms / 1000, duration_s=duration, device=device,
-        spin=spin, **load_options,
+        waiting=_waiting(spin, warm_ahead), **load_options,
     )
     if processor is not None:
         runner.processor = load_processor(processor)

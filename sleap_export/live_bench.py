@@ -28,7 +28,7 @@ import attrs
 import numpy as np
 
 from sleap_export.errors import InputError
-from sleap_export.runtime.live import LatencySummary, LiveRunner, TimesLog, refuse_unless_live
+from sleap_export.runtime.live import LatencySummary, LiveRunner, TimesLog, Waiting, refuse_unless_live
 from sleap_export.runtime.live_sources import SimulatedCamera
 from sleap_export.runtime.runners import Runner
 from sleap_export.runtime.sources import open_video
@@ -64,10 +64,10 @@ def bare_latency_ms(runner: Runner, frames: np.ndarray, count: int, fps: Optiona
 
 
 def live_run(runner: Runner, video: Path, seconds: Optional[float] = None, fps: Optional[float] = None,
-             frames: Optional[int] = None, spin: Optional[bool] = None) -> LiveRunner:
+             frames: Optional[int] = None, waiting: Optional[Waiting] = None) -> LiveRunner:
     """``video`` played (looped) at its frame rate or ``fps`` through a `LiveRunner` for ``seconds``
-    or ``frames``, done (``spin``: as `LiveRunner` takes it)."""
-    live = LiveRunner(runner, SimulatedCamera(video, fps=fps, loop=True), duration_s=seconds, max_frames=frames, spin=spin)
+    or ``frames``, done (``waiting``: as `LiveRunner` takes it)."""
+    live = LiveRunner(runner, SimulatedCamera(video, fps=fps, loop=True), duration_s=seconds, max_frames=frames, waiting=waiting)
     live.run()
     return live
 
@@ -99,38 +99,38 @@ def pooled_summary(lives: list[LiveRunner]) -> LatencySummary:
 
 @attrs.frozen
 class InterleavedTimes:
-    """`interleaved_latency`'s timings: bare and paced ms per call, the live runs, round by round."""
+    """`interleaved_latency`'s timings: bare and paced ms per call, and the live runs of each
+    `Waiting` (``lives[arm][round]``), round by round."""
 
     bare_ms: list[list[float]]
     paced_ms: list[list[float]]
-    lives: list[LiveRunner]
+    lives: list[list[LiveRunner]]
 
-    @property
-    def p50_overhead_by_round(self) -> list[float]:
+    def p50_overhead_by_round(self, arm: int = 0) -> list[float]:
         """Each round's live p50 over its own bare p50, minus 1 (paired: the same minute's host)."""
-        return self._p50_over(self.bare_ms)
+        return self._p50_over(self.bare_ms, arm)
 
-    @property
-    def p50_overhead_paced_by_round(self) -> list[float]:
+    def p50_overhead_paced_by_round(self, arm: int = 0) -> list[float]:
         """Each round's live p50 over its own paced bare p50, minus 1."""
-        return self._p50_over(self.paced_ms)
+        return self._p50_over(self.paced_ms, arm)
 
-    def _p50_over(self, baseline_ms: list[list[float]]) -> list[float]:
-        return [live.summary().pose_ms["p50"] / float(np.percentile(base, 50)) - 1 for base, live in zip(baseline_ms, self.lives)]
+    def _p50_over(self, baseline_ms: list[list[float]], arm: int) -> list[float]:
+        return [live.summary().pose_ms["p50"] / float(np.percentile(base, 50)) - 1
+                for base, live in zip(baseline_ms, self.lives[arm])]
 
 
 def interleaved_latency(runner: Runner, video: Path, in_memory: np.ndarray, frames: int, rounds: int,
                         live_seconds: Optional[float] = None, fps: Optional[float] = None,
-                        spin: Optional[bool] = None) -> InterleavedTimes:
+                        waitings: tuple[Optional[Waiting], ...] = (None,)) -> InterleavedTimes:
     """``frames`` bare calls back to back on ``in_memory``, ``frames`` frames of ``video`` live
-    (or ``live_seconds`` a round) and ``frames`` bare calls paced at the camera's rate, shared
-    out over ``rounds`` rounds of the three in turn."""
-    bare, paced, lives = [], [], []
+    (or ``live_seconds`` a round) once per `Waiting` in ``waitings``, and ``frames`` bare calls
+    paced at the camera's rate, shared out over ``rounds`` rounds of them all in turn."""
+    bare, paced, lives = [], [], [[] for _ in waitings]
     for share in np.array_split(np.arange(frames), rounds):
         bare.append(bare_latency_ms(runner, in_memory, len(share)))
-        live = live_run(runner, video, live_seconds, fps=fps, frames=None if live_seconds else len(share), spin=spin)
-        lives.append(live)
-        paced.append(bare_latency_ms(runner, in_memory, len(share), fps=live.source.fps))
+        for arm, waiting in zip(lives, waitings):
+            arm.append(live_run(runner, video, live_seconds, fps=fps, frames=None if live_seconds else len(share), waiting=waiting))
+        paced.append(bare_latency_ms(runner, in_memory, len(share), fps=lives[0][-1].source.fps))
     return InterleavedTimes(bare, paced, lives)
 
 
@@ -151,8 +151,8 @@ class LatencyReport:
     # `live_split_ms` of the live run.
     live_split_ms: dict[str, dict[str, float]]
     runner: str = "onnxruntime"
-    # Whether the live run's inference thread polled for frames between them (`LiveRunner`'s spin).
-    spin: bool = True
+    # How the live run's inference thread spent the time between frames.
+    waiting: Waiting = attrs.field(factory=Waiting.default)
     # Each interleaved round's live p50 over its bare p50, minus 1 (`InterleavedTimes`).
     p50_overhead_by_round: list[float] = attrs.field(factory=list)
 
@@ -204,7 +204,7 @@ class LatencyReport:
             f"({100 * self.p50_overhead_paced:+.1f}% and {self.p99_overhead_paced_ms:+.2f} ms over paced); "
             f"{self.live.captured} frames captured, {self.live.posed} posed, {self.live.dropped} dropped"
             f"{self._rounds_note()}; "
-            f"live: inference thread {'polling' if self.spin else 'sleeping'} between frames"
+            f"live: inference thread {self.waiting.describe()}"
         )
         return Group(table, Text(notes))
 
@@ -223,14 +223,14 @@ def runner_label(runner) -> str:
 
 
 def latency_report(models, video: Optional[Path], frames: int = 200, fps: Optional[float] = None,
-                   device: Optional[str] = None, threads: Optional[int] = None, spin: Optional[bool] = None,
+                   device: Optional[str] = None, threads: Optional[int] = None, waiting: Optional[Waiting] = None,
                    rounds: int = 4, **load_options) -> LatencyReport:
     """``frames`` bare batch-1 calls, ``frames`` frames of ``video`` as a simulated camera and
     ``frames`` bare calls paced at the camera's rate, in ``rounds`` interleaved rounds (at least
     10 frames each), pooled.
 
     ``models``: an artifact, or training run(s) run eagerly (as `sleap_export.load` takes them);
-    ``spin``: the live run's, as `LiveRunner` takes it; ``load_options`` open it (``runtime="openvino"``).
+    ``waiting``: the live run's, as `LiveRunner` takes it; ``load_options`` open it (``runtime="openvino"``).
     """
     from sleap_export.model_paths import check_models, is_artifact
     from sleap_export.model_paths import load as load_model
@@ -244,8 +244,9 @@ def latency_report(models, video: Optional[Path], frames: int = 200, fps: Option
     refuse_unless_live(runner)
     in_memory = decoded_frames(video, frames)
     with runner:
-        timed = interleaved_latency(runner, video, in_memory, frames, max(1, min(rounds, frames // 10)), fps=fps, spin=spin)
+        timed = interleaved_latency(runner, video, in_memory, frames, max(1, min(rounds, frames // 10)), fps=fps,
+                                    waitings=(waiting,))
     name = " + ".join(str(m) for m in models) if not is_artifact(models[0]) else str(models[0])
-    return LatencyReport(name, str(video), timed.lives[0].source.fps, pooled_ms(timed.bare_ms), pooled_ms(timed.paced_ms),
-                         pooled_summary(timed.lives), live_split_ms(*timed.lives), runner_label(runner),
-                         timed.lives[0].spin, timed.p50_overhead_by_round)
+    return LatencyReport(name, str(video), timed.lives[0][0].source.fps, pooled_ms(timed.bare_ms), pooled_ms(timed.paced_ms),
+                         pooled_summary(timed.lives[0]), live_split_ms(*timed.lives[0]), runner_label(runner),
+                         timed.lives[0][0].waiting, timed.p50_overhead_by_round())

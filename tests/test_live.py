@@ -18,7 +18,8 @@ from test_cli import installed
 from sleap_export.errors import InputError
 from sleap_export.runtime.forecast import ConstantVelocity, Kalman
 from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.live import FrameTimes, LatestFrame, LiveRecording, LiveRunner, _Captured, load_processor, read_times
+from sleap_export.runtime.live import (FrameTimes, LatestFrame, LiveRecording, LiveRunner, Waiting, _Captured, load_processor,
+                                       read_times)
 from sleap_export.runtime.live_sources import IteratorSource, SimulatedCamera
 from sleap_export.runtime.outputs import Outputs
 from sleap_export.runtime.runners import Runner, load
@@ -130,8 +131,9 @@ def test_in_lockstep_every_frame_is_posed_in_order_on_the_iterating_thread(artif
     frames = sio.load_video(str(DATA / "small_robot.mp4"))
     done = threading.Event()
     hook = Recorder(done)
-    live = LiveRunner(artifact(SINGLE, ".onnx"), lockstep((frames[i] for i in range(6)), done), processor=hook, spin=spin)
-    assert live.spin is spin
+    live = LiveRunner(artifact(SINGLE, ".onnx"), lockstep((frames[i] for i in range(6)), done), processor=hook,
+                      waiting=Waiting(spin=spin))
+    assert live.waiting.spin is spin
     order = []
     for frame in live:
         order.append(frame.times.index)
@@ -161,6 +163,19 @@ def test_the_handoff_gives_the_newest_frame_to_a_waiting_taker_then_none_once_cl
     taker.join(timeout=10)
     assert not taker.is_alive()
     assert [t.index if t is not None else None for t in taken] == [0, None] and handoff.dropped == 0
+
+
+@pytest.mark.parametrize("spin", [True, False], ids=["polling", "sleeping"])
+def test_waiting_until_a_deadline_ends_at_it_or_when_a_frame_comes(spin):
+    handoff = LatestFrame()
+    started = time.perf_counter_ns()
+    assert handoff.wait_until(started + 20_000_000, spin=spin) is False
+    assert time.perf_counter_ns() - started >= 20_000_000
+    threading.Timer(0.02, lambda: handoff.put(_Captured(0, 1, np.zeros(1, np.uint8)))).start()
+    assert handoff.wait_until(time.perf_counter_ns() + 60_000_000_000, spin=spin) is True
+    assert handoff.take().index == 0
+    handoff.close()
+    assert handoff.wait_until(time.perf_counter_ns() + 60_000_000_000, spin=spin) is True
 
 
 def test_a_slow_hook_drops_frames_and_counts_them(fake_runner):
@@ -238,6 +253,42 @@ class FakeRunner(Runner):
 @pytest.fixture
 def fake_runner(artifact):
     return FakeRunner(read_spec(artifact(SINGLE, ".onnx")))
+
+
+class SlowRunner(FakeRunner):
+    """`FakeRunner` taking ``seconds`` a call, recording each call's frame value (0: a blank frame)."""
+
+    def __init__(self, spec, seconds: float):
+        super().__init__(spec)
+        self.seconds = seconds
+        self.calls: list[float] = []
+
+    def predict(self, frames, *args, **kwargs):
+        self.calls.append(float(np.asarray(frames).mean()))
+        time.sleep(self.seconds)
+        return super().predict(frames, *args, **kwargs)
+
+
+def test_warming_ahead_runs_the_network_on_a_blank_frame_between_frames(artifact):
+    runner = SlowRunner(read_spec(artifact(SINGLE, ".onnx")), 0.002)
+    frames = (np.full((8, 8, 1), i, np.uint8) for i in range(1, 31))
+    live = LiveRunner(runner, IteratorSource(frames, fps=50), waiting=Waiting(spin=True, warm_ahead=True))
+    summary = live.run()
+    assert summary.posed == 30 and summary.dropped == 0
+    posed = [value for value in runner.calls if value]
+    assert posed == list(range(1, 31))  # every frame posed once, in order; warm runs never pose
+    # Two warm-up runs, then (once the frames' rate is known, from the third on) at most one between two frames.
+    assert runner.calls[:2] == [0, 0] and live.warm_ahead.runs == runner.calls.count(0) - 2
+    assert all(a or b for a, b in zip(runner.calls[2:], runner.calls[3:]))
+    assert live.warm_ahead.runs >= 10  # a 2 ms network leaves room in a 20 ms interval
+
+
+def test_warming_ahead_is_skipped_when_the_network_leaves_no_room(artifact):
+    runner = SlowRunner(read_spec(artifact(SINGLE, ".onnx")), 0.015)
+    frames = (np.full((8, 8, 1), i, np.uint8) for i in range(1, 41))
+    live = LiveRunner(runner, IteratorSource(frames, fps=100), waiting=Waiting(spin=False, warm_ahead=True))
+    summary = live.run()
+    assert summary.dropped > 0 and live.warm_ahead.runs == 0 and runner.calls.count(0) == 2
 
 
 # Forward prediction ----------------------------------------------------------------------------
@@ -418,11 +469,17 @@ def test_bench_latency_takes_the_live_runs_wait_and_refuses_it_alone(artifact, c
     result = installed("bench", artifact(SINGLE, ".onnx"), "--latency", "--no-spin", "--data", clip("small_robot.mp4"),
                        "-n", "8", "--json", report, check_rc=0)
     assert "inference thread sleeping between frames" in " ".join(result.stdout.split())
-    assert json.loads(report.read_text())["spin"] is False
+    assert json.loads(report.read_text())["waiting"] == {"spin": False, "warm_ahead": False}
+    warmed = installed("bench", artifact(SINGLE, ".onnx"), "--latency", "--warm-ahead", "--data", clip("small_robot.mp4"),
+                       "-n", "8", "--json", report, check_rc=0)
+    assert "warming the network ahead of each" in " ".join(warmed.stdout.split())
+    assert json.loads(report.read_text())["waiting"]["warm_ahead"] is True
     refused = installed("bench", artifact(SINGLE, ".onnx"), "--no-spin", "--data", clip("small_robot.mp4"),
                         "--json", tmp_path / "other.json", check_rc=2)
-    assert "--spin/--no-spin set how the live run waits for frames; pass --latency" in refused.stderr
+    assert "--spin/--no-spin and --warm-ahead set how the live run waits for frames; pass --latency" in refused.stderr
     assert not (tmp_path / "other.json").exists()
+    refused = installed("bench", artifact(SINGLE, ".onnx"), "--warm-ahead", "--data", clip("small_robot.mp4"), check_rc=2)
+    assert "pass --latency" in refused.stderr
 
 
 def test_live_and_bench_latency_run_the_artifact_with_openvino(artifact, clip, tmp_path):

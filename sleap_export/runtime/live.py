@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import deque
 from pathlib import Path
 from typing import Iterator, Optional, Protocol
 
@@ -147,7 +148,7 @@ class LatestFrame:
     def take(self, spin: bool = False) -> Optional[_Captured]:
         """The newest frame, waiting for one; None once closed and empty.
 
-        ``spin``: poll for it instead of sleeping (see `LiveRunner`); each poll
+        ``spin``: poll for it instead of sleeping (see `Waiting`); each poll
         yields the core and the GIL, so that the capture thread can run.
         """
         while spin:
@@ -161,10 +162,90 @@ class LatestFrame:
             taken, self._waiting = self._waiting, None
         return taken
 
+    def wait_until(self, deadline_ns: int, spin: bool = False) -> bool:
+        """Wait until a frame is waiting (or the handoff is closed): True, or ``deadline_ns`` passes: False."""
+        while True:
+            with self._ready:
+                if self._waiting is not None or self._closed:
+                    return True
+                left_ns = deadline_ns - time.perf_counter_ns()
+                if left_ns <= 0:
+                    return False
+                if not spin:
+                    self._ready.wait(left_ns / 1e9)
+                    continue
+            _yield_core()
+
     def close(self) -> None:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
+
+
+@attrs.frozen
+class Waiting:
+    """How the inference thread spends the time between frames.
+
+    ``spin``: poll for the next frame, keeping its core busy, instead of
+    sleeping until it comes (a core woken from sleep runs the next network
+    slower). ``warm_ahead``: also run the network once on a blank frame, timed
+    to end just before the next frame is due, from the frames' own rate (a
+    network run a moment ago runs faster than one idle for a frame's interval;
+    README, "Closed loop"). It costs one more network run per frame, and is
+    skipped where the interval leaves no room for it.
+    """
+
+    spin: bool
+    warm_ahead: bool = False
+
+    @classmethod
+    def default(cls, spin: Optional[bool] = None, warm_ahead: bool = False) -> "Waiting":
+        """Polling where there are 2 or more cores, unless ``spin`` says otherwise."""
+        return cls(usable_cores() >= 2 if spin is None else spin, warm_ahead)
+
+    def describe(self) -> str:
+        how = "polling" if self.spin else "sleeping"
+        return f"{how} between frames{', warming the network ahead of each' if self.warm_ahead else ''}"
+
+
+class _WarmAhead:
+    """`Waiting.warm_ahead`: one blank run, ending ``LEAD_NS`` before the next frame is due.
+
+    Timed by the slowest of the recent runs: a frame that comes during a warm
+    run waits for its end, so ending early costs little and ending late costs
+    that frame.
+    """
+
+    LEAD_NS = 500_000
+    # Intervals and run times remembered: enough for a steady median, few enough to follow a change of rate.
+    KEPT = 16
+
+    def __init__(self, runner: Runner, blank: np.ndarray, run_ns: int):
+        self.runner = runner
+        self.blank = blank
+        self.run_ns: deque[int] = deque([run_ns], maxlen=self.KEPT)
+        self.intervals_ns: deque[float] = deque(maxlen=self.KEPT)
+        self.last: Optional[tuple[int, int]] = None  # (index, capture_ns) of the last frame taken
+        self.runs = 0
+
+    def taken(self, captured: _Captured) -> None:
+        if self.last is not None and captured.index > self.last[0]:
+            index, capture_ns = self.last
+            self.intervals_ns.append((captured.capture_ns - capture_ns) / (captured.index - index))
+        self.last = (captured.index, captured.capture_ns)
+
+    def before_next(self, latest: LatestFrame, spin: bool) -> None:
+        """Wait for the moment to warm, then warm, unless a frame comes first or there is no room."""
+        if len(self.intervals_ns) < 2:
+            return
+        due_ns = self.last[1] + float(np.median(self.intervals_ns))
+        start_ns = int(due_ns - max(self.run_ns) - self.LEAD_NS)
+        if start_ns <= time.perf_counter_ns() or latest.wait_until(start_ns, spin):
+            return
+        started = time.perf_counter_ns()
+        self.runner.predict(self.blank, keep_images=False)
+        self.run_ns.append(time.perf_counter_ns() - started)
+        self.runs += 1
 
 
 @attrs.frozen
@@ -224,10 +305,9 @@ class LiveRunner:
     a `Forecaster`, predicting each keypoint ``forecast_lead_s`` past pose-ready
     (needs a single-instance or multi-class model: animals are followed by
     identity). ``duration_s``: stop capturing after this long; ``max_frames``:
-    after this many frames. ``spin``: between frames the inference thread polls
-    for the next one, keeping its core busy, instead of sleeping until it comes
-    (a core woken from sleep runs the next network slower; README, "Closed
-    loop"); default: spin where there are 2 or more cores. Other keywords open
+    after this many frames. ``waiting``: a `Waiting`, how the inference thread
+    spends the time between frames (default `Waiting.default()`: polling on 2
+    or more cores, no warming ahead). Other keywords open
     the artifact as `runtime.runners.load` does (``runtime="openvino"``).
 
     Iterate it (on any one thread; the hook runs there) for `LiveFrame` objects,
@@ -236,7 +316,7 @@ class LiveRunner:
 
     def __init__(self, model, source, processor: Optional[Processor] = None, forecast=None,
                  forecast_lead_s: float = 0.0, duration_s: Optional[float] = None, max_frames: Optional[int] = None,
-                 device: Optional[str] = None, spin: Optional[bool] = None, **load_options):
+                 device: Optional[str] = None, waiting: Optional[Waiting] = None, **load_options):
         # A runner we open, we also release at the end; a caller's stays theirs.
         self._owns_runner = not isinstance(model, Runner)
         self.runner = load(model, device=device, **load_options) if self._owns_runner else model
@@ -247,7 +327,8 @@ class LiveRunner:
         self.lead_ns = round(forecast_lead_s * 1e9)
         self.duration_s = duration_s
         self.max_frames = max_frames
-        self.spin = usable_cores() >= 2 if spin is None else spin
+        self.waiting = Waiting.default() if waiting is None else waiting
+        self.warm_ahead: Optional[_WarmAhead] = None
         self.times = TimesLog()
         self.pool = FramePool()
         self._latest = LatestFrame()
@@ -298,9 +379,13 @@ class LiveRunner:
             while True:
                 if held is not None:
                     self.pool.give_back(held.image)
-                held = self._latest.take(spin=self.spin)
+                if self.warm_ahead is not None:
+                    self.warm_ahead.before_next(self._latest, self.waiting.spin)
+                held = self._latest.take(spin=self.waiting.spin)
                 if held is None:
                     break
+                if self.warm_ahead is not None:
+                    self.warm_ahead.taken(held)
                 yield self._pose(held)
         finally:
             self._stop.set()
@@ -320,8 +405,11 @@ class LiveRunner:
     def _warm_up(self, shape) -> None:
         """First runs allocate the runtime's buffers; do them before the first frame is due."""
         blank = np.zeros(shape, np.uint8)
-        for _ in range(2):
-            self.runner.predict(blank, keep_images=False)
+        self.runner.predict(blank, keep_images=False)
+        started = time.perf_counter_ns()
+        self.runner.predict(blank, keep_images=False)
+        if self.waiting.warm_ahead:
+            self.warm_ahead = _WarmAhead(self.runner, blank, time.perf_counter_ns() - started)
 
     def _capture(self) -> None:
         deadline = None if self.duration_s is None else time.perf_counter_ns() + round(self.duration_s * 1e9)
