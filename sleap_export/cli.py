@@ -264,7 +264,7 @@ _SPIN = typer.Option(
 )
 _WARM_AHEAD = typer.Option(
     False, "--warm-ahead",
-    help="Live: run the network once on a blank frame just before each frame is due (a network run a moment ago runs faster; one more run per frame).",
+    help="Live: run the network once on the last frame just before each frame is due (a network run a moment ago runs faster; one more run per frame).",
 )
 
 

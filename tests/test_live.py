@@ -256,31 +256,32 @@ def fake_runner(artifact):
 
 
 class SlowRunner(FakeRunner):
-    """`FakeRunner` taking ``seconds`` a call, recording each call's frame value (0: a blank frame)."""
+    """`FakeRunner` taking ``seconds`` a call, recording each call: (frame value, posed: frame index given)."""
 
     def __init__(self, spec, seconds: float):
         super().__init__(spec)
         self.seconds = seconds
-        self.calls: list[float] = []
+        self.calls: list[tuple[float, bool]] = []
 
-    def predict(self, frames, *args, **kwargs):
-        self.calls.append(float(np.asarray(frames).mean()))
+    def predict(self, frames, frame_indices=None, *args, **kwargs):
+        self.calls.append((float(np.asarray(frames).mean()), frame_indices is not None))
         time.sleep(self.seconds)
-        return super().predict(frames, *args, **kwargs)
+        return super().predict(frames, frame_indices, *args, **kwargs)
 
 
-def test_warming_ahead_runs_the_network_on_a_blank_frame_between_frames(artifact):
+def test_warming_ahead_runs_the_network_on_the_last_frame_between_frames(artifact):
     runner = SlowRunner(read_spec(artifact(SINGLE, ".onnx")), 0.002)
     frames = (np.full((8, 8, 1), i, np.uint8) for i in range(1, 31))
     live = LiveRunner(runner, IteratorSource(frames, fps=50), waiting=Waiting(spin=True, warm_ahead=True))
     summary = live.run()
     assert summary.posed == 30 and summary.dropped == 0
-    posed = [value for value in runner.calls if value]
-    assert posed == list(range(1, 31))  # every frame posed once, in order; warm runs never pose
-    # Two warm-up runs, then (once the frames' rate is known, from the third on) at most one between two frames.
-    assert runner.calls[:2] == [0, 0] and live.warm_ahead.runs == runner.calls.count(0) - 2
-    assert all(a or b for a, b in zip(runner.calls[2:], runner.calls[3:]))
-    assert live.warm_ahead.runs >= 10  # a 2 ms network leaves room in a 20 ms interval
+    assert [value for value, posed in runner.calls if posed] == list(range(1, 31))  # every frame posed once, in order
+    # Two warm-up runs on a blank frame; then (once the frames' rate is known, from the third frame on)
+    # at most one warm run between two frames, on the frame just posed.
+    assert runner.calls[:2] == [(0, False), (0, False)]
+    warm = [i for i, (_, posed) in enumerate(runner.calls) if not posed][2:]
+    assert len(warm) == live.warm_ahead.runs >= 10  # a 2 ms network leaves room in a 20 ms interval
+    assert all(runner.calls[i - 1] == (runner.calls[i][0], True) for i in warm)
 
 
 def test_warming_ahead_is_skipped_when_the_network_leaves_no_room(artifact):
@@ -288,7 +289,7 @@ def test_warming_ahead_is_skipped_when_the_network_leaves_no_room(artifact):
     frames = (np.full((8, 8, 1), i, np.uint8) for i in range(1, 41))
     live = LiveRunner(runner, IteratorSource(frames, fps=100), waiting=Waiting(spin=False, warm_ahead=True))
     summary = live.run()
-    assert summary.dropped > 0 and live.warm_ahead.runs == 0 and runner.calls.count(0) == 2
+    assert summary.dropped > 0 and live.warm_ahead.runs == 0 and [posed for _, posed in runner.calls].count(False) == 2
 
 
 # Forward prediction ----------------------------------------------------------------------------

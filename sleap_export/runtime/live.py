@@ -188,7 +188,7 @@ class Waiting:
 
     ``spin``: poll for the next frame, keeping its core busy, instead of
     sleeping until it comes (a core woken from sleep runs the next network
-    slower). ``warm_ahead``: also run the network once on a blank frame, timed
+    slower). ``warm_ahead``: also run the network once on the last frame, timed
     to end just before the next frame is due, from the frames' own rate (a
     network run a moment ago runs faster than one idle for a frame's interval;
     README, "Closed loop"). It costs one more network run per frame, and is
@@ -209,33 +209,35 @@ class Waiting:
 
 
 class _WarmAhead:
-    """`Waiting.warm_ahead`: one blank run, ending ``LEAD_NS`` before the next frame is due.
+    """`Waiting.warm_ahead`: one run on the last frame, ending ``LEAD_NS`` before the next is due.
 
-    Timed by the slowest of the recent runs: a frame that comes during a warm
-    run waits for its end, so ending early costs little and ending late costs
-    that frame.
+    Timed by the slowest of the recent network runs (poses and warm runs): a
+    frame that comes during a warm run waits for its end, so ending early costs
+    little and ending late costs that frame.
     """
 
     LEAD_NS = 500_000
     # Intervals and run times remembered: enough for a steady median, few enough to follow a change of rate.
     KEPT = 16
 
-    def __init__(self, runner: Runner, blank: np.ndarray, run_ns: int):
+    def __init__(self, runner: Runner):
         self.runner = runner
-        self.blank = blank
-        self.run_ns: deque[int] = deque([run_ns], maxlen=self.KEPT)
+        self.run_ns: deque[int] = deque(maxlen=self.KEPT)
         self.intervals_ns: deque[float] = deque(maxlen=self.KEPT)
-        self.last: Optional[tuple[int, int]] = None  # (index, capture_ns) of the last frame taken
+        self.last: Optional[tuple[int, int]] = None  # (index, capture_ns) of the last frame posed
         self.runs = 0
 
-    def taken(self, captured: _Captured) -> None:
-        if self.last is not None and captured.index > self.last[0]:
+    def posed(self, times: FrameTimes) -> None:
+        if self.last is not None and times.index > self.last[0]:
             index, capture_ns = self.last
-            self.intervals_ns.append((captured.capture_ns - capture_ns) / (captured.index - index))
-        self.last = (captured.index, captured.capture_ns)
+            self.intervals_ns.append((times.capture_ns - capture_ns) / (times.index - index))
+        self.last = (times.index, times.capture_ns)
+        self.run_ns.append(times.pose_ready_ns - times.taken_ns)
 
-    def before_next(self, latest: LatestFrame, spin: bool) -> None:
-        """Wait for the moment to warm, then warm, unless a frame comes first or there is no room."""
+    def before_next(self, latest: LatestFrame, spin: bool, last_image: np.ndarray) -> None:
+        """Wait for the moment to warm, then warm on ``last_image``, unless a frame comes first or
+        there is no room. The last frame, not a blank one: a top-down model crops only where it
+        finds animals, so only a frame with animals in it runs all of it."""
         if len(self.intervals_ns) < 2:
             return
         due_ns = self.last[1] + float(np.median(self.intervals_ns))
@@ -243,7 +245,7 @@ class _WarmAhead:
         if start_ns <= time.perf_counter_ns() or latest.wait_until(start_ns, spin):
             return
         started = time.perf_counter_ns()
-        self.runner.predict(self.blank, keep_images=False)
+        self.runner.predict(last_image, keep_images=False)
         self.run_ns.append(time.perf_counter_ns() - started)
         self.runs += 1
 
@@ -378,15 +380,16 @@ class LiveRunner:
             held: Optional[_Captured] = None
             while True:
                 if held is not None:
+                    if self.warm_ahead is not None:
+                        self.warm_ahead.before_next(self._latest, self.waiting.spin, held.image)
                     self.pool.give_back(held.image)
-                if self.warm_ahead is not None:
-                    self.warm_ahead.before_next(self._latest, self.waiting.spin)
                 held = self._latest.take(spin=self.waiting.spin)
                 if held is None:
                     break
+                frame = self._pose(held)
                 if self.warm_ahead is not None:
-                    self.warm_ahead.taken(held)
-                yield self._pose(held)
+                    self.warm_ahead.posed(frame.times)
+                yield frame
         finally:
             self._stop.set()
             self._latest.close()
@@ -405,11 +408,10 @@ class LiveRunner:
     def _warm_up(self, shape) -> None:
         """First runs allocate the runtime's buffers; do them before the first frame is due."""
         blank = np.zeros(shape, np.uint8)
-        self.runner.predict(blank, keep_images=False)
-        started = time.perf_counter_ns()
-        self.runner.predict(blank, keep_images=False)
+        for _ in range(2):
+            self.runner.predict(blank, keep_images=False)
         if self.waiting.warm_ahead:
-            self.warm_ahead = _WarmAhead(self.runner, blank, time.perf_counter_ns() - started)
+            self.warm_ahead = _WarmAhead(self.runner)
 
     def _capture(self) -> None:
         deadline = None if self.duration_s is None else time.perf_counter_ns() + round(self.duration_s * 1e9)
