@@ -276,7 +276,7 @@ def test_warming_ahead_runs_the_network_on_the_last_frame_between_frames(artifac
     summary = live.run()
     assert summary.posed == 30 and summary.dropped == 0
     assert [value for value, posed in runner.calls if posed] == list(range(1, 31))  # every frame posed once, in order
-    # Two warm-up runs on a blank frame; then (once the frames' rate is known, from the third frame on)
+    # Two warm-up runs on a blank frame; then (once the frames' rate is known, from the fourth frame on)
     # at most one warm run between two frames, on the frame just posed.
     assert runner.calls[:2] == [(0, False), (0, False)]
     warm = [i for i, (_, posed) in enumerate(runner.calls) if not posed][2:]
