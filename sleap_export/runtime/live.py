@@ -148,31 +148,26 @@ class LatestFrame:
     def take(self, spin: bool = False) -> Optional[_Captured]:
         """The newest frame, waiting for one; None once closed and empty.
 
-        ``spin``: poll for it instead of sleeping (see `Waiting`); each poll
-        yields the core and the GIL, so that the capture thread can run.
+        ``spin``: poll for it instead of sleeping (see `Waiting`).
         """
-        while spin:
-            with self._ready:
-                if self._waiting is not None or self._closed:
-                    break
-            _yield_core()
+        self.wait_until(None, spin)
         with self._ready:
-            while self._waiting is None and not self._closed:
-                self._ready.wait()
             taken, self._waiting = self._waiting, None
         return taken
 
-    def wait_until(self, deadline_ns: int, spin: bool = False) -> bool:
-        """Wait until a frame is waiting (or the handoff is closed): True, or ``deadline_ns`` passes: False."""
+    def wait_until(self, deadline_ns: Optional[int], spin: bool = False) -> bool:
+        """Wait until a frame is waiting (or the handoff is closed): True, or ``deadline_ns``
+        (None: no deadline) passes: False. ``spin``: poll, each poll yielding the core and the
+        GIL so that the capture thread can run, instead of sleeping."""
         while True:
             with self._ready:
                 if self._waiting is not None or self._closed:
                     return True
-                left_ns = deadline_ns - time.perf_counter_ns()
-                if left_ns <= 0:
+                left_ns = None if deadline_ns is None else deadline_ns - time.perf_counter_ns()
+                if left_ns is not None and left_ns <= 0:
                     return False
                 if not spin:
-                    self._ready.wait(left_ns / 1e9)
+                    self._ready.wait(None if left_ns is None else left_ns / 1e9)
                     continue
             _yield_core()
 
@@ -330,7 +325,7 @@ class LiveRunner:
         self.duration_s = duration_s
         self.max_frames = max_frames
         self.waiting = Waiting.default() if waiting is None else waiting
-        self.warm_ahead: Optional[_WarmAhead] = None
+        self.warm_ahead = _WarmAhead(self.runner) if self.waiting.warm_ahead else None
         self.times = TimesLog()
         self.pool = FramePool()
         self._latest = LatestFrame()
@@ -410,8 +405,6 @@ class LiveRunner:
         blank = np.zeros(shape, np.uint8)
         for _ in range(2):
             self.runner.predict(blank, keep_images=False)
-        if self.waiting.warm_ahead:
-            self.warm_ahead = _WarmAhead(self.runner)
 
     def _capture(self) -> None:
         deadline = None if self.duration_s is None else time.perf_counter_ns() + round(self.duration_s * 1e9)
