@@ -22,7 +22,7 @@ from sleap_export.runtime.live import (FrameTimes, LatestFrame, LiveRecording, L
                                        read_times)
 from sleap_export.runtime.live_sources import IteratorSource, SimulatedCamera
 from sleap_export.runtime.outputs import Outputs
-from sleap_export.runtime.runners import Runner, load
+from sleap_export.runtime.runners import Runner, WarmRun, load
 
 CLIP_FRAMES = 24
 SINGLE = ["minimal_instance_single_instance"]
@@ -256,7 +256,8 @@ def fake_runner(artifact):
 
 
 class SlowRunner(FakeRunner):
-    """`FakeRunner` taking ``seconds`` a call, recording each call: (frame value, posed: frame index given)."""
+    """`FakeRunner` taking ``seconds`` a call, recording each call: (frame value, posed: frame index
+    given; warm runs, through `infer`, are not posed)."""
 
     def __init__(self, spec, seconds: float):
         super().__init__(spec)
@@ -267,6 +268,42 @@ class SlowRunner(FakeRunner):
         self.calls.append((float(np.asarray(frames).mean()), frame_indices is not None))
         time.sleep(self.seconds)
         return super().predict(frames, frame_indices, *args, **kwargs)
+
+    def infer_impl(self, inputs):
+        self.calls.append((float(inputs[0].mean()), False))
+        time.sleep(self.seconds)
+        return []
+
+
+class _StoppableSleep(WarmRun):
+    """A warm run of `StoppableRunner`: sleeps its ``warm_seconds`` unless stopped first."""
+
+    def __init__(self, runner, frames):
+        super().__init__(runner, frames)
+        self.stopped = threading.Event()
+
+    def run_impl(self):
+        self.runner.warm_runs.append(self)
+        self.ran_to_end = not self.stopped.wait(self.runner.warm_seconds)
+        return self.ran_to_end
+
+    def stop_impl(self):
+        self.stopped.set()
+
+
+class StoppableRunner(FakeRunner):
+    """Poses take ``seconds``; warm runs ``warm_seconds`` (far longer) unless a frame stops them."""
+
+    warm_run_type = _StoppableSleep
+
+    def __init__(self, spec, seconds: float, warm_seconds: float):
+        super().__init__(spec)
+        self.seconds, self.warm_seconds = seconds, warm_seconds
+        self.warm_runs: list[_StoppableSleep] = []
+
+    def predict(self, *args, **kwargs):
+        time.sleep(self.seconds)
+        return super().predict(*args, **kwargs)
 
 
 def test_warming_ahead_runs_the_network_on_the_last_frame_between_frames(artifact):
@@ -282,6 +319,55 @@ def test_warming_ahead_runs_the_network_on_the_last_frame_between_frames(artifac
     warm = [i for i, (_, posed) in enumerate(runner.calls) if not posed][2:]
     assert len(warm) == live.warm_ahead.runs >= 10  # a 2 ms network leaves room in a 20 ms interval
     assert all(runner.calls[i - 1] == (runner.calls[i][0], True) for i in warm)
+
+
+def test_a_frame_that_comes_during_a_warm_run_stops_it(artifact):
+    # Warm runs would last 0.5 s, ten frame intervals: every one must be cut short by the next frame.
+    runner = StoppableRunner(read_spec(artifact(SINGLE, ".onnx")), 0.002, 0.5)
+    frames = (np.full((8, 8, 1), i, np.uint8) for i in range(1, 31))
+    live = LiveRunner(runner, IteratorSource(frames, fps=20), waiting=Waiting(spin=True, warm_ahead=True))
+    summary = live.run()
+    assert summary.posed == 30 and summary.dropped == 0
+    assert len(runner.warm_runs) == live.warm_ahead.runs == live.warm_ahead.stopped >= 10
+    assert not any(warm.ran_to_end for warm in runner.warm_runs)
+    # A stopped run does not count as a network time: the next warm runs are still planned from 2 ms poses.
+    assert max(live.warm_ahead.run_ns) < 0.1e9
+
+
+def test_onnx_runtime_stops_a_warm_run_midway_and_poses_as_before(artifact):
+    runner = load(artifact(SINGLE, ".onnx"))
+    frame = np.asarray(sio.load_video(str(DATA / "small_robot.mp4"))[0])
+    # 36 frames' pixels: a run of a second or so here, which a stop 20 ms in must cut short.
+    large = np.tile(frame, (6, 6, 1))
+    with runner:
+        before = runner.predict(frame)[0]
+        assert runner.warm_run(frame).run()  # not stopped: runs to its end
+        early = runner.warm_run(frame)
+        early.stop()
+        assert not early.run()  # a stop before the run starts ends it at once
+        midway = runner.warm_run(large)
+        stop = threading.Timer(0.02, midway.stop)
+        stop.start()
+        assert not midway.run()
+        stop.join()
+        after = runner.predict(frame)[0]
+    np.testing.assert_array_equal(after.pred_keypoints, before.pred_keypoints)
+    np.testing.assert_array_equal(after.pred_peak_values, before.pred_peak_values)
+
+
+def test_openvino_runs_warm_runs_to_their_end(artifact):
+    """OpenVINO's cancel corrupts the compiled model (see `runners.WarmRun`): a stop midway is ignored."""
+    runner = load(artifact(SINGLE, ".onnx"), runtime="openvino")
+    frame = np.asarray(sio.load_video(str(DATA / "small_robot.mp4"))[0])
+    with runner:
+        before = runner.predict(frame)[0]
+        midway = runner.warm_run(np.tile(frame, (6, 6, 1)))
+        stop = threading.Timer(0.02, midway.stop)
+        stop.start()
+        assert midway.run()
+        stop.join()
+        after = runner.predict(frame)[0]
+    np.testing.assert_array_equal(after.pred_keypoints, before.pred_keypoints)
 
 
 def test_warming_ahead_is_skipped_when_the_network_leaves_no_room(artifact):

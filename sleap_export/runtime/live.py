@@ -21,7 +21,7 @@ import time
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Iterator, Optional, Protocol
+from typing import Callable, Iterator, Optional, Protocol
 
 import attrs
 import numpy as np
@@ -135,6 +135,8 @@ class LatestFrame:
         self._waiting: Optional[_Captured] = None
         self._closed = False
         self.dropped = 0
+        # Called by `put` after each frame is left (on the capture thread): a warm run's stop.
+        self.on_put: Optional[Callable[[], None]] = None
 
     def put(self, captured: _Captured) -> Optional[_Captured]:
         """Leave ``captured`` for the taker; returns the frame it replaced (dropped), if any."""
@@ -143,6 +145,9 @@ class LatestFrame:
             if replaced is not None:
                 self.dropped += 1
             self._ready.notify()
+        on_put = self.on_put
+        if on_put is not None:
+            on_put()
         return replaced
 
     def take(self, spin: bool = False) -> Optional[_Captured]:
@@ -206,9 +211,11 @@ class Waiting:
 class _WarmAhead:
     """`Waiting.warm_ahead`: one run on the last frame, ending ``LEAD_NS`` before the next is due.
 
-    Timed by the slowest of the recent network runs (poses and warm runs): a
-    frame that comes during a warm run waits for its end, so ending early costs
-    little and ending late costs that frame.
+    Timed by the slowest of the recent network runs (poses and warm runs). A
+    frame that comes during a warm run stops it where the runtime can end a run
+    midway (`runners.WarmRun`: ONNX Runtime; the frame then waits about a node)
+    and otherwise waits for its end, so ending early costs little and ending
+    late costs that frame.
     """
 
     LEAD_NS = 500_000
@@ -221,6 +228,8 @@ class _WarmAhead:
         self.intervals_ns: deque[float] = deque(maxlen=self.KEPT)
         self.last: Optional[tuple[int, int]] = None  # (index, capture_ns) of the last frame posed
         self.runs = 0
+        # Warm runs a frame stopped midway (counted in ``runs`` too).
+        self.stopped = 0
 
     def posed(self, times: FrameTimes) -> None:
         if self.last is not None and times.index > self.last[0]:
@@ -237,12 +246,22 @@ class _WarmAhead:
             return
         due_ns = self.last[1] + float(np.median(self.intervals_ns))
         start_ns = int(due_ns - max(self.run_ns) - self.LEAD_NS)
-        if start_ns <= time.perf_counter_ns() or latest.wait_until(start_ns, spin):
+        if start_ns <= time.perf_counter_ns():
             return
-        started = time.perf_counter_ns()
-        self.runner.predict(last_image, keep_images=False)
-        self.run_ns.append(time.perf_counter_ns() - started)
-        self.runs += 1
+        warm = self.runner.warm_run(last_image)
+        # Set before waiting: a frame that comes at any moment from here on stops the run.
+        latest.on_put = warm.stop
+        try:
+            if latest.wait_until(start_ns, spin):
+                return
+            started = time.perf_counter_ns()
+            if warm.run():
+                self.run_ns.append(time.perf_counter_ns() - started)
+            else:
+                self.stopped += 1
+            self.runs += 1
+        finally:
+            latest.on_put = None
 
 
 @attrs.frozen

@@ -39,6 +39,40 @@ def require_poses(spec: ModelSpec) -> None:
         )
 
 
+class WarmRun:
+    """One run of the graph whose outputs nobody reads: it keeps the runtime's caches and threads
+    warm just before a frame comes (`runtime.live.Waiting`). Another thread may `stop()` it when
+    the frame comes early: ONNX Runtime ends it within a node or so; the others run it to its
+    end (OpenVINO 2026.4's ``InferRequest.cancel()`` midway through a run of another input
+    shape left the compiled model returning that run's outputs afterwards, even from new
+    requests, so it is not used).
+    """
+
+    def __init__(self, runner: Runner, frames):
+        self.runner = runner
+        self.frames = frames
+        self.stop_requested = False
+
+    def run(self) -> bool:
+        """Run it: True when it ran to its end, False when `stop()` ended it (or came first)."""
+        if self.stop_requested:
+            return False
+        self.runner.activate()
+        return self.run_impl()
+
+    def stop(self) -> None:
+        """End it now (from any thread); after its end, nothing happens."""
+        self.stop_requested = True
+        self.stop_impl()
+
+    def run_impl(self) -> bool:
+        self.runner.infer(self.frames)
+        return True
+
+    def stop_impl(self) -> None:
+        """A runtime that cannot end a run midway lets it run to its end."""
+
+
 class Runner(abc.ABC):
     """Runs an exported graph on uint8 frames."""
 
@@ -47,6 +81,8 @@ class Runner(abc.ABC):
     default_device = "cpu"
     # Batches that may run at once; the Predictor keeps this many in flight.
     parallel_batches = 1
+    # What `warm_run` makes: how this runtime ends a run midway, if it can.
+    warm_run_type = WarmRun
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         self.spec = spec
@@ -90,6 +126,14 @@ class Runner(abc.ABC):
         ``centroids`` (``(N, K, 2)`` frame pixels, NaN rows for empty slots) feed
         artifacts that crop around given centroids (standalone centered instance).
         """
+        inputs = self.graph_inputs(frames, centroids)
+        self.activate()
+        with self.clock.section("network"):
+            arrays = self.infer_impl(inputs)
+        return dict(zip(self.spec.output_names, arrays))
+
+    def graph_inputs(self, frames, centroids=None) -> list[np.ndarray]:
+        """The graph's inputs, in ``spec.input_names`` order, for a batch of frames (see `infer`)."""
         with self.clock.section("host pre"):
             batch = match_channels(as_batch(frames), self.spec.input_channels)
             inputs = [batch]
@@ -97,10 +141,12 @@ class Runner(abc.ABC):
                 inputs.extend(_centroid_inputs(centroids, len(batch)))
             elif centroids is not None:
                 raise InputError(f"A {self.spec.model_type} artifact finds its own centroids; do not pass centroids.")
-        self.activate()
-        with self.clock.section("network"):
-            arrays = self.infer_impl(inputs)
-        return dict(zip(self.spec.output_names, arrays))
+        return inputs
+
+    def warm_run(self, frames) -> "WarmRun":
+        """A run of the graph on ``frames`` whose outputs nobody reads, which another thread may stop
+        (see `WarmRun`); run it with ``.run()``."""
+        return self.warm_run_type(self, frames)
 
     def predict(
         self,
@@ -138,6 +184,29 @@ class Runner(abc.ABC):
 
     def deactivate_impl(self) -> None:
         """Release what activate_impl acquired (nothing by default)."""
+
+
+class _OnnxWarmRun(WarmRun):
+    """Ended through ONNX Runtime's `RunOptions.terminate`, checked between the graph's nodes."""
+
+    def __init__(self, runner: "OnnxRunner", frames):
+        import onnxruntime
+
+        super().__init__(runner, frames)
+        self.options = onnxruntime.RunOptions()
+
+    def run_impl(self) -> bool:
+        inputs = dict(zip(self.runner.spec.input_names, self.runner.graph_inputs(self.frames)))
+        try:
+            self.runner.session.run(None, inputs, self.options)
+        except Exception:  # ONNX Runtime's Fail, whose message says the terminate flag ended it
+            if self.stop_requested:
+                return False
+            raise
+        return True
+
+    def stop_impl(self) -> None:
+        self.options.terminate = True
 
 
 class OnnxRunner(Runner):
@@ -205,6 +274,8 @@ class OnnxRunner(Runner):
             raise SleapExportError(
                 f"ONNX Runtime could not start {wanted}; check the CUDA install or use device='cpu'."
             )
+
+    warm_run_type = _OnnxWarmRun
 
     def infer_impl(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, dict(zip(self.spec.input_names, inputs)))
