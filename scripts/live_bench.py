@@ -188,6 +188,7 @@ def main() -> None:
         "live_split_ms": live_split_ms(steady),
         "live_waiting": attrs.asdict(steady.waiting),
         "live_warm_runs": steady.warm_ahead.runs,
+        "live_warm_runs_stopped": steady.warm_ahead.stopped,
         "live_windows": spans,
         "live_overhead": overheads(steady_summary),
         "live_sleeping": {**sleeping.summary().as_dict(), "split_ms": live_split_ms(sleeping)},
@@ -216,7 +217,8 @@ def main() -> None:
                   drops(rounds_live[name])))
         print(row("  of which handoff (capture -> taken, idle inference thread)", figures["split_ms"]["handoff"], ""))
         print(row("  of which inference (taken -> pose ready)", figures["split_ms"]["inference"], ""))
-    print(row(f"live at {fps:g} fps, {args.duration:g} s without a break, warming ahead", steady_summary.pose_ms, drops(steady_summary)))
+    print(row(f"live at {fps:g} fps, {args.duration:g} s without a break, warming ahead", steady_summary.pose_ms,
+              f"{drops(steady_summary)}; {steady.warm_ahead.runs} warm runs, {steady.warm_ahead.stopped} stopped by a frame"))
     print(row("  of which handoff", results["live_split_ms"]["handoff"], ""))
     print(row("  of which inference", results["live_split_ms"]["inference"], ""))
     print(row(f"live, inference thread sleeping between frames, {args.side_runs:g} s", sleeping.summary().pose_ms, drops(sleeping.summary())))

@@ -155,6 +155,9 @@ class LatencyReport:
     waiting: Waiting = attrs.field(factory=Waiting.default)
     # Each interleaved round's live p50 over its bare p50, minus 1 (`InterleavedTimes`).
     p50_overhead_by_round: list[float] = attrs.field(factory=list)
+    # With warming ahead: the warm runs in the live runs, and how many a frame stopped midway.
+    warm_runs: int = 0
+    warm_runs_stopped: int = 0
 
     @property
     def p50_overhead(self) -> float:
@@ -205,6 +208,7 @@ class LatencyReport:
             f"{self.live.captured} frames captured, {self.live.posed} posed, {self.live.dropped} dropped"
             f"{self._rounds_note()}; "
             f"live: inference thread {self.waiting.describe()}"
+            + (f" ({self.warm_runs} warm runs, {self.warm_runs_stopped} stopped by a frame)" if self.waiting.warm_ahead else "")
         )
         return Group(table, Text(notes))
 
@@ -247,6 +251,8 @@ def latency_report(models, video: Optional[Path], frames: int = 200, fps: Option
         timed = interleaved_latency(runner, video, in_memory, frames, max(1, min(rounds, frames // 10)), fps=fps,
                                     waitings=(waiting,))
     name = " + ".join(str(m) for m in models) if not is_artifact(models[0]) else str(models[0])
+    warmed = [live.warm_ahead for live in timed.lives[0] if live.warm_ahead is not None]
     return LatencyReport(name, str(video), timed.lives[0][0].source.fps, pooled_ms(timed.bare_ms), pooled_ms(timed.paced_ms),
                          pooled_summary(timed.lives[0]), live_split_ms(*timed.lives[0]), runner_label(runner),
-                         timed.lives[0][0].waiting, timed.p50_overhead_by_round())
+                         timed.lives[0][0].waiting, timed.p50_overhead_by_round(),
+                         sum(w.runs for w in warmed), sum(w.stopped for w in warmed))

@@ -560,7 +560,11 @@ def test_bench_latency_takes_the_live_runs_wait_and_refuses_it_alone(artifact, c
     warmed = installed("bench", artifact(SINGLE, ".onnx"), "--latency", "--warm-ahead", "--data", clip("small_robot.mp4"),
                        "-n", "8", "--json", report, check_rc=0)
     assert "warming the network ahead of each" in " ".join(warmed.stdout.split())
-    assert json.loads(report.read_text())["waiting"]["warm_ahead"] is True
+    warmed_report = json.loads(report.read_text())
+    assert warmed_report["waiting"]["warm_ahead"] is True
+    assert f"({warmed_report['warm_runs']} warm runs, {warmed_report['warm_runs_stopped']} stopped by a frame)" in " ".join(
+        warmed.stdout.split())
+    assert 0 <= warmed_report["warm_runs_stopped"] <= warmed_report["warm_runs"]
     refused = installed("bench", artifact(SINGLE, ".onnx"), "--no-spin", "--data", clip("small_robot.mp4"),
                         "--json", tmp_path / "other.json", check_rc=2)
     assert "--spin/--no-spin and --warm-ahead set how the live run waits for frames; pass --latency" in refused.stderr
