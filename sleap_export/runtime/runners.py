@@ -196,9 +196,8 @@ class _OnnxWarmRun(WarmRun):
         self.options = onnxruntime.RunOptions()
 
     def run_impl(self) -> bool:
-        inputs = dict(zip(self.runner.spec.input_names, self.runner.graph_inputs(self.frames)))
         try:
-            self.runner.session.run(None, inputs, self.options)
+            self.runner.infer_impl(self.runner.graph_inputs(self.frames), self.options)
         except Exception:  # ONNX Runtime's Fail, whose message says the terminate flag ended it
             if self.stop_requested:
                 return False
@@ -220,6 +219,7 @@ class OnnxRunner(Runner):
     """
 
     name = "onnxruntime"
+    warm_run_type = _OnnxWarmRun
 
     def __init__(
         self,
@@ -275,10 +275,9 @@ class OnnxRunner(Runner):
                 f"ONNX Runtime could not start {wanted}; check the CUDA install or use device='cpu'."
             )
 
-    warm_run_type = _OnnxWarmRun
-
-    def infer_impl(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, dict(zip(self.spec.input_names, inputs)))
+    def infer_impl(self, inputs: list[np.ndarray], run_options=None) -> list[np.ndarray]:
+        """``run_options``: ONNX Runtime's `RunOptions` (a warm run's, to stop it)."""
+        return self.session.run(None, dict(zip(self.spec.input_names, inputs)), run_options)
 
     def deactivate_impl(self) -> None:
         self.session = None
