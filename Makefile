@@ -25,7 +25,7 @@ test: install
 # Fails when TensorRT cannot be installed, rather than skipping everything.
 gpu-test: install
 	$(PY) -m pip install -q -e ".[export,dev,trt]"
-	$(PY) -c "from sleap_export.runtime.tensorrt import local_target; print(local_target())"
+	$(PY) -c "from sleap_export.runtime.backends.tensorrt_runner import local_target; print(local_target())"
 	$(PY) -m pytest -m gpu -n 1 -q -rs
 
 # The README's speed and accuracy tables: every model type and CPU variant against sleap-nn, one run (~90 min on 2 cores).

@@ -119,7 +119,7 @@ def timed(command: list) -> float:
 def agreement(ours: Path, reference: Path) -> dict:
     import sleap_io as sio
 
-    from sleap_export.compare import compare_poses, poses_by_frame
+    from sleap_export.core.comparison import compare_poses, poses_by_frame
 
     comparison = compare_poses(poses_by_frame(sio.load_slp(str(ours))), poses_by_frame(sio.load_slp(str(reference))))
     return {"p99 px": comparison.deviation_at(99), "counts agree": comparison.count_agreement}
@@ -172,7 +172,7 @@ def measure(name: str, work: Path) -> dict:
 
 
 def _gate(int8_artifact: Path) -> str:
-    from sleap_export.runtime.artifact import read_spec
+    from sleap_export.runtime.artifacts.formats import read_spec
 
     gate = read_spec(int8_artifact).export.accuracy_gate
     return f"mean {gate.mean_px:.2f} / p99 {gate.p99_px:.2f} px, counts {gate.count_agreement:.0%}, {'pass' if gate.passed else 'FAIL'}"

@@ -25,12 +25,12 @@ import attrs
 import numpy as np
 import onnx
 
-from sleap_export.bench import _network_fps
-from sleap_export.exporters import export
-from sleap_export.exporters.precision import accuracy_gate, calibration_set, convolution_roles, quantize_int8
-from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.runners import OnnxRunner
-from sleap_export.spec import CALIBRATION_METHODS
+from sleap_export.core.spec import CALIBRATION_METHODS
+from sleap_export.evaluation.throughput import _network_fps
+from sleap_export.exporting.precision import accuracy_gate, calibration_set, convolution_roles, quantize_int8
+from sleap_export import export
+from sleap_export.runtime.artifacts.formats import read_spec
+from sleap_export.runtime.backends.onnx_runner import OnnxRunner
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
 MODELS, DATA = ASSETS / "models", ASSETS / "data"

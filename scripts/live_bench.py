@@ -50,10 +50,10 @@ def sleap_nn_one_frame(spec):
     from loguru import logger
     from sleap_nn.inference.predictor import Predictor
 
-    from sleap_export.reference import reference_settings
-    from sleap_export.runtime.frames import as_batch
-    from sleap_export.runtime.outputs import Outputs
-    from sleap_export.runtime.runners import Runner
+    from sleap_export.evaluation.sleap_nn_reference import reference_settings
+    from sleap_export.runtime.backends.runner import Runner
+    from sleap_export.runtime.decoding.outputs import Outputs
+    from sleap_export.runtime.sources.frame_arrays import as_batch
 
     logger.disable("sleap_nn")
     settings = {k: v for k, v in reference_settings(spec).items() if k in ("peak_threshold", "integral_refinement", "integral_patch_size")}
@@ -121,17 +121,27 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("live-bench.json"))
     args = parser.parse_args()
 
-    from sleap_export.live_bench import (LatencyReport, bare_latency_ms, decoded_frames, interleaved_latency, live_run,
-                                         live_split_ms, percentiles_ms, pooled_ms, pooled_summary, runner_label)
-    from sleap_export.runtime.live import LiveRunner, Waiting
-    from sleap_export.runtime.live_sources import IteratorSource
-    from sleap_export.runtime.runners import load
+    from sleap_export.evaluation.latency import (
+        LatencyReport,
+        bare_latency_ms,
+        decoded_frames,
+        interleaved_latency,
+        live_run,
+        live_split_ms,
+        percentiles_ms,
+        pooled_ms,
+        pooled_summary,
+        runner_label,
+    )
+    from sleap_export.runtime import load
+    from sleap_export.runtime.drivers.live import LiveRunner, Waiting
+    from sleap_export.runtime.sources.live_sources import IteratorSource
 
     ticks_before = cpu_ticks()
     with tempfile.TemporaryDirectory() as work:
         artifact = args.artifact
         if artifact is None:
-            from sleap_export.exporters import export
+            from sleap_export import export
 
             artifact = export([RUN], Path(work) / "single_instance.onnx")
         load_options = {k: v for k, v in (("runtime", args.runtime), ("precision", args.precision)) if v is not None}

@@ -52,7 +52,7 @@ def frames_of(video: Path, count: int, size) -> np.ndarray:
 
 
 def network_fps(runner, frames: np.ndarray) -> float:
-    from sleap_export.runtime.pipeline import in_order
+    from sleap_export.runtime.drivers.batch_pipeline import in_order
 
     batches = [frames[i : i + BATCH] for i in range(0, len(frames), BATCH)]
     started = time.perf_counter()
@@ -62,10 +62,10 @@ def network_fps(runner, frames: np.ndarray) -> float:
 
 
 def bench_case(name: str, work: Path, rounds: int, count: int) -> dict:
-    from sleap_export.compare import compare_poses, poses_by_frame
-    from sleap_export.exporters import export
-    from sleap_export.runtime.predictor import Predictor
-    from sleap_export.runtime.runners import load
+    from sleap_export.core.comparison import compare_poses, poses_by_frame
+    from sleap_export import export
+    from sleap_export.runtime import load
+    from sleap_export.runtime.drivers.predictor import Predictor
 
     runs, video, size = CASES[name]
     path = work / (name.replace(" ", "_") + ".onnx")

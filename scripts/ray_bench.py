@@ -110,8 +110,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from sleap_export.runtime.cluster import RayPrediction
-    from sleap_export.runtime.sources import open_video
+    from sleap_export.runtime.drivers.ray_cluster import RayCluster, RayPrediction
+    from sleap_export.runtime.sources.video_inputs import open_video
 
     work = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
@@ -139,7 +139,7 @@ def main() -> None:
         figures.update(local_s=local_s, ray_s=ray_s, ratio=[a / b for a, b in zip(local_s, ray_s)])
 
         # The fixed cost of a job (connect, start the workers, load the artifact, write): one frame.
-        job = RayPrediction(args.model, videos[:1], work / "one.slp", address=address, workers=args.workers,
+        job = RayPrediction(args.model, videos[:1], work / "one.slp", RayCluster(address=address, workers=args.workers),
                             frames="0", overwrite=True)
         started = time.perf_counter()
         job.run()
@@ -148,8 +148,8 @@ def main() -> None:
         large, small = (int(c) for c in args.chunks.split(","))
         chunk_s = {}
         for size in (large, small):
-            job = RayPrediction(args.model, videos, work / f"chunks{size}.slp", address=address, workers=args.workers,
-                                chunk_size=size, overwrite=True)
+            job = RayPrediction(args.model, videos, work / f"chunks{size}.slp",
+                                RayCluster(address=address, workers=args.workers, chunk_size=size), overwrite=True)
             started = time.perf_counter()
             job.run()
             chunk_s[size] = time.perf_counter() - started
@@ -164,8 +164,8 @@ def main() -> None:
             # One .slp per video: a single file would hold every video's poses at the end by design.
             folder = work / f"memory{n}"
             folder.mkdir()
-            job = RayPrediction(args.model, links[:n], folder, address=address, workers=args.workers,
-                                frames=args.memory_frames, chunk_size=10)
+            job = RayPrediction(args.model, links[:n], folder, RayCluster(address=address, workers=args.workers, chunk_size=10),
+                                frames=args.memory_frames)
             peak = PeakMemory()
             job.run()
             memory[n] = peak.stop()

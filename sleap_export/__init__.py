@@ -1,35 +1,54 @@
 """sleap-export: trained sleap-nn models to fast, self-describing artifacts, and a runtime for them.
 
+The package is in layers, each importing only those below it (docs/architecture.md):
+``core`` (spec, model types, tolerances; numpy only), ``runtime`` (artifacts,
+backends, decoding, sources, labels writing, drivers; torch-free), ``exporting``
+(checkpoints, graphs, writers; torch and sleap-nn), ``evaluation`` (check,
+bench, the sleap-nn reference) and ``cli``.
+
 ``export`` needs the ``export`` extra (torch, sleap-nn, onnx), as do
-``check_artifact`` and ``run_bench``'s comparisons with sleap-nn; ``load`` and
-``Predictor`` need only the runtime dependencies for ONNX artifacts.
+``check_artifact`` and ``run_bench``'s comparisons with sleap-nn; ``open_model``
+and ``Predictor`` need only the runtime dependencies for ONNX artifacts.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from sleap_export import old_import_paths
+
 __version__ = "0.1.0"
 
 # Public name -> the module defining it, imported on first use so that
 # `import sleap_export` stays cheap and torch-free.
 _LAZY = {
-    "export": "sleap_export.exporters",
-    # Artifacts through the runtime, training runs eagerly (the runtime's own load() opens artifacts only).
-    "load": "sleap_export.model_paths",
-    "Predictor": "sleap_export.runtime.predictor",
-    "SingleInstancePredictor": "sleap_export.runtime.predictor",
-    "CentroidPredictor": "sleap_export.runtime.predictor",
-    "CenteredInstancePredictor": "sleap_export.runtime.predictor",
-    "TopDownPredictor": "sleap_export.runtime.predictor",
-    "MultiClassTopDownPredictor": "sleap_export.runtime.predictor",
-    "BottomUpPredictor": "sleap_export.runtime.predictor",
-    "MultiClassBottomUpPredictor": "sleap_export.runtime.predictor",
-    "check_artifact": "sleap_export.check",
-    "run_bench": "sleap_export.bench",
+    "export": "sleap_export.evaluation.checked_export",
+    "ExportOptions": "sleap_export.exporting.options",
+    "open_model": "sleap_export.runtime.open_model",
+    "ModelOptions": "sleap_export.runtime.open_model",
+    "load": "sleap_export.runtime.open_model",
+    "read_spec": "sleap_export.runtime.artifacts.formats",
+    "Outputs": "sleap_export.runtime.decoding.outputs",
+    "Predictor": "sleap_export.runtime.drivers.predictor",
+    "SingleInstancePredictor": "sleap_export.runtime.drivers.predictor",
+    "CentroidPredictor": "sleap_export.runtime.drivers.predictor",
+    "CenteredInstancePredictor": "sleap_export.runtime.drivers.predictor",
+    "TopDownPredictor": "sleap_export.runtime.drivers.predictor",
+    "MultiClassTopDownPredictor": "sleap_export.runtime.drivers.predictor",
+    "BottomUpPredictor": "sleap_export.runtime.drivers.predictor",
+    "MultiClassBottomUpPredictor": "sleap_export.runtime.drivers.predictor",
+    "LiveRunner": "sleap_export.runtime.drivers.live",
+    "LiveRecording": "sleap_export.runtime.drivers.live",
+    "read_times": "sleap_export.runtime.drivers.live",
+    "RayPrediction": "sleap_export.runtime.drivers.ray_cluster",
+    "RayCluster": "sleap_export.runtime.drivers.ray_cluster",
+    "check_artifact": "sleap_export.evaluation.parity_check",
+    "run_bench": "sleap_export.evaluation.throughput",
 }
 
 __all__ = [*_LAZY, "__version__"]
+
+old_import_paths.install()
 
 
 def __getattr__(name: str):

@@ -30,8 +30,8 @@ def model_dir(name: str) -> Path:
 @functools.lru_cache(maxsize=1)
 def gpu_problem() -> str | None:
     """Why GPU tests cannot run here (no TensorRT, no GPU), or None where they can."""
-    from sleap_export.errors import SleapExportError
-    from sleap_export.runtime.tensorrt import local_target
+    from sleap_export.core.errors import SleapExportError
+    from sleap_export.runtime.backends.tensorrt_runner import local_target
 
     try:
         local_target()
@@ -42,7 +42,7 @@ def gpu_problem() -> str | None:
 
 def pytest_configure(config):
     # The reference path and our torch runners both allocate large tensors.
-    from sleap_export.runtime.malloc import keep_large_buffers_mapped
+    from sleap_export.runtime.backends.malloc import keep_large_buffers_mapped
 
     keep_large_buffers_mapped()
     _share_cores_between_workers()
@@ -152,7 +152,7 @@ class Predictions:
 
     @classmethod
     def of(cls, labels) -> "Predictions":
-        from sleap_export.compare import poses_by_frame, tracks_by_frame
+        from sleap_export.core.comparison import poses_by_frame, tracks_by_frame
 
         return cls(poses_by_frame(labels), tracks_by_frame(labels))
 
@@ -165,8 +165,8 @@ class Predictions:
 
 
 def sleap_nn_predict(source, model_names, keras_geometry: bool = True, **settings):
-    """sleap-nn's own checkpoint inference on shared models (SLEAP 1.x: see sleap_export.reference)."""
-    from sleap_export.reference import sleap_nn_predict as predict
+    """sleap-nn's own checkpoint inference on shared models (SLEAP 1.x: see sleap_export.evaluation.sleap_nn_reference)."""
+    from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict as predict
 
     return predict(source, [model_dir(m) for m in model_names], keras_geometry=keras_geometry, **settings)
 
@@ -196,7 +196,7 @@ def artifact(assets, session_cache):
     """``artifact(model_names, suffix, **options) -> Path``, exported once per session."""
 
     def make(model_names: list[str], suffix: str, **options) -> Path:
-        from sleap_export.exporters import export
+        from sleap_export import export
 
         key = "+".join(model_names) + "".join(f"-{k}={v}" for k, v in sorted(options.items()))
         return cached(

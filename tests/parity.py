@@ -6,9 +6,9 @@ from functools import lru_cache
 
 import pytest
 
-from sleap_export.reference import REFERENCE_BATCH_SIZE
-from sleap_export.runtime.predictor import Predictor
-from sleap_export.runtime.runners import load
+from sleap_export.evaluation.sleap_nn_reference import REFERENCE_BATCH_SIZE
+from sleap_export.runtime.drivers.predictor import Predictor
+from sleap_export.runtime import load
 
 from conftest import gpu_problem, model_dir
 
@@ -24,8 +24,8 @@ REORDERED_KINDS = ("onnx", "tensorrt")
 
 @lru_cache(maxsize=8)
 def _eager(models: tuple[str, ...], options: tuple):
-    from sleap_export.build import ExportOptions
-    from sleap_export.eager import eager_runner
+    from sleap_export.exporting.options import ExportOptions
+    from sleap_export.exporting.eager_runner import eager_runner
 
     return eager_runner([model_dir(m) for m in models], options=ExportOptions.from_fields(**dict(options)))
 

@@ -22,7 +22,7 @@ import pytest
 import sleap_io as sio
 import torch
 
-from sleap_export.errors import InputError, SleapExportError
+from sleap_export.core.errors import InputError, SleapExportError
 from conftest import DATA, LEGACY_MODELS, MODELS, PROJECT
 from test_cli import assert_one_line_error, cli
 
@@ -125,7 +125,7 @@ def test_bad_outputs_are_refused(tmp_path, assets):
 
 def test_output_not_writable(tmp_path, monkeypatch, assets):
     """Case "output-not-writable" (in-process: root ignores permission bits)."""
-    from sleap_export.exporters import export
+    from sleap_export import export
 
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
@@ -136,7 +136,7 @@ def test_output_not_writable(tmp_path, monkeypatch, assets):
 
 def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch, assets):
     """Case "disk-full": the write fails half-way; nothing stays behind."""
-    from sleap_export.exporters import export
+    from sleap_export import export
 
     def full_disk(self, data):
         with open(self, "wb") as stream:
@@ -178,9 +178,9 @@ def test_sigterm_during_export(tmp_path, assets):
 def test_sigterm_during_predict_then_resume(tmp_path, artifact):
     """Case "sigterm-predict": the frames done are saved in a valid .slp, and said
     so; ``--resume`` then predicts the rest, giving what one run gives."""
-    from sleap_export.compare import compare_poses, poses_by_frame
-    from sleap_export.runtime.predictor import Predictor
-    from sleap_export.runtime.runners import load
+    from sleap_export.core.comparison import compare_poses, poses_by_frame
+    from sleap_export.runtime.drivers.predictor import Predictor
+    from sleap_export.runtime import load
 
     model = artifact(["minimal_instance_bottomup"], ".onnx")
     output = tmp_path / "out.slp"
@@ -231,9 +231,9 @@ def test_varying_frame_size_is_predicted_per_size(tmp_path, artifact):
     """Case "varying-frame-size": an image sequence of two sizes runs, each frame as alone."""
     import imageio.v3 as iio
 
-    from sleap_export.compare import compare_poses, poses_by_frame
-    from sleap_export.runtime.predictor import Predictor
-    from sleap_export.runtime.runners import load
+    from sleap_export.core.comparison import compare_poses, poses_by_frame
+    from sleap_export.runtime.drivers.predictor import Predictor
+    from sleap_export.runtime import load
 
     source = sio.load_video(str(VIDEO))
     paths = []
@@ -248,7 +248,7 @@ def test_varying_frame_size_is_predicted_per_size(tmp_path, artifact):
 
 
 def test_bad_frames_from_python(artifact):
-    from sleap_export.runtime.runners import load
+    from sleap_export.runtime import load
 
     runner = load(artifact(["minimal_instance_centroid"], ".onnx"))
     with pytest.raises(InputError, match="4 channels but the model takes 1"):  # "wrong-channels"
@@ -264,7 +264,7 @@ def test_bad_frames_from_python(artifact):
 def rewrite_onnx_spec(source: Path, destination: Path, edit) -> None:
     import onnx
 
-    from sleap_export.runtime.embedded_spec import ONNX_SPEC_KEY
+    from sleap_export.runtime.artifacts.embedded_spec import ONNX_SPEC_KEY
 
     model = onnx.load(str(source))
     for entry in model.metadata_props:
@@ -326,7 +326,7 @@ def test_check_refuses_the_wrong_references(tmp_path, artifact):
 
 def fake_engine(path: Path, spec) -> Path:
     """Engine-like bytes carrying ``spec`` the way a built engine does (a constant among other bytes)."""
-    from sleap_export.runtime.embedded_spec import engine_spec_words
+    from sleap_export.runtime.artifacts.embedded_spec import engine_spec_words
 
     path.write_bytes(b"\x7fplan" + os.urandom(512) + engine_spec_words(spec.to_json()).tobytes() + os.urandom(64))
     return path
@@ -336,13 +336,13 @@ def test_tensorrt_refusals(tmp_path, artifact, monkeypatch):
     import attrs
     import onnx
 
-    from sleap_export.build import EngineOptions
-    from sleap_export.exporters.onnx import write_model
-    from sleap_export.exporters.tensorrt import build_engine
-    from sleap_export.runtime import tensorrt as trt_runtime
-    from sleap_export.runtime.artifact import read_spec
-    from sleap_export.spec import EngineBuild, EngineTarget
-    from sleap_export.runtime.runners import load
+    from sleap_export.exporting.options import EngineOptions
+    from sleap_export.exporting.writers.onnx_writer import write_model
+    from sleap_export.exporting.writers.tensorrt_writer import build_engine
+    from sleap_export.runtime.backends import tensorrt_runner as trt_runtime
+    from sleap_export.runtime.artifacts.formats import read_spec
+    from sleap_export.core.spec import EngineBuild, EngineTarget
+    from sleap_export.runtime import load
     from conftest import gpu_problem
 
     engine = tmp_path / "model.engine"

@@ -7,8 +7,8 @@ import io
 import json
 import re
 
-from sleap_export.bench import BatchFigures, BenchReport, run_bench
-from sleap_export.progress import LogProgress
+from sleap_export.evaluation.throughput import BatchFigures, BenchReport, run_bench
+from sleap_export.runtime.drivers.progress import LogProgress
 from conftest import DATA, MODELS
 from test_cli import cli, installed
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sleap_export.build import build_graph
-from sleap_export.compare import compare_poses
-from sleap_export.graph import models
-from sleap_export.runtime.grouping import assemble, group_peaks
-from sleap_export.runtime.runners import TorchModuleRunner
-from sleap_export.spec import PostprocessSpec
+from sleap_export.exporting.graph_builder import build_graph
+from sleap_export.core.comparison import compare_poses
+from sleap_export.exporting.graph import model_graphs as models
+from sleap_export.runtime.decoding.peak_grouping import assemble, group_peaks
+from sleap_export.runtime.backends.torch_runner import TorchModuleRunner
+from sleap_export.core.spec import PostprocessSpec
 from conftest import DATA, MODELS
 from parity import our_poses
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sleap_export.check import check_artifact
+from sleap_export.evaluation.parity_check import check_artifact
 from conftest import DATA, MODELS, model_dir
 from test_cli import cli, installed
 
@@ -88,11 +88,11 @@ def test_export_check_keeps_a_passing_artifact(tmp_path, assets):
 def test_export_check_removes_a_failing_artifact(tmp_path, monkeypatch, capsys, assets):
     """In-process, with a tolerance no artifact meets (negative deviation), so the
     report fails for real and the export must remove what it wrote."""
-    import sleap_export.check
+    import sleap_export.evaluation.parity_check
     from sleap_export import cli as command_line
 
-    real_check = sleap_export.check.check_artifact
-    monkeypatch.setattr(sleap_export.check, "check_artifact", lambda *a, **k: real_check(*a, **{**k, "max_deviation": -1.0}))
+    real_check = sleap_export.evaluation.parity_check.check_artifact
+    monkeypatch.setattr(sleap_export.evaluation.parity_check, "check_artifact", lambda *a, **k: real_check(*a, **{**k, "max_deviation": -1.0}))
     output = tmp_path / "model.onnx"
     argv = ["sleap-export", "onnx", str(MODELS / "minimal_instance_centroid"), "-o", str(output), "--check", str(VIDEO), "--check-frames", "2"]
     monkeypatch.setattr("sys.argv", argv)

@@ -140,7 +140,7 @@ def test_help_version_and_debug_anywhere(tmp_path):
 def test_outputs_repr_shows_shapes_not_arrays():
     import numpy as np
 
-    from sleap_export.runtime.outputs import Outputs
+    from sleap_export.runtime.decoding.outputs import Outputs
 
     outputs = Outputs(
         original_image=np.zeros((384, 384, 1), np.uint8),
@@ -185,7 +185,7 @@ def test_quiet_before_the_command_and_predict_reporting_one_fps(tmp_path, artifa
 
 def test_predict_a_top_down_pair_of_runs(tmp_path, artifact):
     """Two training runs, then the input: eager PyTorch, the same poses as the top-down artifact."""
-    from sleap_export.compare import compare_poses, poses_by_frame
+    from sleap_export.core.comparison import compare_poses, poses_by_frame
 
     centered = MODELS / "minimal_instance_centered_instance"
     video = DATA / "centered_pair_small.mp4"

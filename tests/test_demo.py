@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import sleap_io as sio
 
-from sleap_export.compare import compare_poses
+from sleap_export.core.comparison import compare_poses
 from sleap_export.demo import CLIP, MODEL_DIR, run_demo
 from parity import our_poses
 
@@ -27,9 +27,9 @@ def test_demo_runs(tmp_path):
 def test_demo_model_parity_at_native_sizes(kind, crop, tmp_path, frame_sequence_from):
     from sleap_nn.inference.run import predict
 
-    from sleap_export.compare import poses_by_frame
-    from sleap_export.exporters import export
-    from sleap_export.runtime.runners import load
+    from sleap_export.core.comparison import poses_by_frame
+    from sleap_export import export
+    from sleap_export.runtime import load
 
     paths = frame_sequence_from(CLIP, range(0, 24), *crop)
     expected = poses_by_frame(predict(sio.load_video(paths), model_paths=[str(MODEL_DIR)], device="cpu"))

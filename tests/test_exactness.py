@@ -19,7 +19,7 @@ import pytest
 import sleap_io as sio
 import torch
 
-from sleap_export.graph.preprocess import frames_to_images, match_size, pad_to_stride, resize_by_scale
+from sleap_export.exporting.graph.preprocess import frames_to_images, match_size, pad_to_stride, resize_by_scale
 from conftest import DATA, MODELS
 from test_tensorrt import tensorrt_double_downcast
 
@@ -164,7 +164,7 @@ def test_preprocessing_is_bit_exact_at_extreme_downscaling(contract_runners, fil
 
 def test_sigmoids_saturate_where_torchs_do_under_onnx_runtime():
     """sleap-nn's class maps end in a sigmoid; exact 1.0s tie in its identity assignment."""
-    from sleap_export.graph.models import SaturatingSigmoid
+    from sleap_export.exporting.graph.model_graphs import SaturatingSigmoid
 
     logits = np.concatenate(
         [np.linspace(-30, 30, 1_000_001, dtype=np.float32), np.linspace(15, 19, 1_000_003, dtype=np.float32)]
@@ -191,8 +191,8 @@ def _six_node_peak_counts(module, frames: np.ndarray) -> np.ndarray:
 def test_plateau_peaks_equal_torchs_under_onnx_runtime(artifact):
     """The six-node bottom-up model answers flat background with a constant; in torch
     those pixels tie exactly (no peak), ONNX Runtime spreads them over a few ulps."""
-    from sleap_export.build import build_graph
-    from sleap_export.runtime.runners import load
+    from sleap_export.exporting.graph_builder import build_graph
+    from sleap_export.runtime import load
 
     onnx_path = artifact(["minimal_instance6_bottomup"], ".onnx")  # exports: verification passes
     eager = build_graph([MODELS / "minimal_instance6_bottomup"]).module
@@ -215,7 +215,7 @@ def test_raw_heads_verify_at_input_scale_075(tmp_path, assets):
     """onnxslim's shape inference once removed the input-scale resize of this graph."""
     import yaml
 
-    from sleap_export.exporters import export
+    from sleap_export import export
 
     run = tmp_path / "bottomup-scale-0.75"
     run.mkdir()

@@ -7,13 +7,14 @@ import pytest
 import sleap_io as sio
 import torch
 
-from sleap_export.build import ExportOptions, build_graph
-from sleap_export.compare import compare_poses
-from sleap_export.errors import SleapExportError
-from sleap_export.exporters.torchscript import write_torchscript
-from sleap_export.graph import preprocess
-from sleap_export.graph.resize import resize_uint8_antialias
-from sleap_export.runtime.runners import TorchModuleRunner
+from sleap_export.exporting.graph_builder import build_graph
+from sleap_export.exporting.options import ExportOptions
+from sleap_export.core.comparison import compare_poses
+from sleap_export.core.errors import SleapExportError
+from sleap_export.exporting.writers.torchscript_writer import write_torchscript
+from sleap_export.exporting.graph import preprocess
+from sleap_export.exporting.graph.resize import resize_uint8_antialias
+from sleap_export.runtime.backends.torch_runner import TorchModuleRunner
 from conftest import DATA, MODELS
 from parity import make_runner, our_poses
 
@@ -70,7 +71,7 @@ def test_resize_matches_torch_uint8_kernel_exactly(size):
 
 def test_preprocessing_compiles_with_dynamic_shapes():
     """Under torch.compile shapes arrive as torch.Size, not tensors (the `compile` runner)."""
-    from sleap_export.graph.preprocess import SizeMatch
+    from sleap_export.exporting.graph.preprocess import SizeMatch
 
     size_match = SizeMatch(96, 128)
     compiled = torch.compile(size_match, dynamic=True)

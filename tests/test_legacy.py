@@ -16,14 +16,14 @@ import pytest
 import sleap_io as sio
 import torch
 
-from sleap_export.checkpoint import file_sha256
-from sleap_export.compare import compare_poses, poses_by_frame
-from sleap_export.errors import InputError
-from sleap_export.exporters import export
-from sleap_export.graph.keras import use_keras_geometry
-from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.predictor import Predictor
-from sleap_export.runtime.runners import load
+from sleap_export.exporting.checkpoints import file_sha256
+from sleap_export.core.comparison import compare_poses, poses_by_frame
+from sleap_export.core.errors import InputError
+from sleap_export import export
+from sleap_export.exporting.graph.keras_geometry import use_keras_geometry
+from sleap_export.runtime.artifacts.formats import read_spec
+from sleap_export.runtime.drivers.predictor import Predictor
+from sleap_export.runtime import load
 from conftest import DATA, LEGACY_MODELS, sleap_nn_predict
 
 LEGACY = ("minimal_instance.UNet.centroid", "minimal_instance.UNet.centered_instance", "minimal_instance.UNet.bottomup")

@@ -1,4 +1,4 @@
-"""Closed loop (`sleap_export.runtime.live`): simulated cameras, iterators, drops, hooks,
+"""Closed loop (`sleap_export.runtime.drivers.live`): simulated cameras, iterators, drops, hooks,
 forward prediction and ``sleap-export live``. No timed assertions: speed is for
 scripts/live_bench.py."""
 
@@ -15,14 +15,15 @@ import sleap_io as sio
 
 from conftest import DATA, cached
 from test_cli import installed
-from sleap_export.errors import InputError
-from sleap_export.runtime.forecast import ConstantVelocity, Kalman
-from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.live import (FrameTimes, LatestFrame, LiveRecording, LiveRunner, Waiting, _Captured, load_processor,
+from sleap_export.core.errors import InputError
+from sleap_export.runtime.drivers.forecast import ConstantVelocity, Kalman
+from sleap_export.runtime.artifacts.formats import read_spec
+from sleap_export.runtime.drivers.live import (FrameTimes, LatestFrame, LiveRecording, LiveRunner, Waiting, _Captured, load_processor,
                                        read_times)
-from sleap_export.runtime.live_sources import IteratorSource, SimulatedCamera
-from sleap_export.runtime.outputs import Outputs
-from sleap_export.runtime.runners import Runner, WarmRun, load
+from sleap_export.runtime.sources.live_sources import IteratorSource, SimulatedCamera
+from sleap_export.runtime.decoding.outputs import Outputs
+from sleap_export.runtime.backends.runner import Runner, WarmRun
+from sleap_export.runtime import load
 
 CLIP_FRAMES = 24
 SINGLE = ["minimal_instance_single_instance"]
@@ -446,7 +447,7 @@ def times_of(index):
 
 
 def test_the_region_trigger_logs_entries_and_exits(tmp_path):
-    from sleap_export.live_examples import RegionTrigger
+    from sleap_export.demo.live_processors import RegionTrigger
 
     log = tmp_path / "events.csv"
     trigger = RegionTrigger(region=(0, 0, 100, 100), node="B", log=log)
@@ -462,7 +463,7 @@ def test_the_region_trigger_logs_entries_and_exits(tmp_path):
 
 
 def test_the_line_trigger_calls_the_users_function_on_changes_only():
-    from sleap_export.live_examples import LineTrigger
+    from sleap_export.demo.live_processors import LineTrigger
 
     calls = []
     trigger = LineTrigger(condition=lambda o, t: np.nanmax(o.pred_keypoints[:, 0, 0]) > 100, set_line=calls.append)
@@ -479,7 +480,7 @@ def test_processors_load_from_modules_and_files(tmp_path, monkeypatch):
     assert type(load_processor(f"{hook_file}:Hook")).__name__ == "Hook"
     monkeypatch.chdir(tmp_path)
     assert type(load_processor("my_hooks:Hook")).__name__ == "Hook"
-    assert type(load_processor("sleap_export.live_examples:LineTrigger")).__name__ == "LineTrigger"
+    assert type(load_processor("sleap_export.demo.live_processors:LineTrigger")).__name__ == "LineTrigger"
     for spec, message in [
         ("my_hooks", "takes module:Class"),
         ("no_such_module_here:Hook", "Cannot import 'no_such_module_here'"),
@@ -538,7 +539,7 @@ def test_bench_latency_reports_percentiles_against_the_bare_network(artifact, cl
 
 def test_interleaved_rounds_pool_every_runs_frames_and_seconds(fake_runner):
     """`bench --latency` and scripts/live_bench.py pool the live runs of their rounds."""
-    from sleap_export.live_bench import live_split_ms, pooled_summary
+    from sleap_export.evaluation.latency import live_split_ms, pooled_summary
 
     runs = [LiveRunner(fake_runner, np.full((count, 8, 8, 1), count, np.uint8)) for count in (3, 5)]
     summaries = [live.run() for live in runs]
@@ -576,7 +577,7 @@ def test_bench_latency_takes_the_live_runs_wait_and_refuses_it_alone(artifact, c
 def test_live_and_bench_latency_run_the_artifact_with_openvino(artifact, clip, tmp_path):
     """--runtime openvino: the same poses as predict with ONNX Runtime, frame for frame, and the
     latency report names the runtime."""
-    from sleap_export.compare import compare_poses, poses_by_frame
+    from sleap_export.core.comparison import compare_poses, poses_by_frame
 
     model, source = artifact(SINGLE, ".onnx"), clip("small_robot.mp4")
     live_output, predicted = tmp_path / "live.slp", tmp_path / "predicted.slp"

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleap_export.check import tolerance_for
-from sleap_export.compare import compare_poses
-from sleap_export.errors import InputError, SleapExportError
-from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.openvino import CACHE_FOLDER
-from sleap_export.runtime.runners import load
+from sleap_export.core.tolerances import tolerance_for
+from sleap_export.core.comparison import compare_poses
+from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.runtime.artifacts.formats import read_spec
+from sleap_export.runtime.backends.openvino_runner import CACHE_FOLDER
+from sleap_export.runtime import load
 from conftest import DATA
 from parity import our_predictions
 from test_cli import command_imports, installed
@@ -51,7 +51,7 @@ FP32_PX = 0.01
 def _cpu_has_bf16() -> bool:
     import openvino
 
-    from sleap_export.runtime.openvino import supports_bf16
+    from sleap_export.runtime.backends.openvino_runner import supports_bf16
 
     return supports_bf16(openvino.Core())
 
@@ -259,8 +259,8 @@ def test_help_and_onnx_runtime_predict_do_not_import_openvino(tmp_path, artifact
 
 
 def test_every_runtime_a_format_names_is_a_runner():
-    from sleap_export.runtime.artifact import FORMATS
-    from sleap_export.runtime.runners import Runner
+    from sleap_export.runtime.artifacts.formats import FORMATS
+    from sleap_export.runtime.backends.runner import Runner
 
     for fmt in FORMATS:
         for runtime in (None, fmt.default_runtime, *fmt.runtimes):
@@ -270,7 +270,7 @@ def test_every_runtime_a_format_names_is_a_runner():
 
 
 def test_bf16_is_refused_in_one_line_on_a_cpu_without_it(monkeypatch, artifact):
-    from sleap_export.runtime import openvino as runner_module
+    from sleap_export.runtime.backends import openvino_runner as runner_module
 
     monkeypatch.setattr(runner_module, "supports_bf16", lambda core: False)
     runner = load(artifact([CENTROID], ".onnx"), runtime="openvino", precision="bf16")

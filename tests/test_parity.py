@@ -13,7 +13,7 @@ import attrs
 import pytest
 import sleap_io as sio
 
-from sleap_export.compare import compare_poses
+from sleap_export.core.comparison import compare_poses
 from conftest import DATA
 from parity import REORDERED_KINDS, RUNNER_KINDS, make_runner, our_predictions
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from sleap_export.check import tolerance_for
-from sleap_export.errors import InputError
-from sleap_export.exporters import export
-from sleap_export.build import ExportOptions
-from sleap_export.exporters.precision import convolution_roles
-from sleap_export.runtime.artifact import read_spec, verify_payload
-from sleap_export.spec import ModelSpec
+from sleap_export.core.tolerances import tolerance_for
+from sleap_export.core.errors import InputError
+from sleap_export import export
+from sleap_export.exporting.options import ExportOptions
+from sleap_export.exporting.precision import convolution_roles
+from sleap_export.runtime.artifacts.formats import read_spec, verify_payload
+from sleap_export.core.spec import ModelSpec
 from conftest import DATA, MODELS
 
 CENTROID = MODELS / "minimal_instance_centroid"
@@ -133,7 +133,7 @@ def test_fp16_onnx_runs_on_the_cpu_provider_passes_its_gate_and_check(tmp_path):
     import numpy as np
     import onnx
 
-    from sleap_export.check import check_artifact
+    from sleap_export.evaluation.parity_check import check_artifact
 
     output = tmp_path / "fp16.onnx"
     with warnings.catch_warnings():
@@ -163,7 +163,7 @@ def test_reduced_precision_top_down_runs_batches_without_any_instance(tmp_path, 
     (the int8 graph once failed in ONNX Runtime: its saved shapes let a reshape fuse to (0, C, -1))."""
     import numpy as np
 
-    from sleap_export.runtime.runners import load
+    from sleap_export.runtime import load
 
     output = tmp_path / f"topdown-{precision}.onnx"
     runs = [CENTROID, MODELS / "minimal_instance_centered_instance"]

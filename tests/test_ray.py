@@ -191,10 +191,10 @@ class KillWorkerAfterFirstChunk:
 
 
 def test_killed_worker_chunks_are_retried_once_each(cluster, model, videos, local, tmp_path):
-    from sleap_export.runtime.cluster import RayPrediction
+    from sleap_export.runtime.drivers.ray_cluster import RayCluster, RayPrediction
 
     out = tmp_path / "all.slp"
-    job = RayPrediction(model, videos, out, address=cluster, workers=2, chunk_size=CHUNK, frames=FRAMES)
+    job = RayPrediction(model, videos, out, RayCluster(address=cluster, workers=2, chunk_size=CHUNK), frames=FRAMES)
     killer = KillWorkerAfterFirstChunk(job)
     report = job.run(killer)
     assert killer.killed is not None and report.retried >= 1

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sleap_export.errors import InputError
-from sleap_export.runtime.artifact import FORMATS, artifact_suffixes, find_format, format_of, read_spec, verify_payload
-from sleap_export.runtime.model_types import MODEL_TYPES, model_type_for_runs
-from sleap_export.runtime.outputs import Outputs
-from sleap_export.runtime.runners import Runner
-from sleap_export.spec import HEAD_TYPES
+from sleap_export.core.errors import InputError
+from sleap_export.runtime.artifacts.formats import FORMATS, artifact_suffixes, find_format, format_of, read_spec, verify_payload
+from sleap_export.core.model_types import MODEL_TYPES, model_type_for_runs
+from sleap_export.runtime.decoding.outputs import Outputs
+from sleap_export.runtime.backends.runner import Runner
+from sleap_export.core.spec import HEAD_TYPES
 
 PACKAGE = Path(__file__).parents[1] / "sleap_export"
 SCHEMA1 = Path(__file__).parent / "fixtures" / "schema1"
@@ -24,7 +24,7 @@ SCHEMA2 = Path(__file__).parent / "fixtures" / "schema2"
 
 
 def test_each_suffix_belongs_to_one_format_with_a_runner_and_an_exporter():
-    from sleap_export.exporters import EXPORTERS, exporter_for
+    from sleap_export.exporting.writers.registry import EXPORTERS, exporter_for
 
     assert len(artifact_suffixes()) == len(set(artifact_suffixes()))
     for fmt in FORMATS:
@@ -40,8 +40,8 @@ def test_each_suffix_belongs_to_one_format_with_a_runner_and_an_exporter():
 
 
 def test_each_model_type_names_runs_a_graph_a_completer_and_a_predictor():
-    from sleap_export.graph import models as graphs
-    from sleap_export.runtime.predictor import PREDICTORS
+    from sleap_export.exporting.graph import model_graphs as graphs
+    from sleap_export.runtime.drivers.predictor import PREDICTORS
 
     output_fields = {field for field in Outputs.__annotations__}
     for name, model_type in MODEL_TYPES.items():
@@ -67,8 +67,8 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_the_runtime_imports_nothing_from_the_export_side():
-    export_side = ("sleap_export.build", "sleap_export.eager", "sleap_export.exporters", "sleap_export.checkpoint",
-                   "sleap_export.graph", "sleap_export.reference", "torch", "sleap_nn")
+    export_side = ("sleap_export.exporting.graph_builder", "sleap_export.exporting.eager_runner", "sleap_export.exporting.writers", "sleap_export.exporting.checkpoints",
+                   "sleap_export.exporting.graph", "sleap_export.evaluation.sleap_nn_reference", "torch", "sleap_nn")
     for module in sorted((PACKAGE / "runtime").glob("*.py")):
         imported = _imported_modules(module)
         # Torch only where it is asked for: TorchScript's runner, and Outputs.to_torch (both import it lazily).
@@ -88,7 +88,8 @@ def test_the_runtime_imports_nothing_from_the_export_side():
 
 def test_the_runtime_loads_artifacts_and_the_package_loads_training_runs_too(tmp_path):
     import sleap_export
-    from sleap_export.runtime.runners import TorchModuleRunner, load
+    from sleap_export.runtime.backends.torch_runner import TorchModuleRunner
+    from sleap_export.runtime import load
     from conftest import MODELS
 
     with pytest.raises(InputError, match="load\\(\\) opens artifacts.*Predictor.from_model_paths"):
@@ -134,8 +135,8 @@ def test_artifacts_of_schema_2_read_and_verify_with_schema_1s_int8_settings(name
 def test_artifacts_of_older_schemas_predict_like_todays(folder, name, tmp_path):
     """The schema-1 and schema-2 artifacts run, and give what today's export of the same model gives."""
     from sleap_export.demo import CLIP, MODEL_DIR
-    from sleap_export.exporters import export
-    from sleap_export.runtime.predictor import Predictor
+    from sleap_export import export
+    from sleap_export.runtime.drivers.predictor import Predictor
 
     old = folder / name
     # Their int8: min-max ranges, every convolution quantized.

@@ -9,9 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from sleap_export.errors import InputError
-from sleap_export.runtime.frames import as_batch, match_channels
-from sleap_export.runtime.runners import load
+from sleap_export.core.errors import InputError
+from sleap_export.runtime.sources.frame_arrays import as_batch, match_channels
+from sleap_export.runtime import load
 from conftest import DATA
 
 BLOCK_TORCH = textwrap.dedent(
@@ -117,7 +117,7 @@ def test_in_order_keeps_order_bounds_work_and_raises():
     import threading
     import time
 
-    from sleap_export.runtime.pipeline import in_order
+    from sleap_export.runtime.drivers.batch_pipeline import in_order
 
     running, most = [0], [0]
     lock = threading.Lock()
@@ -150,7 +150,7 @@ def test_in_order_keeps_order_bounds_work_and_raises():
 
 def test_parallel_batches_give_the_same_labels(artifact):
     """Two (three) batches at once through one ONNX session: the same poses, in frame order."""
-    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.drivers.predictor import Predictor
 
     model = artifact(["minimal_instance_bottomup"], ".onnx")
     video, frames = str(DATA / "centered_pair_small.mp4"), list(range(0, 46, 2))
@@ -164,14 +164,14 @@ def test_parallel_batches_give_the_same_labels(artifact):
 
 
 def test_predictor_runs_two_batches_at_once_on_a_multicore_cpu(artifact, monkeypatch):
-    from sleap_export.runtime.predictor import Predictor
+    from sleap_export.runtime.drivers.predictor import Predictor
 
     model = artifact(["minimal_instance_centroid"], ".onnx")
     assert load(model).parallel_batches == 1  # direct use: one batch on every core (latency)
-    monkeypatch.setattr("sleap_export.runtime.runners.usable_cores", lambda: 4)
+    monkeypatch.setattr("sleap_export.runtime.backends.onnx_runner.usable_cores", lambda: 4)
     assert Predictor.from_artifact(model).runner.parallel_batches == 2
     assert Predictor.from_artifact(model, parallel_batches=1).runner.parallel_batches == 1
-    monkeypatch.setattr("sleap_export.runtime.runners.usable_cores", lambda: 1)
+    monkeypatch.setattr("sleap_export.runtime.backends.onnx_runner.usable_cores", lambda: 1)
     assert Predictor.from_artifact(model).runner.parallel_batches == 1
 
 
@@ -179,7 +179,7 @@ def test_rgb_views_from_opencv_are_stacked_exactly():
     """sleap-io hands out RGB as reversed views of OpenCV's BGR buffers; the fast stack copies them exactly."""
     import cv2  # noqa: F401  (loaded, as whenever sleap-io reads with OpenCV)
 
-    from sleap_export.runtime.frames import stack_frames
+    from sleap_export.runtime.sources.frame_arrays import stack_frames
 
     bgr = np.random.default_rng(0).integers(0, 256, (3, 7, 9, 3), dtype=np.uint8)
     views = [frame[..., ::-1] for frame in bgr]
@@ -194,8 +194,8 @@ def test_the_design_python_api(artifact):
     import sleap_io as sio
 
     from sleap_export import CentroidPredictor, Predictor, SingleInstancePredictor, TopDownPredictor
-    from sleap_export.errors import InputError
-    from sleap_export.runtime.outputs import Outputs
+    from sleap_export.core.errors import InputError
+    from sleap_export.runtime.decoding.outputs import Outputs
     from conftest import MODELS
 
     onnx_path = artifact(["minimal_instance_centroid"], ".onnx")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from sleap_export.errors import SleapExportError
-from sleap_export.runtime.artifact import read_spec
-from sleap_export.spec import SCHEMA_VERSION, ModelSpec, SkeletonSpec, StageSpec
+from sleap_export.core.errors import SleapExportError
+from sleap_export.runtime.artifacts.formats import read_spec
+from sleap_export.core.spec import SCHEMA_VERSION, ModelSpec, SkeletonSpec, StageSpec
 
 
 def make_spec() -> ModelSpec:

@@ -14,17 +14,17 @@ import onnx
 import onnxruntime
 import pytest
 
-from sleap_export.build import AxisRange, EngineOptions
-from sleap_export.errors import InputError, SleapExportError
-from sleap_export.exporters.tensorrt import (
+from sleap_export.exporting.options import AxisRange, EngineOptions
+from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.exporting.writers.tensorrt_writer import (
     default_timing_cache,
     engine_graph,
     profile_shapes,
 )
-from sleap_export.runtime.artifact import read_spec
-from sleap_export.runtime.embedded_spec import ENGINE_SPEC_OUTPUT, spec_json_in_engine
-from sleap_export.runtime.tensorrt import built_for, compatibility_problem, cuda_device_index
-from sleap_export.spec import EngineBuild, EngineTarget
+from sleap_export.runtime.artifacts.formats import read_spec
+from sleap_export.runtime.artifacts.embedded_spec import ENGINE_SPEC_OUTPUT, spec_json_in_engine
+from sleap_export.runtime.backends.tensorrt_runner import built_for, compatibility_problem, cuda_device_index
+from sleap_export.core.spec import EngineBuild, EngineTarget
 from conftest import DATA, MODELS, gpu_problem
 from test_cli import cli
 
@@ -194,7 +194,7 @@ def test_engine_targets_round_trip_through_the_spec(artifact):
 
 
 def read_spec_via_json(spec):
-    from sleap_export.spec import ModelSpec
+    from sleap_export.core.spec import ModelSpec
 
     return ModelSpec.from_json(spec.to_json())
 
@@ -207,8 +207,8 @@ def test_engines_run_on_gpus_only():
 
 
 def test_symmetric_int8_for_tensorrt_has_zero_points_of_zero(tmp_path):
-    from sleap_export.build import ExportOptions
-    from sleap_export.exporters import export
+    from sleap_export.exporting.options import ExportOptions
+    from sleap_export import export
 
     # About zero points, not accuracy: kept whatever its gate reads.
     options = ExportOptions.from_fields(
@@ -229,8 +229,8 @@ def test_symmetric_int8_for_tensorrt_has_zero_points_of_zero(tmp_path):
 def test_gpu_engine_builds_loads_in_plain_tensorrt_and_predicts(precision, tmp_path, artifact):
     import tensorrt
 
-    from sleap_export.exporters import export
-    from sleap_export.runtime.predictor import Predictor
+    from sleap_export import export
+    from sleap_export.runtime.drivers.predictor import Predictor
 
     # About building and loading engines: a reduced one is kept whatever its gate reads.
     fields = {} if precision == "fp32" else {"precision": precision, "calibration": str(VIDEO), "calibration_frames": 16, "keep_inaccurate": True}
@@ -252,8 +252,8 @@ def test_gpu_engine_builds_loads_in_plain_tensorrt_and_predicts(precision, tmp_p
 
 def test_onnx_on_cuda_runs_there_or_fails_loudly(artifact):
     """device="cuda" never falls back to the CPU in silence."""
-    from sleap_export.runtime.predictor import Predictor
-    from sleap_export.runtime.runners import load
+    from sleap_export.runtime.drivers.predictor import Predictor
+    from sleap_export.runtime import load
 
     path = artifact([CENTROID], ".onnx")
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
@@ -401,9 +401,9 @@ def test_the_engine_runner_feeds_buffers_reuses_them_and_returns_what_onnx_gives
     """TensorRTRunner's buffer and copy logic over fake CUDA and TensorRT modules that execute
     the engine's graph with ONNX Runtime: the same poses as the ONNX artifact, allocations
     only when a tensor grows, profile violations refused in one line."""
-    from sleap_export.runtime import tensorrt as trt_runtime
-    from sleap_export.runtime.predictor import Predictor
-    from sleap_export.runtime.runners import load
+    from sleap_export.runtime.backends import tensorrt_runner as trt_runtime
+    from sleap_export.runtime.drivers.predictor import Predictor
+    from sleap_export.runtime import load
     from test_bad_inputs import fake_engine
 
     onnx_path = artifact([CENTROID], ".onnx")
@@ -528,9 +528,9 @@ class FakeBuilderTensorRT(FakeTensorRT):
 def test_the_engine_build_flow_over_a_fake_tensorrt(tmp_path, monkeypatch):
     """`export(..., format="tensorrt")` end to end on CPU: ONNX, profile, strongly typed
     network, TF32 off, timing cache, the spec in the plan, verification against ONNX."""
-    from sleap_export.exporters import export
-    from sleap_export.exporters import tensorrt as trt_exporter
-    from sleap_export.runtime import tensorrt as trt_runtime
+    from sleap_export import export
+    from sleap_export.exporting.writers import tensorrt_writer as trt_exporter
+    from sleap_export.runtime.backends import tensorrt_runner as trt_runtime
 
     cudart = FakeCudart()
     fake = FakeBuilderTensorRT(cudart)

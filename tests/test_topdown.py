@@ -12,10 +12,11 @@ import sleap_io as sio
 import torch
 import torch.nn.functional as F
 
-from sleap_export.build import ExportOptions, build_graph
-from sleap_export.compare import compare_poses
-from sleap_export.graph import models
-from sleap_export.runtime.runners import TorchModuleRunner
+from sleap_export.exporting.graph_builder import build_graph
+from sleap_export.exporting.options import ExportOptions
+from sleap_export.core.comparison import compare_poses
+from sleap_export.exporting.graph import model_graphs as models
+from sleap_export.runtime.backends.torch_runner import TorchModuleRunner
 from conftest import DATA, MODELS, cached
 from parity import make_runner, our_poses
 from test_cli import assert_one_line_error, cli

@@ -23,9 +23,9 @@ def run_demo(output_dir: Path, show: bool = True) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from sleap_export.exporters import export
-    from sleap_export.runtime.labels import save_labels_atomically
-    from sleap_export.runtime.predictor import Predictor
+    from sleap_export import export
+    from sleap_export.runtime.drivers.predictor import Predictor
+    from sleap_export.runtime.writing.labels_writer import save_labels_atomically
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def _overlay(labels, truth: np.ndarray, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sleap_export.runtime.outputs import Outputs
+    from sleap_export.runtime.decoding.outputs import Outputs
 
     video = labels.videos[0]
     picks = np.linspace(0, len(labels.labeled_frames) - 1, 4).astype(int)

@@ -1,10 +1,13 @@
-"""The thin runtime: artifact reader, runners, Outputs, Labels building, Predictor.
+"""The torch-free runtime: artifact formats, backends, decoding, frame sources,
+labels writing and the drivers (batch `Predictor`, Ray, live).
 
 Importing it needs neither sleap-nn nor torch; only the TorchScript runner
-(and the eager runner, which lives outside this package) imports torch.
+imports torch. Training runs open through the export side (`open_model`).
 """
 
-from sleap_export.runtime.outputs import Outputs
-from sleap_export.runtime.runners import Runner, load
+from sleap_export.runtime.backends.runner import Runner
+from sleap_export.runtime.decoding.outputs import Outputs
+from sleap_export.runtime.open_model import ModelOptions, open_model
+from sleap_export.runtime.open_model import load_artifact as load
 
-__all__ = ["Outputs", "Runner", "load"]
+__all__ = ["ModelOptions", "Outputs", "Runner", "load", "open_model"]

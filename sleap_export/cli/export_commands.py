@@ -1,0 +1,161 @@
+"""``onnx``, ``torchscript`` and ``trt``: parse the flags, call `sleap_export.export`, print."""
+
+from __future__ import annotations
+
+import functools
+import time
+from inspect import Parameter
+from inspect import signature as signature_of
+from pathlib import Path
+from typing import List, Optional
+
+import attrs
+import typer
+
+from sleap_export.cli.common import QUIET, quiet
+
+
+def _option(default, *declarations, **settings):
+    """An `ExportFlags` field whose metadata carries its typer option."""
+    return attrs.field(default=default, metadata={"option": typer.Option(default, *declarations, **settings)})
+
+
+@attrs.frozen
+class ExportFlags:
+    """The options onnx, torchscript and trt share, declared once (`takes_export_flags`)."""
+
+    preset: Optional[Path] = _option(None, "--preset", help="YAML file of export options (see configs/).")
+    max_instances: Optional[int] = _option(None, help="Instance slots per frame (default 20).")
+    peak_threshold: Optional[float] = _option(None, help="Minimum confidence of a peak (default 0.2).")
+    refinement: Optional[bool] = _option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on).")
+    grouping: Optional[str] = _option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate, no host work).")
+    check: Optional[Path] = _option(None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails.")
+    check_frames: int = _option(50, "--check-frames", min=1, help="Frames `--check` compares.")
+    precision: str = _option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized; symmetric for TensorRT).")
+    calibration: Optional[Path] = _option(None, "--calibration", help="fp16/int8: video or .slp (labeled frames first) to calibrate on (int8) and gate against fp32.")
+    calibration_frames: int = _option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on).")
+    max_deviation: Optional[float] = _option(None, "--max-deviation", min=0.0, help="fp16/int8: the gate's p99 deviation from fp32 (px; default: check's tolerance for the precision).")
+    calibration_method: Optional[str] = _option(None, "--calibration-method", help="int8: minmax (default), entropy or percentile activation ranges.")
+    keep_inaccurate: bool = _option(False, "--keep-inaccurate", help="fp16/int8: write the artifact even when it fails its accuracy gate (its spec says so).")
+    overwrite: bool = _option(False, "--overwrite", help="Replace an existing artifact.")
+    quiet: bool = attrs.field(default=False, metadata={"option": QUIET})
+
+    def option_fields(self, raw_heads: bool = False, engine=None) -> dict:
+        """The export option fields these flags give (a preset's are filled in under them by `export`)."""
+        given = dict(max_instances=self.max_instances, peak_threshold=self.peak_threshold, grouping=self.grouping)
+        fields = {k: v for k, v in given.items() if v is not None}
+        if self.refinement is not None:
+            fields["refinement"] = "integral" if self.refinement else None
+        if raw_heads:
+            fields["raw_heads"] = True
+        if self.precision != "fp32":
+            fields.update(
+                precision=self.precision,
+                calibration_frames=self.calibration_frames,
+                max_deviation=self.max_deviation,
+                keep_inaccurate=self.keep_inaccurate,
+            )
+            if self.calibration_method is not None:
+                fields["calibration_method"] = self.calibration_method
+            fields["calibration"] = None if self.calibration is None else str(self.calibration)
+        if engine is not None:
+            fields["tensorrt"] = engine
+        return fields
+
+
+attrs.resolve_types(ExportFlags)
+
+
+def takes_export_flags(command):
+    """``command(..., flags: ExportFlags)`` as a typer command taking every `ExportFlags` option."""
+    signature = signature_of(command)
+    own = [p for p in signature.parameters.values() if p.name != "flags"]
+    shared = [
+        Parameter(f.name, Parameter.KEYWORD_ONLY, default=f.metadata["option"], annotation=f.type)
+        for f in attrs.fields(ExportFlags)
+    ]
+
+    @functools.wraps(command)
+    def with_flags(**values):
+        flags = ExportFlags(**{f.name: values.pop(f.name) for f in attrs.fields(ExportFlags)})
+        quiet(flags.quiet)
+        return command(**values, flags=flags)
+
+    with_flags.__signature__ = signature.replace(parameters=own + shared)
+    return with_flags
+
+
+def _export(format: str, model_dirs: List[Path], output: Path, flags: ExportFlags, raw_heads: bool = False, engine=None):
+    from rich.console import Console
+
+    from sleap_export.evaluation.checked_export import export
+    from sleap_export.runtime.artifacts.formats import read_spec
+    from sleap_export.runtime.drivers.progress import progress_for
+
+    shown = not quiet()
+    started = time.perf_counter()
+    path = export(
+        model_dirs, output, format=format, overwrite=flags.overwrite, preset=flags.preset,
+        check=flags.check, check_frames=flags.check_frames,
+        check_progress=(lambda label: progress_for(False, label)) if shown else None,
+        on_check_report=(lambda report: Console(stderr=True).print(report.render())) if shown else None,
+        **flags.option_fields(raw_heads, engine),
+    )
+    if shown:
+        size = path.stat().st_size / 1e6
+        typer.echo(f"wrote {path} ({size:.1f} MB, {format}) in {time.perf_counter() - started:.1f} s")
+        gate = read_spec(path).export.accuracy_gate
+        if gate is not None:
+            typer.echo(f"accuracy gate: {gate}")
+
+
+def export_command(format: str):
+    """The ``onnx`` / ``torchscript`` command."""
+    from sleap_export.runtime.artifacts.formats import format_named
+
+    @takes_export_flags
+    def command(
+        model_dirs: List[Path] = typer.Argument(
+            ..., help="sleap-nn training run folder(s) (or their best.ckpt), or SLEAP 1.x model folder(s)."
+        ),
+        output: Path = typer.Option(..., "--output", "-o", help="Artifact path to write."),
+        raw_heads: bool = typer.Option(False, "--raw-heads", help="Output the network's head maps, not poses (debugging, activation checks)."),
+        flags: ExportFlags = ExportFlags(),
+    ):
+        _export(format, model_dirs, output, flags, raw_heads=raw_heads)
+
+    command.__doc__ = f"Export run folder(s) to a {format_named(format).title} artifact, verified against the eager model."
+    return command
+
+
+@takes_export_flags
+def trt(
+    model_dirs: List[Path] = typer.Argument(
+        ..., help="Run folder(s) as for `onnx`, or one ONNX artifact of ours (keeps its precision)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Engine path to write (.engine or .plan)."),
+    batch: str = typer.Option("1/4/16", "--batch", help="Batch sizes MIN/OPT/MAX (OPT: the batch you predict at), or one size."),
+    height: Optional[str] = typer.Option(None, "--height", help="Frame heights MIN/OPT/MAX or one size (default: the training size, else 64/512/2048)."),
+    width: Optional[str] = typer.Option(None, "--width", help="Frame widths MIN/OPT/MAX or one size (default: as --height)."),
+    workspace_gb: Optional[float] = typer.Option(None, "--workspace-gb", help="Builder memory limit in GiB (default: TensorRT's, all GPU memory)."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file (default: one per TensorRT version and GPU in ~/.cache/sleap-export)."),
+    no_timing_cache: bool = typer.Option(False, "--no-timing-cache", help="Time every tactic afresh and keep no cache."),
+    hardware_compatibility: bool = typer.Option(False, "--hardware-compatibility", help="Build an engine that runs on any Ampere or newer GPU (somewhat slower)."),
+    flags: ExportFlags = ExportFlags(),
+):
+    """Build a TensorRT engine (spec inside; loadable by trtexec and Triton) on this machine's GPU."""
+    from sleap_export.exporting.options import AxisRange, EngineOptions
+
+    height_range = None if height is None else AxisRange.parse(height, "height")
+    width_range = None if width is None else AxisRange.parse(width, "width")
+    engine = EngineOptions(
+        batch=AxisRange.parse(batch, "batch"),
+        height=height_range,
+        width=width_range or height_range,
+        workspace_gb=workspace_gb,
+        timing_cache=timing_cache,
+        use_timing_cache=not no_timing_cache,
+        hardware_compatibility=hardware_compatibility,
+        show_progress=not quiet(),
+    )
+    _export("tensorrt", model_dirs, output, flags, engine=engine)

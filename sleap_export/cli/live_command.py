@@ -1,0 +1,108 @@
+"""``live``: pose a camera or stream as frames come, run the hook, write and summarize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sleap_export.cli.common import (
+    DEVICE,
+    MODEL_HELP,
+    QUIET,
+    RUNTIME,
+    RUNTIME_PRECISION,
+    SPIN,
+    WARM_AHEAD,
+    model_options,
+    quiet,
+    waiting,
+)
+from sleap_export.core.errors import InputError
+
+
+def live(
+    models: List[Path] = typer.Argument(
+        ..., help=MODEL_HELP + " Any model type but a lone centered-instance model; two runs: a centroid + centered-instance pair."
+    ),
+    source: str = typer.Option(
+        ..., "--source", "-s",
+        help="Camera index (0), device path (/dev/video0), stream URL (rtsp://...), or a video file played at its frame rate (a simulated camera).",
+    ),
+    processor: Optional[str] = typer.Option(
+        None, "--processor", help="module:Class or file.py:Class whose process(outputs, timestamps) runs on each frame's poses."
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Poses .slp to write, with each frame's capture, pose-ready and hook-done times."
+    ),
+    duration: Optional[float] = typer.Option(None, "--duration", min=0.0, help="Seconds to capture (default: until the source ends, or Ctrl-C)."),
+    show: bool = typer.Option(False, "--show", help="Show the frames and poses in a window (needs a display; q or Esc stops)."),
+    forecast: str = typer.Option("none", "--forecast", help="Forward prediction per keypoint: none, velocity (constant velocity) or kalman."),
+    forecast_lead_ms: float = typer.Option(
+        0.0, "--forecast-lead-ms", min=0.0, help="Forecast this many ms past pose-ready (e.g. the actuator's delay)."
+    ),
+    fps: Optional[float] = typer.Option(
+        None, "--fps", min=0.1, help="Video files: play at this rate (default: the video's); cameras: the rate to ask for."
+    ),
+    loop: bool = typer.Option(False, "--loop", help="Video files: start again at the end (stop with --duration or Ctrl-C)."),
+    device: Optional[str] = DEVICE,
+    runtime: Optional[str] = RUNTIME,
+    precision: Optional[str] = RUNTIME_PRECISION,
+    spin: Optional[bool] = SPIN,
+    warm_ahead: bool = WARM_AHEAD,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    quiet_flag: bool = QUIET,
+):
+    """Poses from a camera, stream or simulated camera as frames come, for closed-loop experiments.
+
+    Batch 1, newest frame first: when inference (or the hook) falls behind, the
+    waiting frame is replaced by the next and counted as dropped, never queued.
+    The processor's process() runs on the inference thread after each frame's
+    poses. Ctrl-C ends the run: the poses so far are written and the latency
+    summary (capture to pose-ready and to hook done) is printed.
+    """
+    from sleap_export.runtime.drivers.live import LiveRecording, LiveRunner, PoseWindow, load_processor
+    from sleap_export.runtime.open_model import check_models, model_name
+    from sleap_export.runtime.sources.live_sources import open_source
+    from sleap_export.runtime.writing.destination import check_destination
+
+    is_quiet = quiet(quiet_flag)
+    models = check_models(models)
+    options = model_options(device, runtime, precision)
+    options.check_applies_to(models[0])
+    frames_from = open_source(source, fps=fps, loop=loop)
+    if output is not None:
+        check_destination(output, [*models, getattr(frames_from, "path", None)])
+        if output.exists() and not overwrite:
+            raise InputError(f"{output} already exists; pass --overwrite to replace it.")
+    window = PoseWindow() if show else None
+    runner = LiveRunner(
+        models, frames_from, forecast=forecast, forecast_lead_s=forecast_lead_ms / 1000, duration_s=duration,
+        waiting=waiting(spin, warm_ahead), options=options,
+    )
+    if processor is not None:
+        runner.processor = load_processor(processor)
+    name = model_name(models)
+    recording = LiveRecording(runner, name) if output is not None else None
+    try:
+        for frame in runner:
+            if len(runner.times) == 1 and not is_quiet:
+                typer.echo(f"live: posing {frames_from.name} with {' + '.join(m.name for m in models)}; Ctrl-C stops", err=True)
+            if recording is not None:
+                recording.add(frame)
+            if window is not None and not window.show(frame):
+                break
+    except KeyboardInterrupt:
+        pass  # how a camera run ends: keep what was posed
+    finally:
+        runner.close()
+        if window is not None:
+            window.close()
+    if recording is not None:
+        recording.save(output)
+    if not is_quiet:
+        for line in runner.summary().lines():
+            typer.echo(line)
+        if recording is not None:
+            typer.echo(f"wrote {output}: {len(recording.frames)} frames with their times")

@@ -1,0 +1,156 @@
+"""``predict``: parse, open the model, run a `Predictor` (or a Ray job), print what was written."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_PRECISION, model_options, quiet, session
+from sleap_export.core.errors import InputError, SleapExportError
+
+
+def predict(
+    model: Path = typer.Argument(..., help=MODEL_HELP),
+    inputs: List[Path] = typer.Argument(
+        ..., help="Video(s) or .slp labels file(s); for a top-down pair of runs, the centered-instance run first."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Predictions .slp to write."),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Frame ranges, e.g. 0-999,2000-."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Frames per batch."),
+    device: Optional[str] = DEVICE,
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime CPU threads in all (default: all cores); with --ray, per worker (default 1)."),
+    parallel_batches: Optional[int] = typer.Option(
+        None, "--parallel-batches", help="ONNX Runtime batches run at once, sharing the threads (default: 2 on a multi-core CPU)."
+    ),
+    runtime: Optional[str] = RUNTIME,
+    precision: Optional[str] = RUNTIME_PRECISION,
+    video_index: Optional[int] = typer.Option(
+        None, "--video-index", min=0, help="Only this video of the inputs (counted over all inputs' videos, from 0)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Keep the frames an earlier, interrupted run saved in --output; predict the rest."
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", metavar="auto|HOST:PORT|ray://HOST:PORT",
+        help="Run on this Ray cluster (needs the ray extra of sleap-export); -o DIR writes one .slp per video.",
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--ray: workers (default: the cluster's CPUs / --threads)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="--ray: GPUs per worker (TensorRT, CUDA)."),
+    chunk_size: Optional[int] = typer.Option(
+        None, "--chunk-size", min=1, help="--ray: frames per chunk, the unit of work, retry and --resume (default 500)."
+    ),
+    quiet_flag: bool = QUIET,
+):
+    """Predict poses on videos or labels and write a .slp file (saved as it goes; see --resume).
+
+    With --ray, videos are split into chunks of --chunk-size frames run by
+    --workers Ray actors of --threads CPU threads each (default 1).
+
+    The leading paths that are models (an artifact suffix, a .ckpt, a folder
+    with a training config) are the model, the rest the inputs:
+    predict model.onnx a.mp4 b.slp -o out.slp, or for a top-down pair of runs
+    predict CENTROID_RUN INSTANCE_RUN video.mp4 -o out.slp.
+
+    fps, on the progress line and the final line alike: frames predicted in
+    this run / wall-clock seconds from the start of prediction (model read,
+    inputs opened) to the last frame; the final line also gives the whole time,
+    loading the model and writing the .slp included.
+    """
+    from sleap_export.runtime.open_model import split_models_and_inputs
+
+    started = time.perf_counter()
+    is_quiet = quiet(quiet_flag)
+    if resume and overwrite:
+        raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
+    models, inputs = split_models_and_inputs([model, *inputs])
+    if ray_address is not None:
+        from sleap_export.runtime.drivers.ray_cluster import DEFAULT_CHUNK_FRAMES, RayCluster
+
+        if video_index is not None:
+            raise InputError("--video-index picks a video for local predict; with --ray, pass only the videos to predict.")
+        cluster = RayCluster(ray_address, workers, threads or 1, gpus_per_worker, chunk_size or DEFAULT_CHUNK_FRAMES)
+        options = model_options(device, runtime, precision, parallel_batches=parallel_batches)
+        return _predict_on_ray(models, inputs, output, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started)
+    if workers is not None or chunk_size is not None or gpus_per_worker:
+        raise InputError("--workers, --gpus-per-worker and --chunk-size apply with --ray; add --ray ADDRESS or leave them out.")
+    _predict_here(models, inputs, output, model_options(device, runtime, precision, threads, parallel_batches),
+                  frames, batch_size, video_index, resume, overwrite, is_quiet, started)
+
+
+def _predict_here(models, inputs, output, options, frames, batch_size, video_index, resume, overwrite, is_quiet, started):
+    from sleap_export.runtime.drivers.predictor import Predictor
+    from sleap_export.runtime.drivers.progress import progress_for
+    from sleap_export.runtime.writing.destination import check_destination
+
+    check_destination(output, [*inputs, *models])
+    if output.exists() and not (overwrite or resume):
+        raise InputError(f"{output} already exists; pass --overwrite to replace it, or --resume to finish it.")
+    options.check_applies_to(models[0])
+    predictor = Predictor.from_model_paths(models, batch_size=batch_size, options=options)
+    progress = progress_for(is_quiet)
+    with _shown_until_done(progress):
+        labels = predictor.predict(
+            list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index
+        )
+    if progress is not None:
+        n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
+        rate = progress.rate
+        typer.echo(
+            f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances; "
+            f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
+        )
+
+
+@contextlib.contextmanager
+def _shown_until_done(progress):
+    """Stop the progress display however prediction ends; an interruption is
+    reported here, once (its partial output is named), and main() exits 130."""
+    from sleap_export.runtime.drivers.predictor import PredictionInterrupted
+
+    try:
+        yield
+    except PredictionInterrupted as err:
+        typer.echo(str(err), err=True)
+        session().interrupt_reported = True
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+def _predict_on_ray(models, inputs, output, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started):
+    """predict --ray: chunks over a Ray cluster; a failed video is a row of the summary and exit 1."""
+    from importlib.util import find_spec
+
+    from sleap_export.runtime.drivers.progress import progress_for
+
+    if len(models) != 1:
+        raise InputError("--ray runs one exported artifact; export the runs first (sleap-export onnx RUN... -o model.onnx).")
+    if find_spec("ray") is None:
+        raise InputError("--ray needs Ray; pip install 'sleap-export[ray]'.")
+    from sleap_export.runtime.drivers.ray_cluster import RayPrediction
+
+    job = RayPrediction(models[0], inputs, output, cluster, options, frames=frames, batch_size=batch_size,
+                        resume=resume, overwrite=overwrite)
+    progress = progress_for(is_quiet)
+    with _shown_until_done(progress):
+        report = job.run(progress)
+    if report.failed:
+        typer.echo("\n".join(report.summary_lines()), err=True)
+        raise SleapExportError(
+            f"{len(report.failed)} of {len(report.videos)} videos failed (see the table); the others are written, "
+            "and --resume after a fix predicts only what is missing."
+        )
+    if progress is not None:
+        for video in report.videos:
+            typer.echo(f"wrote {video.output}: {video.path.name}, {video.frames} frames, {video.instances} instances")
+        retried = f", {report.retried} chunk runs retried after a worker died" if report.retried else ""
+        typer.echo(
+            f"{report.predicted} predicted at {progress.rate.fps:.1f} fps on {report.workers} Ray workers{retried}; "
+            f"{time.perf_counter() - started:.1f} s in all"
+        )

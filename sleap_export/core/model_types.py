@@ -1,0 +1,81 @@
+"""Model types: one record each (spec name, the runs it takes, its graph, its completer).
+
+`MODEL_TYPES` is the one table of model types. The export side builds
+``graph`` (a class of `sleap_export.exporting.graph.model_graphs`) from the runs
+``runs`` names; the runtime completes the graph's outputs with ``complete``, the
+function ``completer`` names in `sleap_export.runtime.decoding.completion`. Both are
+named, not imported, so this table depends on neither side (as artifact formats
+name their runners).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable, Iterable, Optional
+
+import attrs
+
+# Where the completers live (the runtime's decoding).
+COMPLETION_MODULE = "sleap_export.runtime.decoding.completion"
+# Head types of sleap-nn training runs (``model_config.head_configs`` keys).
+HEAD_TYPES = (
+    "single_instance",
+    "centroid",
+    "centered_instance",
+    "bottomup",
+    "multi_class_bottomup",
+    "multi_class_topdown",
+)
+
+
+@attrs.frozen
+class ModelType:
+    """One kind of artifact."""
+
+    name: str
+    # Head types of the training runs it is made of, in stage order (the centroid run first).
+    runs: tuple[str, ...] = attrs.field(validator=attrs.validators.deep_iterable(attrs.validators.in_(HEAD_TYPES)))
+    # Its graph class in `sleap_export.exporting.graph.model_graphs`; every one is built as ``cls(stages, size_match)``.
+    graph: str
+    # Its function in `COMPLETION_MODULE`: raw graph outputs of one frame -> completed `Outputs`.
+    completer: str
+
+    @property
+    def complete(self) -> Callable:
+        """``(outputs, spec) -> completed outputs``, imported on first use (the runtime's)."""
+        return getattr(importlib.import_module(COMPLETION_MODULE), self.completer)
+
+
+MODEL_TYPES: dict[str, ModelType] = {
+    t.name: t
+    for t in (
+        ModelType("single_instance", ("single_instance",), "SingleInstanceGraph", "single_instance"),
+        ModelType("centroid", ("centroid",), "CentroidGraph", "centroid"),
+        ModelType("centered_instance", ("centered_instance",), "CenteredInstanceGraph", "centered_instance"),
+        ModelType(
+            "multi_class_centered_instance",
+            ("multi_class_topdown",),
+            "MultiClassCenteredInstanceGraph",
+            "multi_class_centered_instance",
+        ),
+        ModelType("topdown", ("centroid", "centered_instance"), "TopDownGraph", "topdown"),
+        ModelType(
+            "multi_class_topdown", ("centroid", "multi_class_topdown"), "MultiClassTopDownGraph", "multi_class_topdown"
+        ),
+        ModelType("bottomup", ("bottomup",), "BottomUpGraph", "bottomup"),
+        ModelType("multi_class_bottomup", ("multi_class_bottomup",), "MultiClassBottomUpGraph", "multi_class_bottomup"),
+    )
+}
+
+
+def model_type_for_runs(head_types: Iterable[str]) -> Optional[ModelType]:
+    """The model type the runs of these head types make together (any order), or None."""
+    wanted = sorted(head_types)
+    return next((t for t in MODEL_TYPES.values() if sorted(t.runs) == wanted), None)
+
+
+def valid_run_combinations() -> str:
+    """For error messages: which runs make an artifact."""
+    pairs = [" + ".join(t.runs) for t in MODEL_TYPES.values() if len(t.runs) == 2]
+    singles = [t.runs[0] for t in MODEL_TYPES.values() if len(t.runs) == 1]
+    return f"pairs {', '.join(pairs)}; or one run of {', '.join(singles)}"

@@ -1,0 +1,315 @@
+"""``sleap-export check``: prove an artifact predicts what its trained model predicts.
+
+The artifact and sleap-nn's own checkpoint inference (`sleap_export.evaluation.sleap_nn_reference`)
+run on the same frames; the report holds instance-count agreement, matched
+keypoint deviation per node, score deviation and track agreement, and, for
+labels with ground truth, both sides' error against it. The report is truthy
+when within tolerance (Polygraphy's comparator style).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import attrs
+import numpy as np
+
+from sleap_export.core.comparison import Comparison, compare_poses, poses_by_frame, scores_by_frame, tracks_by_frame
+from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.tolerances import Tolerance, tolerance_for
+from sleap_export.core.training_runs import weights_file
+from sleap_export.runtime.artifacts.formats import TENSORRT, format_of, read_spec, verify_payload
+from sleap_export.runtime.drivers.predictor import Predictor
+from sleap_export.runtime.drivers.progress import phase
+from sleap_export.runtime.open_model import ModelOptions, check_models, is_artifact, model_name, open_model
+
+
+@attrs.frozen
+class GroundTruthError:
+    """Both sides against the labels' user instances."""
+
+    labeled_frames: int
+    mean_px_artifact: float
+    mean_px_reference: float
+    oks_map_artifact: Optional[float]
+    oks_map_reference: Optional[float]
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {"n": 0}
+    quantiles = np.percentile(values, [50, 99, 99.9])
+    return {
+        "n": int(values.size),
+        "mean": float(values.mean()),
+        "p50": float(quantiles[0]),
+        "p99": float(quantiles[1]),
+        "p99.9": float(quantiles[2]),
+        "max": float(values.max()),
+    }
+
+
+@attrs.frozen
+class CheckReport:
+    """The outcome of one check; truthy when every figure is within tolerance."""
+
+    artifact: str
+    references: tuple[str, ...]
+    data: str
+    precision: str
+    tolerance: Tolerance
+    node_names: tuple[str, ...]
+    comparison: Comparison
+    ground_truth: Optional[GroundTruthError] = None
+
+    @property
+    def track_agreement(self) -> float:
+        return 1.0 - self.comparison.track_mismatches / max(self.comparison.matched_instances, 1)
+
+    @property
+    def deviation_px(self) -> float:
+        return self.comparison.deviation_at(self.tolerance.percentile)
+
+    @property
+    def failures(self) -> list[str]:
+        """What is out of tolerance, one phrase each."""
+        found = []
+        tolerance, comparison = self.tolerance, self.comparison
+        if comparison.frames == 0:
+            found.append("no frames were compared")
+        if comparison.count_agreement < tolerance.min_agreement:
+            found.append(f"instance counts agree on {comparison.count_agreement:.1%} of frames (< {tolerance.min_agreement:.0%})")
+        if self.deviation_px > tolerance.max_deviation_px:
+            found.append(
+                f"p{tolerance.percentile:g} keypoint deviation {self.deviation_px:.3g} px (> {tolerance.max_deviation_px:g} px)"
+            )
+        if self.track_agreement < tolerance.min_agreement:
+            found.append(f"tracks agree on {self.track_agreement:.1%} of matched instances")
+        return found
+
+    def __bool__(self) -> bool:
+        return not self.failures
+
+    def per_node(self) -> dict[str, dict[str, float]]:
+        comparison = self.comparison
+        return {
+            name: _stats(comparison.deviations[comparison.deviation_nodes == i]) for i, name in enumerate(self.node_names)
+        }
+
+    def as_dict(self) -> dict:
+        comparison = self.comparison
+        return {
+            "passed": bool(self),
+            "failures": self.failures,
+            "artifact": self.artifact,
+            "references": list(self.references),
+            "data": self.data,
+            "precision": self.precision,
+            "tolerance": attrs.asdict(self.tolerance),
+            "frames": comparison.frames,
+            "count_agreement": comparison.count_agreement,
+            "count_mismatch_frames": [list(k) for k in comparison.count_mismatches],
+            "matched_instances": comparison.matched_instances,
+            "keypoint_deviation_px": _stats(comparison.deviations),
+            "keypoint_deviation_px_per_node": self.per_node(),
+            "visibility_mismatches": comparison.visibility_mismatches,
+            "score_deviation": _stats(comparison.score_deviations),
+            "track_agreement": self.track_agreement,
+            "ground_truth": None if self.ground_truth is None else attrs.asdict(self.ground_truth),
+        }
+
+    def render(self) -> "object":
+        """A rich table of the report."""
+        from rich.table import Table
+
+        verdict = "PASS" if self else "FAIL: " + "; ".join(self.failures)
+        name = " + ".join(Path(part).name for part in self.artifact.split(" + "))
+        table = Table(title=f"check {name} ({self.precision}): {verdict}")
+        for column in ("keypoints", "n", "mean px", "p50", "p99", "p99.9", "max"):
+            table.add_column(column, justify="left" if column == "keypoints" else "right")
+        rows = {"all nodes": _stats(self.comparison.deviations), **self.per_node()}
+        for name, stats in rows.items():
+            cells = [f"{stats[k]:.2e}" for k in ("mean", "p50", "p99", "p99.9", "max")] if stats["n"] else ["-"] * 5
+            table.add_row(name, str(stats["n"]), *cells)
+        comparison = self.comparison
+        scores = _stats(comparison.score_deviations)
+        caption = [
+            f"{comparison.frames} frames of {Path(self.data).name}; instance counts agree on "
+            f"{comparison.count_agreement:.1%}; {comparison.matched_instances} matched instances, tracks agree on "
+            f"{self.track_agreement:.1%}; score deviation max {scores.get('max', 0.0):.2e}",
+            f"tolerance: p{self.tolerance.percentile:g} <= {self.tolerance.max_deviation_px:g} px, "
+            f"agreement >= {self.tolerance.min_agreement:.0%}",
+        ]
+        truth = self.ground_truth
+        if truth is not None:
+            maps = ""
+            if truth.oks_map_artifact is not None:
+                maps = f"; OKS mAP artifact {truth.oks_map_artifact:.3f}, sleap-nn {truth.oks_map_reference:.3f}"
+            caption.append(
+                f"ground truth ({truth.labeled_frames} labeled frames): mean error artifact "
+                f"{truth.mean_px_artifact:.2f} px, sleap-nn {truth.mean_px_reference:.2f} px{maps}"
+            )
+        table.caption = "\n".join(caption)
+        return table
+
+
+def _frames_to_check(data: Path, frames: int):
+    """(source, frame indices or None): labels' first labeled frames, or frames spread over a video."""
+    import sleap_io as sio
+
+    from sleap_export.runtime.sources.video_inputs import first_labeled_frames, open_input, spread_indices
+
+    source = open_input(data)
+    if isinstance(source, sio.Labels):
+        return first_labeled_frames(source, frames), None
+    return source, list(spread_indices(source.shape[0], frames))
+
+
+def _user_poses(labels) -> dict:
+    """``(video, frame) -> (instances, nodes, 2)`` of the labels' user instances."""
+    import sleap_io as sio
+
+    user_only = sio.Labels(
+        labeled_frames=[
+            sio.LabeledFrame(video=lf.video, frame_idx=lf.frame_idx, instances=list(lf.user_instances))
+            for lf in labels.labeled_frames
+            if lf.user_instances
+        ],
+        videos=labels.videos,
+        skeletons=labels.skeletons,
+    )
+    return poses_by_frame(user_only), user_only
+
+
+def _oks_map(truth, predicted) -> Optional[float]:
+    """OKS mAP (sleap-nn's evaluator); None where it cannot score these labels."""
+    from sleap_nn.evaluation import Evaluator
+
+    try:
+        return float(Evaluator(truth, predicted).voc_metrics(match_score_by="oks")["oks_voc.mAP"])
+    except Exception:
+        return None
+
+
+def _ground_truth(source, ours, theirs) -> Optional[GroundTruthError]:
+    import sleap_io as sio
+
+    if not isinstance(source, sio.Labels):
+        return None
+    truth, truth_labels = _user_poses(source)
+    if not truth:
+        return None
+
+    def mean_error(predicted) -> float:
+        found = {k: v for k, v in poses_by_frame(predicted).items() if k in truth}
+        deviations = compare_poses(found, truth).deviations
+        return float(deviations.mean()) if deviations.size else float("nan")
+
+    return GroundTruthError(
+        labeled_frames=len(truth),
+        mean_px_artifact=mean_error(ours),
+        mean_px_reference=mean_error(theirs),
+        oks_map_artifact=_oks_map(truth_labels, ours),
+        oks_map_reference=_oks_map(truth_labels, theirs),
+    )
+
+
+def _check_sources(checked: set[str], count: int, references: Sequence[Path], artifact: bool) -> None:
+    """The reference runs must hold the weights checked (sha256), one run per model."""
+    from sleap_export.exporting.checkpoints import file_sha256
+
+    if len(references) != count:
+        raise InputError(
+            f"The artifact holds {count} model(s); pass as many --reference run folders (got {len(references)})."
+            if artifact
+            else f"{count} training run(s) are checked; pass as many --reference run folders (got {len(references)}), or leave -r out."
+        )
+    for reference in references:
+        weights = weights_file(reference)
+        if weights.exists() and file_sha256(weights) not in checked:
+            raise SleapExportError(
+                f"{weights} is not the checkpoint this artifact was exported from (sha256 "
+                "differs); pass the run folders it was exported from, or re-export it."
+                if artifact
+                else f"{weights} is not the checkpoint of the run(s) checked (sha256 differs); leave -r out, or pass the same runs."
+            )
+
+
+def check_artifact(
+    artifact: str | Path | Sequence[str | Path],
+    references: Sequence[str | Path],
+    data: str | Path,
+    frames: int = 50,
+    max_deviation: Optional[float] = None,
+    batch_size: int = 4,
+    progress: Optional[Callable[[str], object]] = None,
+    options: ModelOptions = ModelOptions(),
+) -> CheckReport:
+    """Run the artifact and sleap-nn on the same frames of ``data`` and compare them.
+
+    ``options`` open the artifact (`open_model`; ``ModelOptions(runtime="openvino",
+    precision="bf16")``); the tolerance is the precision it runs at.
+
+    ``artifact`` may instead be training run(s) (a folder, its best.ckpt, a top-down
+    pair): their graph, run eagerly by PyTorch, is checked. ``progress(label)`` makes
+    the progress shown for each side (`runtime.drivers.progress.progress_for`).
+    """
+    from sleap_export.evaluation.sleap_nn_reference import reference_settings, sleap_nn_predict
+    from sleap_export.exporting.checkpoints import file_sha256
+
+    if frames < 1:
+        raise InputError(f"--frames must be at least 1, got {frames}.")
+    models = check_models([artifact] if isinstance(artifact, (str, Path)) else artifact)
+    data, references = Path(data), [Path(r) for r in references]
+    if not data.exists():
+        raise InputError(f"{data} does not exist; pass a video or a .slp labels file.")
+    options.check_applies_to(models[0])
+    spec = None
+    if is_artifact(models[0]):
+        # Engines carry no payload hash (TensorRT builds are not reproducible); their parity is what is checked.
+        spec = read_spec(models[0]) if format_of(models[0]) is TENSORRT else verify_payload(models[0])
+        _check_sources({stage.checkpoint_sha256 for stage in spec.stages}, len(spec.stages), references, artifact=True)
+    else:
+        weights = [weights_file(m) for m in models]
+        _check_sources({file_sha256(w) for w in weights if w.exists()}, len(models), references, artifact=False)
+    # Found, not imported: importing sleap-nn (and torch) takes seconds, shown as the reference's progress.
+    if importlib.util.find_spec("sleap_nn") is None:
+        raise InputError("check runs sleap-nn as the reference; install it: pip install 'sleap-export[export]'.")
+
+    source, indices = _frames_to_check(data, frames)
+    total = len(source.labeled_frames) if indices is None else len(indices)
+    with phase(progress, models[0].name if spec else "eager graph", total) as shown:
+        runner = open_model(models, options)  # training runs: torch and sleap-nn load in this step
+        spec = runner.spec
+        ours = Predictor(runner, batch_size=batch_size).predict(source, frames=indices, progress=shown)
+    with phase(progress, "sleap-nn", total) as shown:
+        theirs = sleap_nn_predict(
+            source, references, frames=indices, batch_size=batch_size,
+            advance=None if shown is None else shown.advance, **reference_settings(spec),
+        )
+    precision = options.precision or spec.precision
+    tolerance = tolerance_for(precision, max_deviation)
+    comparison = compare_poses(
+        poses_by_frame(ours),
+        poses_by_frame(theirs),
+        tolerance_px=tolerance.max_deviation_px,
+        percentile=tolerance.percentile,
+        min_count_agreement=tolerance.min_agreement,
+        ours_tracks=tracks_by_frame(ours),
+        reference_tracks=tracks_by_frame(theirs),
+        ours_scores=scores_by_frame(ours),
+        reference_scores=scores_by_frame(theirs),
+    )
+    return CheckReport(
+        artifact=model_name(models),
+        references=tuple(str(r) for r in references),
+        data=str(data),
+        precision=precision,
+        tolerance=tolerance,
+        node_names=spec.output_node_names,
+        comparison=comparison,
+        ground_truth=_ground_truth(source, ours, theirs),
+    )
+

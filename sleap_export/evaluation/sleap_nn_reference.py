@@ -1,0 +1,92 @@
+"""sleap-nn's own checkpoint inference, the reference every artifact is held to.
+
+Used by ``sleap-export check`` and the parity tests. sleap-nn reads the
+checkpoints itself here (this module passes it folders, never unpickles).
+SLEAP 1.x networks get TensorFlow's transposed-convolution geometry, as our
+exporter gives them: sleap-nn's own mapping is one pixel off at every
+upsampling step (see `sleap_export.exporting.graph.keras_geometry`), so the reference for those
+models is sleap-nn's whole pipeline on the TensorFlow-exact network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from sleap_export.core.spec import ModelSpec
+
+
+def reference_settings(spec: ModelSpec) -> dict:
+    """sleap-nn ``predict`` settings that decode as the artifact's graph does."""
+    post = spec.postprocess
+    settings = {
+        "peak_threshold": post.peak_threshold,
+        "integral_refinement": post.refinement or "none",
+        "integral_patch_size": post.integral_patch_size,
+    }
+    if post.instance_peak_threshold is not None:
+        settings["keypoint_threshold"] = post.instance_peak_threshold
+    if spec.model_type == "bottomup":
+        settings.update(
+            max_edge_length_ratio=post.max_edge_length_ratio,
+            dist_penalty_weight=post.dist_penalty_weight,
+            n_points=post.n_line_points,
+            min_instance_peaks=post.min_instance_peaks,
+            min_line_scores=post.min_line_scores,
+        )
+    return settings
+
+
+# sleap-nn's results depend on its batch size where its maps are nearly flat: with one
+# torch thread (AMD EPYC), a shared multi-class top-down model's keypoints moved 4.94 px
+# between batches of 4 and 8. Parity holds at equal batch sizes, so compare at this one.
+REFERENCE_BATCH_SIZE = 4
+
+
+def sleap_nn_predict(
+    source,
+    model_paths: Sequence[str | Path],
+    frames: Optional[Sequence[int]] = None,
+    keras_geometry: bool = True,
+    batch_size: int = REFERENCE_BATCH_SIZE,
+    advance: Optional[Callable[[int], None]] = None,
+    **settings,
+):
+    """`sio.Labels` from sleap-nn's checkpoint path on CPU (``keras_geometry``: see the module doc);
+    ``advance(frames)`` is called as each batch is done (a progress sink's)."""
+    from unittest import mock
+
+    import sleap_nn.inference.loaders as loaders
+    from loguru import logger
+    from sleap_nn.inference.run import predict
+
+    from sleap_export.exporting.graph.keras_geometry import use_keras_geometry
+
+    load_legacy_model = loaders.load_legacy_model
+
+    def tensorflow_exact(**kwargs):
+        network = load_legacy_model(**kwargs)
+        use_keras_geometry(network)
+        return network
+
+    reported = 0
+
+    def report(done: int, total: int) -> None:  # sleap-nn's callback counts frames so far
+        nonlocal reported
+        advance(done - reported)
+        reported = done
+
+    logger.disable("sleap_nn")  # its per-run log lines would bury our report
+    try:
+        with mock.patch.object(loaders, "load_legacy_model", tensorflow_exact if keras_geometry else load_legacy_model):
+            return predict(
+                source,
+                model_paths=[str(p) for p in model_paths],
+                device="cpu",
+                batch_size=batch_size,
+                frames=None if frames is None else list(frames),
+                progress_callback=None if advance is None else report,
+                **settings,
+            )
+    finally:
+        logger.enable("sleap_nn")

@@ -1,0 +1,379 @@
+"""One traced wrapper per artifact type: uint8 frames in, decoded predictions out.
+
+Each model type's record (`runtime.model_types`) names its wrapper here, and
+every wrapper is built the same way, ``cls(stages, size_match)``, from its
+stages in order (the centroid stage first). Their ``output_names`` are the
+`Outputs` fields they fill, in order, so the runtime reads any artifact
+without per-type code. Each network is a `Stage` with its own input scale,
+strides and decoding, so a top-down graph keeps both models' settings.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+
+from sleap_export.core.errors import InputError
+from sleap_export.core.spec import PostprocessSpec, StageSpec
+from sleap_export.exporting.graph.crops import centered_crops
+from sleap_export.exporting.graph.paf import paf_line_scores
+from sleap_export.exporting.graph.paf_grouping import group_in_graph
+from sleap_export.exporting.graph.peaks import global_peaks, integral_offsets, local_peaks, nan_to_zero
+from sleap_export.exporting.graph.preprocess import ScaleAndPad, SizeMatch, frames_to_images
+from sleap_export.exporting.graph.shapes import shape_of
+
+
+class Stage(torch.nn.Module):
+    """One network with its preprocessing contract and peak decoding."""
+
+    def __init__(self, network, head_names: Sequence[str], spec: StageSpec, post: PostprocessSpec):
+        super().__init__()
+        self.network = network
+        self.spec = spec
+        self.head_names = tuple(head_names)
+        self.confmap_head = next(n for n in self.head_names if n.endswith("ConfmapsHead"))
+        self.class_head = "ClassVectorsHead" if "ClassVectorsHead" in self.head_names else None
+        self.prepare = ScaleAndPad(spec.input_scale, spec.max_stride)
+        self.output_stride = float(spec.output_stride)
+        self.input_scale = float(spec.input_scale)
+        self.post = post
+        # Exact comparisons, as sleap-nn; see `for_reordering_runtimes`.
+        self.peak_tie_tolerance = 0.0
+
+    def heads(self, images: torch.Tensor) -> dict:
+        """Run the network on float32 whole-number images (before scaling)."""
+        return self.network(self.prepare(images))
+
+    def refine(self, confmaps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Integral refinement of ``(B, C, K, 2)`` grid points where the spec asks."""
+        if self.post.refinement != "integral":
+            return points
+        return points + integral_offsets(confmaps, points, self.post.integral_patch_size)
+
+    def to_input_pixels(self, grid_points: torch.Tensor) -> torch.Tensor:
+        """Confidence-map grid -> this stage's input pixels (before its scaling)."""
+        return grid_points * self.output_stride / self.input_scale
+
+    def global_keypoints(self, confmaps: torch.Tensor):
+        """One refined peak per node: ``(B, N, 2)`` input pixels and ``(B, N)`` values."""
+        points, values = global_peaks(confmaps, self.post.peak_threshold)
+        points = self.refine(confmaps, points.unsqueeze(2)).squeeze(2)
+        return self.to_input_pixels(points), values
+
+
+class PoseGraph(torch.nn.Module):
+    """Base of the artifact graphs: built from the artifact's stages and the size matching."""
+
+    input_names: tuple[str, ...] = ("frames",)
+    output_names: tuple[str, ...] = ()
+    # How many stages (networks) the graph runs.
+    n_stages = 1
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__()
+        if len(stages) != self.n_stages:
+            raise ValueError(f"{type(self).__name__} takes {self.n_stages} stage(s), got {len(stages)}")
+        self.size_match = size_match
+
+
+class SingleInstanceGraph(PoseGraph):
+    """Global peak per node; one instance per frame."""
+
+    output_names = ("pred_keypoints", "pred_peak_values", "pred_raw_keypoints")
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
+
+    def forward(self, frames: torch.Tensor):
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        confmaps = self.stage.heads(sized)[self.stage.confmap_head]
+        raw, values = self.stage.global_keypoints(confmaps)
+        keypoints = raw / size_scale
+        return keypoints.unsqueeze(1), values.unsqueeze(1), raw.unsqueeze(1)
+
+
+def find_centroids(stage: Stage, sized: torch.Tensor, max_instances: int):
+    """Refined centroid peaks: ``(B, K, 2)`` sized-image pixels, values, validity."""
+    confmaps = stage.heads(sized)[stage.confmap_head]
+    points, values, valid = local_peaks(confmaps, stage.post.peak_threshold, max_instances, stage.peak_tie_tolerance)
+    points = stage.refine(confmaps, points)
+    return stage.to_input_pixels(points[:, 0]), values[:, 0], valid[:, 0]
+
+
+class CentroidGraph(PoseGraph):
+    """Local peaks of the centroid map, up to ``max_instances`` per frame."""
+
+    output_names = ("pred_centroids", "pred_centroid_values", "instance_valid", "pred_raw_centroids")
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
+
+    def forward(self, frames: torch.Tensor):
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        raw, values, valid = find_centroids(self.stage, sized, self.stage.post.max_instances)
+        return raw / size_scale, values, valid, raw
+
+
+class CroppedInstances(torch.nn.Module):
+    """The centered-instance stage on crops around the valid centroids only.
+
+    Crops are gathered on the size-matched frame (sleap-nn's crop grid), the
+    stage runs on a dynamic number of crops, and results are scattered back
+    into ``max_instances`` slots per frame.
+    """
+
+    def __init__(self, stage: Stage):
+        super().__init__()
+        if stage.spec.crop_size is None:
+            raise InputError(
+                f"{stage.spec.source} sets no crop_size in its training config; "
+                "set data_config.preprocessing.crop_size to the size it was trained on."
+            )
+        self.stage = stage
+        self.crop_size = int(stage.spec.crop_size)
+        self.with_classes = stage.class_head is not None
+
+    def forward(self, sized, size_scale, centroids_sized, valid):
+        # A batch without any instance still runs one placeholder crop (frame 0, slot 0, at the
+        # origin; its results dropped): OpenVINO cannot run a network on zero crops.
+        shape = shape_of(valid)
+        first_slot = (torch.arange(shape[0]) == 0)[:, None] & (torch.arange(shape[1]) == 0)[None, :]
+        slots = torch.nonzero(valid | (first_slot & ~valid.any()))  # (n, 2): (frame, slot)
+        kept = valid[slots[:, 0], slots[:, 1]]
+        crops, top_left = centered_crops(
+            sized, nan_to_zero(centroids_sized[slots[:, 0], slots[:, 1]]), slots[:, 0], self.crop_size
+        )
+        heads = self.stage.heads(crops)
+        keypoints, values = self.stage.global_keypoints(heads[self.stage.confmap_head])
+        keypoints = torch.where(kept[:, None, None], (keypoints + top_left.unsqueeze(1)) / size_scale, float("nan"))
+        values = torch.where(kept[:, None], values, float("nan"))
+        batch, max_instances = valid.shape[0], valid.shape[1]
+        n_nodes = keypoints.shape[1]
+        full_keypoints = torch.full((batch, max_instances, n_nodes, 2), float("nan"))
+        full_keypoints[slots[:, 0], slots[:, 1]] = keypoints
+        full_values = torch.full((batch, max_instances, n_nodes), float("nan"))
+        full_values[slots[:, 0], slots[:, 1]] = values
+        if not self.with_classes:
+            return full_keypoints, full_values
+        vectors = torch.where(kept[:, None], heads[self.stage.class_head], float("nan"))
+        full_vectors = torch.full((batch, max_instances, vectors.shape[1]), float("nan"))
+        full_vectors[slots[:, 0], slots[:, 1]] = vectors
+        return full_keypoints, full_values, full_vectors
+
+
+class TopDownGraph(PoseGraph):
+    """Centroid stage, crops, centered-instance stage and coordinate mapping in one graph."""
+
+    output_names = (
+        "pred_keypoints",
+        "pred_peak_values",
+        "pred_centroids",
+        "pred_centroid_values",
+        "instance_valid",
+    )
+
+    n_stages = 2
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.centroid = stages[0]
+        self.instance = CroppedInstances(stages[1])
+
+    def forward(self, frames: torch.Tensor):
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        raw, values, valid = find_centroids(self.centroid, sized, self.centroid.post.max_instances)
+        centroids = raw / size_scale
+        # sleap-nn crops around centroids mapped to the frame and back.
+        instances = self.instance(sized, size_scale, centroids * size_scale, valid)
+        return (*instances[:2], centroids, values, valid, *instances[2:])
+
+
+class MultiClassTopDownGraph(TopDownGraph):
+    """Top-down with the class vectors of each instance (identity assigned on the host)."""
+
+    output_names = TopDownGraph.output_names + ("pred_class_vectors",)
+
+
+class CenteredInstanceGraph(PoseGraph):
+    """The centered-instance stage alone, on centroids the caller supplies.
+
+    Inputs: frames ``(B, H, W, C)`` uint8, centroids ``(B, K, 2)`` float32 in
+    frame pixels, centroid_valid ``(B, K)`` bool.
+    """
+
+    input_names = ("frames", "centroids", "centroid_valid")
+    output_names = ("pred_keypoints", "pred_peak_values", "instance_valid")
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.instance = CroppedInstances(stages[0])
+
+    def forward(self, frames: torch.Tensor, centroids: torch.Tensor, centroid_valid: torch.Tensor):
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        instances = self.instance(sized, size_scale, centroids * size_scale, centroid_valid)
+        return (*instances[:2], centroid_valid, *instances[2:])
+
+
+class MultiClassCenteredInstanceGraph(CenteredInstanceGraph):
+    """The multi-class centered-instance stage alone, with class vectors."""
+
+    output_names = CenteredInstanceGraph.output_names + ("pred_class_vectors",)
+
+
+class RawHeadsGraph(PoseGraph):
+    """One network's head maps (NCHW, model-input grid) after the artifact's preprocessing.
+
+    Not a pose artifact: it exists to check the traced network against another
+    framework's activations (SLEAP 1.x / TensorFlow) and to debug models.
+    """
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
+        self.output_names = self.stage.head_names
+
+    def forward(self, frames: torch.Tensor):
+        sized, _ = self.size_match(frames_to_images(frames))
+        heads = self.stage.heads(sized)
+        return tuple(heads[name] for name in self.stage.head_names)
+
+
+class BottomUpPeaks(PoseGraph):
+    """Shared part of the bottom-up graphs: refined local peaks of every node."""
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
+        self.spec = self.stage.spec
+
+    def peaks(self, frames: torch.Tensor):
+        """``(heads, model-input pixel peaks (B, N, K, 2), values, valid, size_scale)``."""
+        sized, size_scale = self.size_match(frames_to_images(frames))
+        heads = self.stage.heads(sized)
+        confmaps = heads[self.stage.confmap_head]
+        post = self.stage.post
+        points, values, valid = local_peaks(
+            confmaps, post.peak_threshold, post.peaks_per_node, self.stage.peak_tie_tolerance
+        )
+        points = self.stage.refine(confmaps, points) * self.stage.output_stride
+        return heads, points, values, valid, size_scale
+
+
+class BottomUpGraph(BottomUpPeaks):
+    """Peaks per node and PAF line scores of every candidate pair; grouping happens on the host."""
+
+    output_names = ("pred_peaks", "pred_peak_values", "pred_peak_valid", "pred_line_scores")
+    grouped_output_names = ("pred_keypoints", "pred_peak_values", "instance_scores", "instance_valid")
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        if self.stage.post.grouping == "graph":
+            self.output_names = self.grouped_output_names
+
+    def forward(self, frames: torch.Tensor):
+        heads, points, values, valid, size_scale = self.peaks(frames)
+        post = self.stage.post
+        scores = paf_line_scores(
+            heads["PartAffinityFieldsHead"],
+            points,
+            valid,
+            self.spec.paf_edges,
+            self.spec.paf_stride,
+            post.n_line_points,
+            post.max_edge_length_ratio,
+            post.dist_penalty_weight,
+        )
+        keypoints = points / self.stage.input_scale / size_scale
+        if post.grouping == "graph":
+            return group_in_graph(
+                keypoints, values, scores, self.spec.paf_edges, post.edge_order, post.min_line_scores, post.max_instances
+            )
+        return keypoints, values, valid, scores
+
+
+class MultiClassBottomUpGraph(BottomUpPeaks):
+    """Peaks per node and the class probabilities at each peak (nearest class-map pixel)."""
+
+    output_names = ("pred_peaks", "pred_peak_values", "pred_peak_valid", "pred_class_probs")
+
+    def forward(self, frames: torch.Tensor):
+        heads, points, values, valid, size_scale = self.peaks(frames)
+        class_maps = heads["ClassMapsHead"]  # (B, C, h, w)
+        stride = float(self.spec.class_maps_stride)
+        on_class_maps = points / stride
+        shape = shape_of(class_maps)
+        n_classes, height, width = shape[1], shape[2], shape[3]
+        safe = torch.where(valid.unsqueeze(-1), on_class_maps, torch.zeros_like(on_class_maps))
+        col = torch.minimum(torch.round(safe[..., 0]).to(torch.int64).clamp(min=0), width - 1)
+        row = torch.minimum(torch.round(safe[..., 1]).to(torch.int64).clamp(min=0), height - 1)
+        batch, nodes, slots = points.shape[0], points.shape[1], points.shape[2]
+        pixel = (row * width + col).reshape(batch, 1, nodes * slots)
+        flat = class_maps.reshape(batch, n_classes, height * width)
+        probs = torch.gather(flat, 2, pixel.expand(batch, n_classes, nodes * slots))
+        probs = probs.reshape(batch, n_classes, nodes, slots).permute(0, 2, 3, 1)
+        keypoints = on_class_maps * stride / self.stage.input_scale / size_scale
+        return keypoints, values, valid, probs
+
+
+class HalfPrecisionNetwork(torch.nn.Module):
+    """A network run in fp16: its input cast down, its head maps cast back to fp32.
+
+    Everything around it (resizing, peaks, refinement, coordinates) stays fp32.
+    """
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network.half()
+
+    def forward(self, images: torch.Tensor) -> dict:
+        heads = self.network(images.to(torch.float16))
+        return {name: maps.to(torch.float32) for name, maps in heads.items()}
+
+
+def with_half_precision_networks(graph: torch.nn.Module) -> torch.nn.Module:
+    """``graph`` with every stage's network wrapped in `HalfPrecisionNetwork` (in place)."""
+    for stage in graph.modules():
+        if isinstance(stage, Stage) and not isinstance(stage.network, HalfPrecisionNetwork):
+            stage.network = HalfPrecisionNetwork(stage.network)
+    return graph
+
+
+class SaturatingSigmoid(torch.nn.Module):
+    """``1 / (1 + exp(-x))``, the formula of torch's float32 sigmoid kernel, as plain ops.
+
+    ONNX Runtime's Sigmoid kernel approximates the logistic function: where
+    torch saturates a confident class probability to exactly 1.0, it gives
+    0.99999994 on some pixels, and sleap-nn's identity assignment breaks those
+    exact ties by order. Spelled out, the saturation matches torch's (measured on
+    3 M logits); values below 1 stay within 1 ulp.
+    """
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.reciprocal(1.0 + torch.exp(-logits))
+
+
+# Relative margin a local peak must clear in runtimes that round differently
+# from torch: 8 float32 ulps. ONNX Runtime spreads the values of a plateau
+# (exactly equal in torch) over up to 1.5e-7 at 0.47 (5 ulps, measured).
+PEAK_TIE_TOLERANCE = 2.0**-20
+
+
+def for_reordering_runtimes(graph: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``graph`` for runtimes whose float rounding differs from torch's
+    (ONNX Runtime, TensorRT), so that sleap-nn's exact ties stay ties there.
+
+    Sigmoids become `SaturatingSigmoid`; local peaks must clear
+    `PEAK_TIE_TOLERANCE`. TorchScript keeps the graph as is, bit for bit.
+    """
+    graph = copy.deepcopy(graph)
+    for module in list(graph.modules()):
+        if isinstance(module, Stage):
+            module.peak_tie_tolerance = PEAK_TIE_TOLERANCE
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.Sigmoid):
+                setattr(module, name, SaturatingSigmoid())
+    return graph

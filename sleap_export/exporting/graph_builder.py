@@ -1,0 +1,115 @@
+"""From sleap-nn run folders to a traceable graph and the spec that describes it.
+
+This is the door between the checkpoint reader and everything that traces:
+exporters and the eager runner both start here, so they run the same module.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+import attrs
+
+from sleap_export.core.errors import InputError
+from sleap_export.core.model_types import model_type_for_runs, valid_run_combinations
+from sleap_export.core.spec import ExportRecord, ModelSpec
+from sleap_export.exporting.options import ExportOptions
+
+
+@attrs.frozen
+class BuiltGraph:
+    """A traceable module and its spec (without the artifact's output names)."""
+
+    module: object  # torch.nn.Module taking uint8 (B, H, W, C) frames
+    spec: ModelSpec
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = ExportOptions()) -> BuiltGraph:
+    """Load the run(s), check they make a valid artifact, and wrap them in its graph."""
+    from sleap_export.exporting.checkpoints import load_run, model_type_of, resolve_run_dir
+    from sleap_export.exporting.graph import model_graphs as graphs
+    from sleap_export.exporting.graph.model_graphs import SizeMatch, Stage
+
+    if not 1 <= len(model_paths) <= 2:
+        raise InputError(
+            f"Got {len(model_paths)} model folders; pass one run, or a centroid run and "
+            f"a centered-instance run. Valid: {valid_run_combinations()}."
+        )
+    # Check the pairing from the configs before loading any weights.
+    head_types = [model_type_of(resolve_run_dir(p)) for p in model_paths]
+    model_type = model_type_for_runs(head_types)
+    if model_type is None and len(model_paths) == 1:
+        load_run(model_paths[0])  # raises its own "not supported" error
+    if model_type is None:
+        raise InputError(
+            f"Runs of types {' + '.join(sorted(head_types))} do not make one artifact; valid: "
+            f"{valid_run_combinations()}."
+        )
+    runs = sorted((load_run(p) for p in model_paths), key=lambda r: model_type.runs.index(r.stage.head_type))
+    if len({r.stage.in_channels for r in runs}) > 1:
+        raise InputError(
+            "The two runs take different channel counts (grayscale vs RGB); pair runs "
+            "trained on the same kind of frames."
+        )
+    post = attrs.evolve(options.postprocess, edge_order=_edge_order(runs[0].stage.paf_edges))
+    if post.grouping == "graph" and model_type.name != "bottomup":
+        raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
+    if options.raw_heads and len(runs) != 1:
+        raise InputError("--raw-heads exports one model's heads; pass a single model folder.")
+    instance_post = post
+    if post.instance_peak_threshold is not None:
+        instance_post = attrs.evolve(post, peak_threshold=post.instance_peak_threshold)
+    stages = [
+        Stage(r.network, r.head_names, r.stage, post if r.stage.head_type == "centroid" else instance_post)
+        for r in runs
+    ]
+    # sleap-nn fits frames to the first run's max size that is set, centroid first.
+    max_height = next((r.stage.max_height for r in runs if r.stage.max_height is not None), None)
+    max_width = next((r.stage.max_width for r in runs if r.stage.max_width is not None), None)
+    graph_cls = graphs.RawHeadsGraph if options.raw_heads else getattr(graphs, model_type.graph)
+    module = graph_cls(stages, SizeMatch(max_height, max_width))
+    module.eval()
+    instance_run = runs[-1]
+    spec = ModelSpec(
+        model_type=model_type.name,
+        skeleton=instance_run.skeleton,
+        stages=tuple(r.stage for r in runs),
+        postprocess=post,
+        input_names=module.input_names,
+        output_names=module.output_names,
+        class_names=instance_run.class_names,
+        versions=versions(),
+        raw_heads=options.raw_heads,
+        export=ExportRecord(opset=options.opset),
+    )
+    return BuiltGraph(module=module, spec=spec)
+
+
+def _edge_order(edges) -> tuple[int, ...]:
+    """The order sleap-nn assembles PAF edges in: BFS from its topological root."""
+    if not edges:
+        return ()
+    import networkx as nx
+
+    edges = [tuple(e) for e in edges]
+    graph = nx.DiGraph(edges)
+    root = next(nx.topological_sort(graph))
+    return tuple(edges.index(e) for e in nx.bfs_edges(graph, root))
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape an artifact's numbers."""
+    names = ("sleap-export", "sleap-nn", "torch", "onnx", "onnxruntime", "onnxslim")
+    found = {name: package_version(name) for name in names}
+    found["python"] = platform.python_version()
+    return found

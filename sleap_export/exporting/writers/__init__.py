@@ -1,0 +1,1 @@
+"""One writer per artifact format (`registry.EXPORTERS`): ONNX, TorchScript, TensorRT."""

@@ -1,0 +1,1 @@
+"""Artifact formats (`formats.FORMATS`): the spec inside each file, payload hashes, descriptions."""

@@ -1,0 +1,2 @@
+"""One runner per backend (ONNX Runtime, PyTorch, OpenVINO, TensorRT) behind `runner.Runner`;
+each only runs the graph."""

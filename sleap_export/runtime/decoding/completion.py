@@ -1,0 +1,153 @@
+"""Per-model-type completion of `Outputs` from a graph's raw outputs.
+
+Each model type's record (`core.model_types.MODEL_TYPES`) names its completer here;
+`complete` runs it.
+
+After completion every `Outputs` has ``pred_keypoints`` ``(I, nodes, 2)``,
+``pred_peak_values`` ``(I, nodes)``, ``instance_scores`` ``(I,)`` and
+``instance_valid`` ``(I,)`` in the artifact's output skeleton, so building
+Labels needs no per-type code.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import attrs
+import numpy as np
+
+from sleap_export.core.model_types import MODEL_TYPES
+from sleap_export.core.spec import ModelSpec
+from sleap_export.runtime.decoding.outputs import Outputs
+
+
+def drop_empty_instances(completed: Outputs) -> Outputs:
+    """An instance none of whose nodes cleared the threshold is dropped, as sleap-nn does."""
+    has_points = ~np.all(np.isnan(completed.pred_keypoints), axis=(1, 2))
+    return attrs.evolve(completed, instance_valid=np.asarray(completed.instance_valid) & has_points)
+
+
+def single_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    keypoints = outputs.pred_keypoints
+    return attrs.evolve(
+        outputs,
+        instance_valid=~np.all(np.isnan(keypoints), axis=(1, 2)),
+        # sleap-nn scores a single instance by the sum of its node peaks.
+        instance_scores=np.nansum(outputs.pred_peak_values, axis=1).astype(np.float32),
+    )
+
+
+def centroid(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    centroids = outputs.pred_centroids
+    values = outputs.pred_centroid_values
+    anchor = spec.stages[0].anchor_part
+    n_nodes = len(spec.output_node_names)
+    # A centroid fills the anchor node of the full skeleton, or the single
+    # "centroid" node when the model has no anchor (as sleap-nn packages it).
+    column = spec.skeleton.nodes.index(anchor) if anchor else 0
+    keypoints = np.full((len(centroids), n_nodes, 2), np.nan, np.float32)
+    keypoints[:, column] = centroids
+    peak_values = np.full((len(centroids), n_nodes), np.nan, np.float32)
+    peak_values[:, column] = values
+    return attrs.evolve(
+        outputs,
+        pred_keypoints=keypoints,
+        pred_peak_values=peak_values,
+        instance_scores=np.where(outputs.instance_valid, values, np.nan).astype(np.float32),
+    )
+
+
+def topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    # sleap-nn scores a top-down instance by its centroid's confidence.
+    return attrs.evolve(
+        outputs,
+        instance_scores=np.where(outputs.instance_valid, outputs.pred_centroid_values, np.nan).astype(np.float32),
+    )
+
+
+def centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    # Given centroids carry no confidence; sleap-nn scores them 1 (its GT-centroid path).
+    valid = np.asarray(outputs.instance_valid)
+    return attrs.evolve(outputs, instance_scores=np.where(valid, 1.0, np.nan).astype(np.float32))
+
+
+def assign_identities(outputs: Outputs) -> Outputs:
+    """One Hungarian assignment per frame of instances to classes (sleap-nn's rule).
+
+    Maximizes the summed class probability; instances left over when there are
+    more instances than classes get class -1 (no track).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    valid = np.flatnonzero(outputs.instance_valid)
+    vectors = np.asarray(outputs.pred_class_vectors)
+    class_ids = np.full(len(vectors), -1, np.int64)
+    scores = np.full(len(vectors), np.nan, np.float32)
+    if len(valid):
+        rows, cols = linear_sum_assignment(-vectors[valid])
+        class_ids[valid[rows]] = cols
+        scores[valid[rows]] = vectors[valid[rows], cols]
+    return attrs.evolve(outputs, class_ids=class_ids, instance_tracking_scores=scores)
+
+
+def multi_class_topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    return assign_identities(topdown(outputs, spec))
+
+
+def multi_class_centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    return assign_identities(centered_instance(outputs, spec))
+
+
+def bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    from sleap_export.runtime.decoding.peak_grouping import cap_by_score, group_peaks
+
+    post = spec.postprocess
+    if post.grouping == "graph":
+        return outputs  # the graph already grouped
+    keypoints, peak_values, scores = group_peaks(
+        outputs.pred_peaks,
+        outputs.pred_peak_values,
+        outputs.pred_peak_valid,
+        outputs.pred_line_scores,
+        spec.stages[0].paf_edges,
+        post,
+    )
+    keypoints, peak_values, scores = cap_by_score(keypoints, peak_values, scores, post.max_instances)
+    return attrs.evolve(
+        outputs,
+        pred_keypoints=keypoints,
+        pred_peak_values=peak_values,
+        instance_scores=scores,
+        instance_valid=np.ones(len(scores), bool),
+    )
+
+
+def multi_class_bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    from sleap_export.runtime.decoding.peak_grouping import classify_peaks
+
+    keypoints, peak_values, probs = classify_peaks(
+        outputs.pred_peaks, outputs.pred_peak_values, outputs.pred_peak_valid, outputs.pred_class_probs
+    )
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an empty class
+        scores = np.nanmean(peak_values, axis=1)
+        tracking = np.nanmean(probs, axis=1)
+    # Instance c is class c; the cap keeps the best-scoring classes.
+    valid = ~np.isnan(scores)
+    if valid.sum() > spec.postprocess.max_instances:
+        keep = np.argsort(scores)[::-1][: spec.postprocess.max_instances]
+        valid = np.isin(np.arange(len(scores)), keep)
+    return attrs.evolve(
+        outputs,
+        pred_keypoints=keypoints,
+        pred_peak_values=peak_values,
+        instance_scores=scores.astype(np.float32),
+        instance_valid=valid,
+        class_ids=np.arange(len(scores)),
+        instance_tracking_scores=tracking.astype(np.float32),
+    )
+
+
+def complete(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    """One frame's raw graph outputs, completed by the artifact's model type."""
+    return drop_empty_instances(MODEL_TYPES[spec.model_type].complete(outputs, spec))

@@ -1,0 +1,1 @@
+"""What runs a model over many frames: batch `Predictor`, Ray jobs, live closed loop, progress."""

@@ -1,0 +1,1 @@
+"""Predictions out: `LabelsWriter` (skeleton, tracks, provenance, resume, lock, atomic save)."""

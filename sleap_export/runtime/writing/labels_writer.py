@@ -1,0 +1,191 @@
+"""`LabelsWriter`: one model's predictions as SLEAP labels, for every driver.
+
+Batch predict, Ray jobs and live runs write their `.slp` through it, so the
+skeleton, the class tracks, the provenance, resuming an earlier run's frames,
+the lock and the atomic save are the same code for all three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import sleap_io as sio
+
+from sleap_export.core.atomic_files import written_atomically
+from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.spec import ModelSpec
+from sleap_export.runtime.decoding.outputs import Outputs
+from sleap_export.runtime.writing.destination import check_destination, exclusive_output
+
+
+def output_skeleton(spec: ModelSpec) -> sio.Skeleton:
+    """The skeleton the artifact's instances use (sleap-nn's centroid skeleton too)."""
+    if spec.output_node_names != spec.skeleton.nodes:
+        return sio.Skeleton(nodes=list(spec.output_node_names), name="centroid")
+    nodes = [sio.Node(name) for name in spec.skeleton.nodes]
+    return sio.Skeleton(
+        nodes=nodes,
+        edges=[sio.Edge(nodes[a], nodes[b]) for a, b in spec.skeleton.edges],
+        symmetries=[sio.Symmetry({nodes[a], nodes[b]}) for a, b in spec.skeleton.symmetries],
+        name=spec.skeleton.name,
+    )
+
+
+def class_tracks(spec: ModelSpec) -> list[sio.Track]:
+    """One track per class of a multi-class model, named as in its training config."""
+    return [sio.Track(name=name) for name in spec.class_names]
+
+
+def provenance(spec: ModelSpec, artifact: Optional[str]) -> dict:
+    """What a `.slp` records of the model that predicted it (and what resuming checks)."""
+    return {
+        "sleap_export.artifact": str(artifact) if artifact else None,
+        "sleap_export.model_type": spec.model_type,
+        "sleap_export.checkpoint_sha256": [s.checkpoint_sha256 for s in spec.stages],
+        "sleap_export.versions": spec.versions,
+    }
+
+
+def save_labels_atomically(labels: sio.Labels, path: str | Path) -> Path:
+    """Write ``.slp`` to a temporary sibling, then rename: no half-written file."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # sleap-io moves provenance past HDF5's 64 kB attribute limit into a dataset of its own, and says so.
+            warnings.filterwarnings("ignore", message="Labels metadata JSON")
+            with written_atomically(path, suffix=".slp") as partial:
+                sio.save_slp(labels, str(partial))
+    except OSError as err:
+        raise SleapExportError(
+            f"Could not write {path} ({err.strerror or err}); free space or choose another folder."
+        ) from None
+    return path
+
+
+class LabelsWriter:
+    """The `.slp` of one model's predictions: instances on the model's skeleton and class
+    tracks, its provenance, the frames an earlier run saved (resume), one writer at a time,
+    saved atomically.
+
+    ``artifact``: what the provenance names as the model (a path, or runs joined by " + ").
+    """
+
+    def __init__(self, spec: ModelSpec, artifact: Optional[str | Path] = None):
+        self.spec = spec
+        self.artifact = None if artifact is None else str(artifact)
+        self.skeleton = output_skeleton(spec)
+        self.tracks = class_tracks(spec)
+
+    @property
+    def provenance(self) -> dict:
+        return provenance(self.spec, self.artifact)
+
+    # Frames ------------------------------------------------------------------
+    def instances(self, outputs: Outputs) -> list[sio.PredictedInstance]:
+        """The valid instances of one frame, in slot order, with their class's track."""
+        instances = []
+        for i in np.flatnonzero(np.asarray(outputs.instance_valid)):
+            identity = {}
+            if outputs.class_ids is not None and outputs.class_ids[i] >= 0:
+                identity = {
+                    "track": self.tracks[int(outputs.class_ids[i])],
+                    "tracking_score": float(outputs.instance_tracking_scores[i]),
+                }
+            instances.append(
+                sio.PredictedInstance.from_numpy(
+                    points_data=np.asarray(outputs.pred_keypoints[i], dtype=np.float64),
+                    point_scores=np.asarray(outputs.pred_peak_values[i], dtype=np.float64),
+                    score=float(outputs.instance_scores[i]),
+                    skeleton=self.skeleton,
+                    **identity,
+                )
+            )
+        return instances
+
+    def frame(self, outputs: Outputs, video: sio.Video) -> sio.LabeledFrame:
+        """One frame's completed outputs as a labeled frame of ``video``."""
+        return sio.LabeledFrame(video=video, frame_idx=int(outputs.frame_idx), instances=self.instances(outputs))
+
+    def labels(self, frames: Iterable[sio.LabeledFrame], videos: Sequence[sio.Video], extra_provenance: Optional[dict] = None) -> sio.Labels:
+        """The labels of ``frames``, ordered by video (in ``videos`` order), then frame."""
+        order = {id(video): i for i, video in enumerate(videos)}
+        return sio.Labels(
+            labeled_frames=sorted(frames, key=lambda lf: (order[id(lf.video)], lf.frame_idx)),
+            videos=list(videos),
+            skeletons=[self.skeleton],
+            tracks=self.tracks,
+            provenance={**self.provenance, **(extra_provenance or {})},
+        )
+
+    # Files -------------------------------------------------------------------
+    def check_destination(self, output: Path, inputs: Iterable) -> None:
+        """Before any frame is predicted: a .slp that is none of ``inputs``, in a writable folder."""
+        check_destination(output, [*inputs, self.artifact])
+
+    @contextlib.contextmanager
+    def locked(self, output: Path) -> Iterator[None]:
+        """Hold ``OUTPUT.lock`` while writing ``output`` (a second writer is refused)."""
+        with exclusive_output(output):
+            yield
+
+    def save(self, labels: sio.Labels, output: str | Path) -> Path:
+        return save_labels_atomically(labels, output)
+
+    # Resume ------------------------------------------------------------------
+    def previous_frames(self, output: str | Path, videos: Sequence[sio.Video]) -> list[sio.LabeledFrame]:
+        """Frames an earlier run of this model saved in ``output``, moved onto ``videos`` (matched
+        by file name); refused when another model wrote it or it holds other videos."""
+        output = Path(output)
+        if not output.exists():
+            return []
+        try:
+            saved = sio.load_slp(str(output))
+        except Exception:
+            raise InputError(f"{output} is not a readable .slp, so it cannot be resumed; remove it or pass --overwrite.") from None
+        self._check_resumable(saved, output)
+        by_name = {str(video.filename): video for video in videos}
+        moved = []
+        for lf in saved.labeled_frames:
+            video = by_name.get(str(lf.video.filename))
+            if video is None:
+                raise InputError(
+                    f"{output} holds predictions for {lf.video.filename}, which is not among the inputs; "
+                    "resume with the same inputs, or write to another file."
+                )
+            moved.append(sio.LabeledFrame(video=video, frame_idx=lf.frame_idx, instances=[self._adopt(i) for i in lf.instances]))
+        return moved
+
+    def _check_resumable(self, saved: sio.Labels, output: Path) -> None:
+        """Refuse to resume ``output`` unless another run of this model wrote it."""
+        recorded = saved.provenance or {}
+        expected = provenance(self.spec, None)
+        fix = "write to another file, or pass --overwrite to start again."
+        if "sleap_export.model_type" not in recorded:
+            raise InputError(f"{output} was not written by sleap-export predict, so it cannot be resumed; {fix}")
+        if recorded["sleap_export.model_type"] != expected["sleap_export.model_type"]:
+            raise InputError(
+                f"{output} holds {recorded['sleap_export.model_type']} predictions and this artifact is "
+                f"{expected['sleap_export.model_type']}; {fix}"
+            )
+        if list(recorded.get("sleap_export.checkpoint_sha256") or []) != expected["sleap_export.checkpoint_sha256"]:
+            raise InputError(f"{output} was predicted by another model (other checkpoint sha256); {fix}")
+        saved_nodes = [[n.name for n in s.nodes] for s in saved.skeletons]
+        if saved_nodes and saved_nodes != [[n.name for n in self.skeleton.nodes]]:
+            raise InputError(f"{output} has another skeleton ({', '.join(saved_nodes[0])}); {fix}")
+
+    def _adopt(self, instance: sio.PredictedInstance) -> sio.PredictedInstance:
+        """A saved instance on this writer's skeleton and tracks (matched by name)."""
+        tracks = {t.name: t for t in self.tracks}
+        points = instance.numpy(scores=True)
+        return sio.PredictedInstance.from_numpy(
+            points_data=points[:, :2],
+            point_scores=points[:, 2],
+            score=float(instance.score),
+            skeleton=self.skeleton,
+            track=tracks.get(instance.track.name) if instance.track is not None else None,
+            tracking_score=instance.tracking_score,
+        )
