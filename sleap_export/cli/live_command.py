@@ -7,18 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sleap_export.cli.common import (
-    DEVICE,
-    MODEL_HELP,
-    QUIET,
-    RUNTIME,
-    RUNTIME_PRECISION,
-    SPIN,
-    WARM_AHEAD,
-    model_options,
-    quiet,
-    waiting,
-)
+from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_PRECISION, SPIN, WARM_AHEAD, model_options, quiet, waiting
 from sleap_export.core.errors import InputError
 
 

@@ -23,7 +23,7 @@ def run_demo(output_dir: Path, show: bool = True) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from sleap_export import export
+    from sleap_export.evaluation.checked_export import export
     from sleap_export.runtime.drivers.predictor import Predictor
     from sleap_export.runtime.writing.labels_writer import save_labels_atomically
 

@@ -45,12 +45,6 @@ def _known_device(instance, attribute, value) -> None:
         raise InputError(f"Unknown device {value!r}; use cpu, cuda or cuda:N.")
 
 
-def _known_runtime(instance, attribute, value) -> None:
-    known = [name for fmt in FORMATS for name in (fmt.default_runtime, *fmt.runtimes)]
-    if value is not None and value not in known:
-        raise InputError(f"Unknown runtime {value!r}; choose one of {', '.join(known)}.")
-
-
 @attrs.frozen
 class ModelOptions:
     """How to run a model, validated once and carried from the command line (or a caller) to its runner.
@@ -64,7 +58,8 @@ class ModelOptions:
     """
 
     device: Optional[str] = attrs.field(default=None, validator=_known_device)
-    runtime: Optional[str] = attrs.field(default=None, validator=_known_runtime)
+    # Checked against the artifact's format when it opens (`ArtifactFormat.runner_class`).
+    runtime: Optional[str] = None
     precision: Optional[str] = None
     threads: Optional[int] = attrs.field(default=None, validator=_at_least_one)
     parallel_batches: Optional[int] = attrs.field(default=None, validator=_at_least_one)
