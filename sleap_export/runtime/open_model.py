@@ -20,7 +20,7 @@ import attrs
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.training_runs import is_training_run
-from sleap_export.runtime.artifacts.formats import FORMATS, ONNX, artifact_suffixes, format_of, read_spec
+from sleap_export.runtime.artifacts.formats import ONNX, artifact_suffixes, format_of, read_spec
 from sleap_export.runtime.backends.runner import Runner
 
 # What a model path may be, for the errors.
