@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import warnings
 
 import typer
 
@@ -24,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    # Plain help: option names are never cut to fit a narrow terminal (rich's tables cut them at 80 columns).
+    rich_markup_mode=None,
     help="Export trained sleap-nn models to ONNX / TorchScript and run them.",
 )
 # Exit status for Ctrl-C / SIGTERM (typer turns KeyboardInterrupt into this code).
@@ -69,9 +72,15 @@ app.command("live")(live_command.live)
 app.command("demo")(demo)
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line, like errors (Python's default adds the source file and line)."""
+    typer.echo(f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}", err=True)
+
+
 def main() -> None:
-    """Entry point: one-line errors and exit codes (2 usage, 1 failure, 130 interrupted)."""
+    """Entry point: one-line errors and warnings, and exit codes (2 usage, 1 failure, 130 interrupted)."""
     state = start_session()
+    warnings.showwarning = _warning_line
 
     def interrupt(signum, frame):
         state.terminated = True

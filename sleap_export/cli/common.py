@@ -60,9 +60,8 @@ MODEL_HELP = (
     "An artifact (.onnx, .pt, .engine), or a training run run eagerly by PyTorch: a sleap-nn run folder, "
     "its best.ckpt, or a SLEAP 1.x model folder."
 )
-# "\\[" keeps rich (typer's help renderer) from reading "[openvino]" as markup and dropping it.
 RUNTIME = typer.Option(
-    None, "--runtime", help="ONNX artifacts: onnxruntime (default) or openvino (pip install 'sleap-export\\[openvino]')."
+    None, "--runtime", help="ONNX artifacts: onnxruntime (default) or openvino (pip install 'sleap-export[openvino]')."
 )
 RUNTIME_PRECISION = typer.Option(
     None, "--precision", help="--runtime openvino: fp32 (default) or bf16 (the networks in bf16; CPUs with bf16 instructions)."

@@ -62,12 +62,15 @@ def predict(
     loading the model and writing the .slp included.
     """
     from sleap_export.runtime.open_model import split_models_and_inputs
+    from sleap_export.runtime.sources.video_inputs import expand_inputs, refuse_repeated_videos
 
     started = time.perf_counter()
     is_quiet = quiet(quiet_flag)
     if resume and overwrite:
         raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
     models, inputs = split_models_and_inputs([model, *inputs])
+    inputs = expand_inputs(inputs)
+    refuse_repeated_videos(inputs)
     if ray_address is not None:
         from sleap_export.runtime.drivers.ray_cluster import DEFAULT_CHUNK_FRAMES, RayCluster
 
@@ -78,32 +81,68 @@ def predict(
         return _predict_on_ray(models, inputs, output, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started)
     if workers is not None or chunk_size is not None or gpus_per_worker:
         raise InputError("--workers, --gpus-per-worker and --chunk-size apply with --ray; add --ray ADDRESS or leave them out.")
-    _predict_here(models, inputs, output, model_options(device, runtime, precision, threads, parallel_batches),
-                  frames, batch_size, video_index, resume, overwrite, is_quiet, started)
+    options = model_options(device, runtime, precision, threads, parallel_batches)
+    options.check_applies_to(models[0])
+    destinations = _destinations(models, inputs, output, video_index, resume, overwrite)
+    _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started)
 
 
-def _predict_here(models, inputs, output, options, frames, batch_size, video_index, resume, overwrite, is_quiet, started):
+def _destinations(models, inputs, output: Path, video_index, resume: bool, overwrite: bool) -> list[tuple[list[Path], Path]]:
+    """``(inputs, .slp)`` pairs: all inputs into one .slp, or with -o FOLDER one STEM.slp per
+    input (as --ray writes them); each checked before the model loads."""
+    from sleap_export.runtime.writing.destination import OUTPUT_SUFFIX, check_destination
+    from sleap_export.runtime.writing.journal import journal_path
+
+    if output.is_dir():
+        if video_index is not None:
+            raise InputError("--video-index picks one video of one output; with -o FOLDER, pass only the videos to predict.")
+        stems = {}
+        for path in inputs:
+            target = output / f"{path.name.removesuffix('.slp') if path.name.endswith('.slp') else path.stem}{OUTPUT_SUFFIX}"
+            if target in stems:
+                raise InputError(
+                    f"{stems[target]} and {path} would both be written to {target}; rename one, or write one file with -o all.slp."
+                )
+            stems[target] = path
+        pairs = [([path], target) for target, path in stems.items()]
+    elif output.suffix != OUTPUT_SUFFIX and not output.exists() and output.parent.is_dir() and not output.suffix:
+        raise InputError(
+            f"{output} is neither a .slp file nor an existing folder; name a .slp for one file, "
+            "or create the folder for one .slp per video."
+        )
+    else:
+        pairs = [(list(inputs), output)]
+    for sources, target in pairs:
+        check_destination(target, [*sources, *models])
+        journal = journal_path(target)
+        if journal.exists() and not (overwrite or resume):
+            raise InputError(
+                f"{journal} holds the frames an interrupted run predicted into {target.name}; pass --resume to finish it, "
+                "or --overwrite to start again."
+            )
+        if target.exists() and not (overwrite or resume):
+            raise InputError(f"{target} already exists; pass --overwrite to replace it, or --resume to finish it.")
+    return pairs
+
+
+def _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started):
     from sleap_export.runtime.drivers.predictor import Predictor
     from sleap_export.runtime.drivers.progress import progress_for
-    from sleap_export.runtime.writing.destination import check_destination
 
-    check_destination(output, [*inputs, *models])
-    if output.exists() and not (overwrite or resume):
-        raise InputError(f"{output} already exists; pass --overwrite to replace it, or --resume to finish it.")
-    options.check_applies_to(models[0])
     predictor = Predictor.from_model_paths(models, batch_size=batch_size, options=options)
-    progress = progress_for(is_quiet)
-    with _shown_until_done(progress):
-        labels = predictor.predict(
-            list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index
-        )
-    if progress is not None:
-        n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
-        rate = progress.rate
-        typer.echo(
-            f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances; "
-            f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
-        )
+    for inputs, output in destinations:
+        progress = progress_for(is_quiet)
+        with _shown_until_done(progress):
+            labels = predictor.predict(
+                list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index
+            )
+        if progress is not None:
+            n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
+            rate = progress.rate
+            typer.echo(
+                f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances; "
+                f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
+            )
 
 
 @contextlib.contextmanager

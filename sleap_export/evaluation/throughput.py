@@ -23,6 +23,7 @@ import attrs
 import numpy as np
 
 from sleap_export.core.errors import InputError
+from sleap_export.runtime.artifacts.formats import ONNX, find_format
 from sleap_export.runtime.backends.runner import usable_cores
 from sleap_export.runtime.drivers.batch_pipeline import in_order
 from sleap_export.runtime.drivers.predictor import Predictor
@@ -181,7 +182,7 @@ def _runner_for(name: str, artifact: Optional[Path], spec, model_dirs: Sequence[
     from sleap_export.exporting.options import ExportOptions
 
     if name in ONNX_RUNNERS:
-        onnx = artifact is not None and artifact.suffix == ".onnx"
+        onnx = artifact is not None and find_format(artifact) is ONNX
         options = attrs.evolve(ONNX_RUNNERS[name], threads=threads, throughput=True)
         return open_model(artifact, options) if onnx else None
     if not model_dirs:
@@ -227,7 +228,7 @@ def run_bench(
             predictor = Predictor(runner, batch_size=batch_size)
             runner.clock.reset()
             started = time.perf_counter()
-            predictor.predict(source, frames=indices)
+            predictor.predict(source, frames=indices, progress=None)
             end_to_end = len(array) / (time.perf_counter() - started)
             seconds = {**runner.clock.seconds, **predictor.clock.seconds}
             split = {stage: 1000 * s / len(array) for stage, s in seconds.items()}

@@ -24,7 +24,7 @@ def check_output_path(output: Path, overwrite: bool) -> None:
     if not os.access(output.parent, os.W_OK):
         raise InputError(f"Output folder {output.parent} is not writable; choose another.")
     if output.exists() and not overwrite:
-        raise InputError(f"{output} already exists; pass --overwrite to replace it.")
+        raise InputError(f"{output} already exists; pass --overwrite (overwrite=True in Python) to replace it.")
 
 
 def write_artifact(

@@ -98,6 +98,11 @@ class ExportOptions:
     # TensorRT builds (the ``trt`` format) only.
     tensorrt: EngineOptions = EngineOptions()
 
+    def __attrs_post_init__(self):
+        # Before any model loads: a missing calibration would otherwise be found after the graph is built.
+        if self.precision != "fp32":
+            require_calibration(self.precision, self.calibration)
+
     @classmethod
     def from_fields(cls, **fields) -> "ExportOptions":
         """Build from flat fields (``max_instances=``, ``opset=``, ...), as the CLI and presets give them."""
@@ -114,6 +119,16 @@ class ExportOptions:
             return cls(postprocess=post, **{k: v for k, v in fields.items() if k in own})
         except (TypeError, ValueError) as err:
             raise InputError(f"Invalid export option: {err}.") from None
+
+
+def require_calibration(precision: str, data: Optional[str | Path]) -> Path:
+    """The calibration data a reduced-precision export needs (it calibrates int8 and gates both)."""
+    if data is None:
+        purpose = "to calibrate on and gate against fp32" if precision == "int8" else "to gate against fp32"
+        raise InputError(f"{precision} needs real frames {purpose}: pass --calibration VIDEO or LABELS.slp.")
+    if not Path(data).exists():
+        raise InputError(f"Calibration data {data} does not exist; pass a video or .slp file.")
+    return Path(data)
 
 
 def read_preset(path: str | Path) -> dict:

@@ -22,6 +22,7 @@ import attrs
 import numpy as np
 
 from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.exporting.options import require_calibration
 from sleap_export.core.spec import AccuracyGate
 from sleap_export.runtime.sources.video_inputs import first_labeled_frames, open_input, spread_indices
 
@@ -51,12 +52,7 @@ def calibration_set(data: Optional[str | Path], count: int, precision: str = "in
     """``count`` calibration frames (a .slp: labeled frames first) and a gate set."""
     import sleap_io as sio
 
-    if data is None:
-        purpose = "to calibrate on and gate against fp32" if precision == "int8" else "to gate against fp32"
-        raise InputError(f"{precision} needs real frames {purpose}: pass --calibration VIDEO or LABELS.slp.")
-    data = Path(data)
-    if not data.exists():
-        raise InputError(f"Calibration data {data} does not exist; pass a video or .slp file.")
+    data = require_calibration(precision, data)
     if count < 1:
         raise InputError(f"--calibration-frames must be at least 1, got {count}.")
     source = open_input(data)
@@ -200,7 +196,7 @@ def accuracy_gate(
     frames = np.stack(calibration.gate)
 
     def poses(path: Path) -> dict:
-        return poses_by_frame(Predictor(OnnxRunner(path, spec)).predict(frames))
+        return poses_by_frame(Predictor(OnnxRunner(path, spec)).predict(frames, progress=None))
 
     fp32, reduced = poses(fp32_path), poses(reduced_path)
     comparison = compare_poses(reduced, fp32)

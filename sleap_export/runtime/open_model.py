@@ -20,7 +20,8 @@ import attrs
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.training_runs import is_training_run
-from sleap_export.runtime.artifacts.formats import ONNX, artifact_suffixes, format_of, read_spec
+from sleap_export.runtime.artifacts.formats import ONNX, artifact_suffixes, format_by_content, format_of, read_spec
+from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, VIDEO_SUFFIXES
 from sleap_export.runtime.backends.runner import Runner
 
 # What a model path may be, for the errors.
@@ -28,9 +29,13 @@ MODEL_KINDS = (
     "an artifact (.onnx, .pt, .engine), a sleap-nn training run folder (training_config.yaml + best.ckpt), "
     "its best.ckpt, or a SLEAP 1.x model folder"
 )
+# Inputs, never read to see whether they are artifacts.
+NOT_ARTIFACT_SUFFIXES = (*VIDEO_SUFFIXES, *LABELS_SUFFIXES, ".ckpt", ".yaml", ".json", ".h5")
 # The entry point group through which the export side runs training runs (see pyproject.toml).
 TRAINING_RUN_OPENERS = "sleap_export.training_runs"
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+# Precisions an artifact is exported at (its networks), never chosen when running it.
+EXPORT_PRECISIONS = ("fp16", "int8")
 
 
 def _at_least_one(instance, attribute, value) -> None:
@@ -66,6 +71,12 @@ class ModelOptions:
     throughput: bool = False
 
     def __attrs_post_init__(self):
+        if self.precision in EXPORT_PRECISIONS:
+            raise InputError(
+                f"--precision {self.precision} is chosen at export, not at run time: export an {self.precision} artifact "
+                f"(sleap-export onnx RUN -o model_{self.precision}.onnx --precision {self.precision} --calibration video.mp4) "
+                "and predict with it; at run time, --runtime openvino --precision bf16 runs an fp32 artifact's networks in bf16."
+            )
         if self.precision is not None and self.runtime != "openvino":
             raise InputError(f"--precision {self.precision} is chosen at run time by OpenVINO; add --runtime openvino.")
 
@@ -90,7 +101,12 @@ class ModelOptions:
 
 
 def is_artifact(path: Path) -> bool:
-    return Path(path).suffix in artifact_suffixes()
+    """An artifact's suffix (any case), or a file of another suffix whose content is one (a renamed
+    artifact); video and labels files are never read for it."""
+    path = Path(path)
+    if path.suffix.lower() in artifact_suffixes():
+        return True
+    return path.suffix.lower() not in NOT_ARTIFACT_SUFFIXES and format_by_content(path) is not None
 
 
 def is_model(path: Path) -> bool:

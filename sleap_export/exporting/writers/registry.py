@@ -17,7 +17,7 @@ from sleap_export.runtime.artifacts.formats import (
     TORCHSCRIPT,
     ArtifactFormat,
     artifact_suffixes,
-    find_format,
+    format_by_suffix,
     format_named,
 )
 
@@ -51,13 +51,13 @@ def exporter_for(output: Path, format: Optional[str]) -> Exporter:
     """The exporter named by ``format``, else the one owning the output's suffix."""
     if format is not None:
         fmt = format_named(format)
-        if output.suffix not in fmt.suffixes:
+        if output.suffix.lower() not in fmt.suffixes:
             raise InputError(
                 f"{output.name} has the wrong suffix for {format}; name it "
                 f"{output.stem}{fmt.suffixes[0]} so the runtime can load it."
             )
     else:
-        fmt = find_format(output)
+        fmt = format_by_suffix(output)
         if fmt is None:
             raise InputError(
                 f"Cannot tell the format of {output.name} from its suffix; use one of "

@@ -93,14 +93,38 @@ def format_named(name: str) -> ArtifactFormat:
     raise InputError(f"Unknown format {name!r}; choose one of {', '.join(f.name for f in FORMATS)}.")
 
 
-def find_format(path: str | Path) -> Optional[ArtifactFormat]:
-    """The format owning the path's suffix, or None."""
-    suffix = Path(path).suffix
+def format_by_suffix(path: str | Path) -> Optional[ArtifactFormat]:
+    """The format owning the path's suffix (any case), or None: what a file about to be written will be."""
+    suffix = Path(path).suffix.lower()
     return next((fmt for fmt in FORMATS if suffix in fmt.suffixes), None)
 
 
+def format_by_content(path: str | Path) -> Optional[ArtifactFormat]:
+    """The format a file's bytes show, whatever its name, or None: a zip archive is TorchScript,
+    bytes carrying our engine spec are a TensorRT engine, a protobuf opening with its
+    ``ir_version`` field is ONNX."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as stream:
+        head = stream.read(4)
+    if head == b"PK\x03\x04":
+        return TORCHSCRIPT
+    if head[:1] == b"\x08":
+        return ONNX
+    if embedded_spec.spec_json_in_engine(path.read_bytes()) is not None:
+        return TENSORRT
+    return None
+
+
+def find_format(path: str | Path) -> Optional[ArtifactFormat]:
+    """The format of an existing artifact by its content (so a renamed one still opens), else by
+    its suffix; None when neither tells."""
+    return format_by_content(path) or format_by_suffix(path)
+
+
 def format_of(path: str | Path) -> ArtifactFormat:
-    """The format owning the path's suffix, with a one-line error if none does."""
+    """`find_format`, with a one-line error if neither content nor suffix tells."""
     fmt = find_format(path)
     if fmt is None:
         raise InputError(

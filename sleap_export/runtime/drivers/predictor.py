@@ -8,19 +8,21 @@ allows (`Runner.parallel_batches`), results kept in order.
 from __future__ import annotations
 
 import contextlib
-import time
+import warnings
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import Optional, Sequence
 
 import attrs
+import numpy as np
 import sleap_io as sio
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.stage_clock import StageClock
 from sleap_export.runtime.backends.runner import Runner, require_poses
 from sleap_export.runtime.drivers.batch_pipeline import Batch, background, decode_batches, in_order
+from sleap_export.runtime.drivers.progress import ProgressArgument, progress_sink
 from sleap_export.runtime.open_model import ModelOptions, model_name, open_model
-from sleap_export.runtime.sources.video_inputs import frame_sources
+from sleap_export.runtime.sources.video_inputs import FrameSource, frame_sources, refuse_repeated_videos
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
 
 # Artifact type -> its `Predictor` subclass (filled by `_predicts`).
@@ -88,95 +90,167 @@ class Predictor:
     def predict(
         self,
         source,
-        frames: Optional[Sequence[int]] = None,
+        frames: Optional[Sequence[int] | str] = None,
         output: Optional[str | Path] = None,
-        progress: Optional["ProgressSink"] = None,
+        progress: ProgressArgument = "auto",
         resume: bool = False,
-        save_every_s: float = 60.0,
         video_index: Optional[int] = None,
         as_labels: bool = True,
     ):
         """Predict every requested frame; optionally write ``output`` (.slp).
 
-        ``source`` may be a list of inputs: the labels then hold one video each.
-        With ``output``, the frames done so far are saved there (atomically, a
-        valid .slp) every ``save_every_s`` seconds and on Ctrl-C / SIGTERM;
-        ``resume=True`` keeps the frames an earlier run saved in ``output`` and
-        predicts only the rest. ``video_index`` picks one video of the inputs.
+        ``source`` may be a list of inputs: the labels then hold one video each
+        (a video given twice is refused). ``frames``: indices, or ranges as
+        ``"0-999,2000-"``; a frame asked for twice is predicted once.
+
+        With ``output``, every finished batch reaches the disk at once, in
+        ``OUTPUT.journal`` (`writing.journal`), and the .slp is written from it
+        at the end, or on Ctrl-C / SIGTERM with the frames done so far; a run
+        killed outright leaves the journal. ``resume=True`` keeps the frames an
+        earlier run left in ``output`` and its journal and predicts only the rest;
+        without it, an old journal is discarded. ``video_index`` picks one video.
+
+        ``progress``: ``"auto"`` (a bar on a terminal, else nothing), None, a
+        callable ``(frames done, total)``, or a `ProgressSink`. A run that finds
+        instances on under 5% of at least 10 frames warns (`FewInstancesWarning`).
         ``as_labels=False`` returns the `Outputs` of every frame instead, in order.
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
         outputs: Optional[list] = None if as_labels else []
-        if output is None:
-            labels = self._predict(inputs, frames, None, progress, resume, save_every_s, video_index, outputs)
-        else:
-            output = Path(output)
-            self.writer.check_destination(output, inputs)
-            with self.writer.locked(output):
-                labels = self._predict(inputs, frames, output, progress, resume, save_every_s, video_index, outputs)
+        sink = progress_sink(progress)
+        try:
+            if output is None:
+                labels = self._predict(inputs, frames, None, sink, resume, video_index, outputs)
+            else:
+                output = Path(output)
+                self.writer.check_destination(output, inputs)
+                with self.writer.locked(output):
+                    labels = self._predict(inputs, frames, output, sink, resume, video_index, outputs)
+        finally:
+            if progress == "auto" and sink is not None:
+                sink.stop()  # the bar made here is taken down here, however the run ends
         return labels if as_labels else outputs
 
-    def _predict(self, inputs, frames, output, progress, resume, save_every_s, video_index, outputs) -> sio.Labels:
+    def _sources(self, inputs, frames, video_index) -> list[FrameSource]:
         sources = [s for item in inputs for s in frame_sources(item, frames)]
+        refuse_repeated_videos([s.video for s in sources])
         if video_index is not None:
             if not 0 <= video_index < len(sources):
                 raise InputError(f"--video-index {video_index} is out of range: the inputs hold {len(sources)} video(s).")
             sources = [sources[video_index]]
-        videos = [s.video for s in sources]
-        previous = self.writer.previous_frames(output, videos) if resume and output is not None else []
-        if previous:
-            done = {(id(lf.video), lf.frame_idx) for lf in previous}
-            sources = [
-                attrs.evolve(s, frame_indices=tuple(i for i in s.frame_indices if (id(s.video), i) not in done))
-                for s in sources
-            ]
         spec = self.runner.spec
-        need_centroids = "centroids" in spec.input_names
-        if need_centroids and any(s.centroids is None for s in sources):
+        if "centroids" in spec.input_names and any(s.centroids is None for s in sources):
             raise InputError(
                 f"A {spec.model_type} artifact crops around given centroids; predict on a "
                 ".slp with instances, or call runner.predict(frames, centroids=...)."
             )
-        anchor_part = spec.stages[-1].anchor_part
-        anchor = spec.skeleton.nodes.index(anchor_part) if anchor_part else None
-        labeled_frames = list(previous)
+        return sources
+
+    def _predict(self, inputs, frames, output, progress, resume, video_index, outputs) -> sio.Labels:
+        sources = self._sources(inputs, frames, video_index)
+        videos = [s.video for s in sources]
+        journal = None if output is None else self.writer.journal(output, videos)
+        previous = []
+        if resume and output is not None:
+            previous = self.writer.previous_frames(output, videos)
+            if journal.exists():
+                previous += self.writer.journal_frames(journal, videos)
+        done = {(id(lf.video), lf.frame_idx) for lf in previous}
+        sources = [
+            attrs.evolve(s, frame_indices=tuple(i for i in s.frame_indices if (id(s.video), i) not in done)) for s in sources
+        ]
+        if journal is not None:
+            if previous and journal.exists():
+                # The .slp takes what the journal held; the journal then holds this run's frames only.
+                self.writer.save(self.writer.labels(previous, videos), output)
+            journal.start()
+        # Without an output, the frames are kept here; with one, they are in the journal.
+        kept = list(previous) if journal is None else []
+        found = FramesWithInstances()
+        total = len(previous) + sum(len(s.frame_indices) for s in sources)
         if progress is not None:
-            progress.start(total=len(previous) + sum(len(s.frame_indices) for s in sources), done=len(previous))
-        last_save = time.monotonic()
+            progress.start(total=total, done=len(previous))
         try:
-            with self.runner:
-                decoded = decode_batches(sources, self.batch_size, anchor, need_centroids, self.clock)
-
-                def run(batch: Batch) -> list:
-                    return self.runner.predict(
-                        batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
-                    )
-
-                runs = in_order(run, background(decoded, depth=4), self.runner.parallel_batches)
-                # Closed on the way out: an interrupt lets the running batches finish
-                # and drops the queued ones before the finished frames are saved.
-                with contextlib.closing(runs):
-                    for batch, results in runs:
-                        video = sources[batch.video_index].video
-                        with self.clock.section("labels"):
-                            labeled_frames.extend(self.writer.frame(o, video) for o in results)
-                        if outputs is not None:
-                            outputs.extend(results)
-                        if progress is not None:
-                            progress.advance(len(batch.frame_indices))
-                        if output is not None and time.monotonic() - last_save > save_every_s:
-                            self.writer.save(self.writer.labels(labeled_frames, videos), output)
-                            last_save = time.monotonic()
+            self._run(sources, journal, kept, outputs, found, progress)
         except KeyboardInterrupt:
             # Ctrl-C / SIGTERM: keep the finished frames in a valid file, say how far it got.
-            if output is not None and labeled_frames:
-                self.writer.save(self.writer.labels(labeled_frames, videos), output)
-            total = len(previous) + sum(len(s.frame_indices) for s in sources)
-            raise PredictionInterrupted(len(labeled_frames), total, output) from None
-        labels = self.writer.labels(labeled_frames, videos)
-        if output is not None:
-            self.writer.save(labels, output)
+            predicted = found.frames
+            if journal is not None and (previous or predicted):
+                self._finish(journal, previous, videos, output)
+            raise PredictionInterrupted(len(previous) + predicted, total, output) from None
+        found.warn_if_few()
+        if journal is None:
+            return self.writer.labels(kept, videos)
+        return self._finish(journal, previous, videos, output)
+
+    def _run(self, sources, journal, kept, outputs, found, progress) -> None:
+        """Every batch of ``sources`` through the runner, into the journal (or ``kept``)."""
+        spec = self.runner.spec
+        need_centroids = "centroids" in spec.input_names
+        anchor_part = spec.stages[-1].anchor_part
+        anchor = spec.skeleton.nodes.index(anchor_part) if anchor_part else None
+        with self.runner:
+            decoded = decode_batches(sources, self.batch_size, anchor, need_centroids, self.clock)
+
+            def run(batch: Batch) -> list:
+                return self.runner.predict(
+                    batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
+                )
+
+            runs = in_order(run, background(decoded, depth=4), self.runner.parallel_batches)
+            # Closed on the way out: an interrupt lets the running batches finish
+            # and drops the queued ones before the finished frames are saved.
+            with contextlib.closing(runs):
+                for batch, results in runs:
+                    with self.clock.section("labels"):
+                        if journal is not None:
+                            journal.append(batch.video_index, results)
+                        else:
+                            video = sources[batch.video_index].video
+                            kept.extend(self.writer.frame(o, video) for o in results)
+                    found.add(results)
+                    if outputs is not None:
+                        outputs.extend(results)
+                    if progress is not None:
+                        progress.advance(len(batch.frame_indices))
+
+    def _finish(self, journal, previous, videos, output) -> sio.Labels:
+        """The .slp of the earlier frames and the journal's, written; the journal then removed."""
+        journal.close()
+        labels = self.writer.labels(previous + self.writer.journal_frames(journal, videos), videos)
+        self.writer.save(labels, output)
+        journal.remove()
         return labels
+
+
+class FewInstancesWarning(UserWarning):
+    """A run found instances on almost no frame: the model may not fit the videos."""
+
+
+class FramesWithInstances:
+    """How many predicted frames hold an instance (for `FewInstancesWarning`)."""
+
+    # Below this share of frames with instances, over at least MIN_FRAMES frames, a run warns.
+    SHARE = 0.05
+    MIN_FRAMES = 10
+
+    def __init__(self):
+        self.frames = self.with_instances = 0
+
+    def add(self, results) -> None:
+        self.frames += len(results)
+        self.with_instances += sum(bool(np.asarray(o.instance_valid).any()) for o in results)
+
+    def warn_if_few(self) -> None:
+        if self.frames >= self.MIN_FRAMES and self.with_instances < self.SHARE * self.frames:
+            warnings.warn(
+                FewInstancesWarning(
+                    f"instances were found on {self.with_instances} of {self.frames} frames "
+                    f"({100 * self.with_instances / self.frames:.1f}%); check that the model was trained on "
+                    "videos like these (animals, scale, lighting), or export with a lower --peak-threshold"
+                ),
+                stacklevel=4,
+            )
 
 
 def _predicts(*model_types: str):
@@ -225,12 +299,6 @@ class MultiClassBottomUpPredictor(Predictor):
     """Bottom-up with identities from class maps."""
 
 
-class ProgressSink(Protocol):
-    """What `Predictor.predict` reports progress to (the CLI's bar or log lines)."""
-
-    def start(self, total: int, done: int) -> None: ...
-
-    def advance(self, frames: int) -> None: ...
 
 
 class PredictionInterrupted(KeyboardInterrupt):

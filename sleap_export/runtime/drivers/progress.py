@@ -1,6 +1,7 @@
-"""Progress for long predictions: a rich bar on a terminal, log lines elsewhere.
+"""Progress for long predictions: a rich bar on a terminal, log lines elsewhere, or a
+caller's function.
 
-Both report fps as `FrameRate` defines it, and so does predict's final line.
+The displays report fps as `FrameRate` defines it, and so does predict's final line.
 """
 
 from __future__ import annotations
@@ -8,7 +9,30 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Callable, Iterator, Optional, TextIO
+from typing import Callable, Iterator, Optional, Protocol, TextIO, Union
+
+
+class ProgressSink(Protocol):
+    """What prediction reports its progress to."""
+
+    def start(self, total: int, done: int) -> None: ...
+
+    def advance(self, frames: int) -> None: ...
+
+
+class CallbackProgress:
+    """A caller's ``function(frames done, total)``, called at the start and after every batch."""
+
+    def __init__(self, function: Callable[[int, int], object]):
+        self.function = function
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
+        self.function(done, total)
+
+    def advance(self, frames: int) -> None:
+        self.done += frames
+        self.function(self.done, self.total)
 
 
 class FrameRate:
@@ -87,6 +111,22 @@ class BarProgress:
 
 
 Display = LogProgress | BarProgress
+
+
+# What `Predictor.predict(progress=...)` takes: "auto", None, a function (done, total) or a sink.
+ProgressArgument = Union[str, None, Callable[[int, int], object], ProgressSink]
+
+
+def progress_sink(progress: ProgressArgument) -> Optional[ProgressSink]:
+    """``"auto"``: a bar when standard error is a terminal, else nothing; a function: called
+    with (frames done, total); a sink (``start``/``advance``): as it is; None: nothing."""
+    if progress == "auto":
+        return BarProgress() if sys.stderr.isatty() else None
+    if progress is None or hasattr(progress, "advance"):
+        return progress
+    if callable(progress):
+        return CallbackProgress(progress)
+    raise TypeError(f"progress takes 'auto', None, a function (done, total) or a sink, not {progress!r}")
 
 
 def progress_for(quiet: bool, label: Optional[str] = None) -> Optional[Display]:

@@ -41,14 +41,15 @@ import sleap_io as sio
 
 from sleap_export.core.atomic_files import write_json_atomically, written_atomically
 from sleap_export.core.errors import InputError, SleapExportError
-from sleap_export.runtime.artifacts.formats import ONNX, artifact_suffixes, find_format, read_spec
-from sleap_export.runtime.decoding.outputs import Outputs
+from sleap_export.runtime.artifacts.formats import ONNX, artifact_suffixes, find_format, format_of, read_spec
 from sleap_export.runtime.drivers.batch_pipeline import background, decode_batches, in_order
-from sleap_export.runtime.drivers.predictor import PredictionInterrupted, ProgressSink
-from sleap_export.runtime.open_model import ModelOptions, open_model
+from sleap_export.runtime.drivers.predictor import PredictionInterrupted
+from sleap_export.runtime.drivers.progress import ProgressSink
+from sleap_export.runtime.open_model import ModelOptions, is_artifact, open_model
 from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, FrameSource, open_video, select_frames
 from sleap_export.runtime.writing.destination import OUTPUT_SUFFIX
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
+from sleap_export.runtime.writing.packed_outputs import pack, unpack
 
 DEFAULT_CHUNK_FRAMES = 500
 # Chunks submitted per worker: one running, one queued, so a worker never waits
@@ -128,46 +129,6 @@ class ClusterReport:
             result = f"failed: {v.error}" if v.error else f"wrote {v.output}"
             lines.append(f"{str(v.path):<{width}}  {v.frames:>7}  {result}")
         return lines
-
-
-def pack(outputs: Sequence[Outputs]) -> dict[str, np.ndarray]:
-    """A chunk's poses as a few flat arrays (what crosses the object store and lands in a part)."""
-    slots = [np.flatnonzero(np.asarray(o.instance_valid)) for o in outputs]
-    arrays = {
-        "frame_idx": np.asarray([o.frame_idx for o in outputs], np.int64),
-        "counts": np.asarray([len(s) for s in slots], np.int64),
-        "keypoints": np.concatenate([np.asarray(o.pred_keypoints)[s] for o, s in zip(outputs, slots)]),
-        "peak_values": np.concatenate([np.asarray(o.pred_peak_values)[s] for o, s in zip(outputs, slots)]),
-        "scores": np.concatenate([np.asarray(o.instance_scores)[s] for o, s in zip(outputs, slots)]),
-    }
-    if outputs[0].class_ids is not None:
-        arrays["class_ids"] = np.concatenate([np.asarray(o.class_ids)[s] for o, s in zip(outputs, slots)])
-        arrays["tracking_scores"] = np.concatenate(
-            [np.asarray(o.instance_tracking_scores)[s] for o, s in zip(outputs, slots)]
-        )
-    return arrays
-
-
-def unpack(arrays) -> list[Outputs]:
-    """`pack`'s frames back as `Outputs` holding only their valid instances, in slot order."""
-    frames, start = [], 0
-    for frame_idx, count in zip(arrays["frame_idx"], arrays["counts"]):
-        kept = slice(start, start + int(count))
-        start += int(count)
-        identity = {}
-        if "class_ids" in arrays:
-            identity = {"class_ids": arrays["class_ids"][kept], "instance_tracking_scores": arrays["tracking_scores"][kept]}
-        frames.append(
-            Outputs(
-                pred_keypoints=arrays["keypoints"][kept],
-                pred_peak_values=arrays["peak_values"][kept],
-                instance_scores=arrays["scores"][kept],
-                instance_valid=np.ones(int(count), bool),
-                frame_idx=int(frame_idx),
-                **identity,
-            )
-        )
-    return frames
 
 
 @attrs.frozen
@@ -282,7 +243,7 @@ class RayPrediction:
         self._check_outputs()
 
     def _check_arguments(self) -> None:
-        if self.artifact.suffix not in artifact_suffixes():
+        if not is_artifact(self.artifact):
             raise InputError(
                 f"--ray runs exported artifacts ({', '.join(artifact_suffixes())}) and {self.artifact} is not one; "
                 f"export it first (sleap-export onnx {self.artifact} -o model.onnx)."
@@ -344,7 +305,14 @@ class RayPrediction:
                 if video.error is None and video.remaining == 0 and self.per_video:
                     self._write_video(index)
             if todo:
-                self._run_chunks(todo, progress, report)
+                try:
+                    self._run_chunks(todo, progress, report)
+                except BaseException:
+                    # A job that never ran a chunk (no cluster, workers that never started)
+                    # leaves nothing that would hold up the next one.
+                    if not any(self.parts.glob("*.npz")):
+                        shutil.rmtree(self.parts, ignore_errors=True)
+                    raise
             if not self.per_video and any(v.error is None for v in self.videos):
                 self._write_all()
             report.videos = [self._result(v) for v in self.videos]
@@ -440,7 +408,8 @@ class RayPrediction:
         worker = ray.remote(ChunkWorker).options(
             num_cpus=threads, num_gpus=self.cluster.gpus, max_restarts=-1, max_task_retries=0
         )
-        self.shared = SharedArtifact([ray.put(blob)], sha256, self.artifact.suffix)
+        # Named by its format on the nodes, whatever its name here.
+        self.shared = SharedArtifact([ray.put(blob)], sha256, format_of(self.artifact).suffixes[0])
         actors = [worker.remote(options, self.batch_size) for _ in range(count)]
         try:
             self.worker_pids = ray.get([a.ready.remote(self.shared) for a in actors], timeout=WORKER_START_S)
@@ -583,7 +552,8 @@ def _one_line(err: Exception) -> str:
 
 def _connect(address: Optional[str]):
     """``(ray, connected here)``: connected to the cluster at ``address`` (None: the Ray
-    this process already initialized, else a new local one)."""
+    this process already initialized, else a new local one; ``"auto"``: the running
+    cluster, else a new local one)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -597,8 +567,14 @@ def _connect(address: Optional[str]):
     # ours, where one is set, saves and reports what is done first.
     previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
-        ray.init(address=address, **settings)
-    except (ConnectionError, RuntimeError) as err:
+        try:
+            ray.init(address=address, **settings)
+        except ConnectionError:
+            if address != "auto":
+                raise
+            # "auto" with no cluster running: a local one, as ray.init() starts it.
+            ray.init(**settings, include_dashboard=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:  # ValueError: ray:// without Ray's client
         where = address or "a new local cluster"
         raise SleapExportError(
             f"Could not connect to Ray at {where} ({_one_line(err)}); start one with `ray start --head` "

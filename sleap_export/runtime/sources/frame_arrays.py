@@ -39,25 +39,43 @@ def as_batch(frames) -> np.ndarray:
         else:
             raise InputError(f"Frames must be a numpy uint8 array, got {type(frames).__name__}.")
     if frames.dtype != np.uint8:
-        hint = " (it holds NaN)" if frames.dtype.kind == "f" and np.isnan(frames).any() else ""
-        raise InputError(
-            f"Frames must be uint8 in 0-255, got {frames.dtype}{hint}; convert with "
-            "np.clip(frames, 0, 255).astype(np.uint8)."
-        )
+        raise InputError(_not_uint8(frames))
     if frames.ndim == 2:
         frames = frames[None, :, :, None]
     elif frames.ndim == 3:
         if frames.shape[-1] not in (1, 3):
+            if frames.shape[0] in (1, 3):
+                raise InputError(
+                    f"The frame looks channel-first, (C, H, W) = {frames.shape}; pass (H, W, C): frame.transpose(1, 2, 0)."
+                )
             raise InputError(
                 f"A single frame must be (H, W, C) with C 1 or 3, got shape {frames.shape}; "
                 "pass a batch as (N, H, W, C)."
             )
         frames = frames[None]
+    elif frames.ndim == 4 and frames.shape[-1] not in (1, 3) and frames.shape[1] in (1, 3):
+        raise InputError(
+            f"Frames look channel-first, (N, C, H, W) = {frames.shape}; pass (N, H, W, C): frames.transpose(0, 2, 3, 1)."
+        )
     elif frames.ndim != 4:
         raise InputError(f"Frames must be (N, H, W, C), got shape {frames.shape}.")
     if frames.shape[0] == 0:
         raise InputError("Got an empty batch of frames; pass at least one frame.")
     return np.ascontiguousarray(frames)
+
+
+def _not_uint8(frames: np.ndarray) -> str:
+    """What is wrong with frames of another dtype, and the conversion that keeps their content."""
+    if frames.dtype.kind == "f":
+        if np.isnan(frames).any():
+            return f"Frames must be uint8 in 0-255, got {frames.dtype} (it holds NaN); replace the NaN, then convert to uint8."
+        # All zeros read the same either way; anything brighter but at most 1 is a [0, 1] image.
+        if frames.size and frames.min() >= 0 and 0 < frames.max() <= 1:
+            return (
+                f"Frames must be uint8 in 0-255, got {frames.dtype} in [0, 1]; scale them: "
+                "(frames * 255).round().astype(np.uint8)."
+            )
+    return f"Frames must be uint8 in 0-255, got {frames.dtype}; convert with np.clip(frames, 0, 255).astype(np.uint8)."
 
 
 def match_channels(frames: np.ndarray, channels: int) -> np.ndarray:

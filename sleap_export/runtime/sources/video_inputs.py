@@ -7,6 +7,7 @@ place for the one-line errors about unreadable inputs and frame ranges.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import sys
@@ -63,12 +64,15 @@ def _native_stderr_silenced():
 
 
 def open_video(path: Path) -> sio.Video:
-    """A video file, with a one-line error for a missing, unreadable or empty one."""
+    """A video file (named by its absolute path, as the .slp files we write record it), with a
+    one-line error for a missing, unreadable or empty one."""
     if not path.exists():
         raise InputError(f"{path} does not exist; pass a video or .slp file.")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; pass the videos in it (predict takes a folder as its videos).")
     try:
         with _native_stderr_silenced():
-            video = sio.load_video(str(path))
+            video = sio.load_video(os.path.abspath(path))
             shape = video.shape
     except Exception:
         shape = None
@@ -100,9 +104,12 @@ def parse_frame_ranges(text: str, n_frames: int) -> tuple[int, ...]:
 
 
 def select_frames(frames, n_frames: int) -> tuple[int, ...]:
+    """The frames to predict: all, or ``frames`` (indices or ranges), each once (overlapping ranges
+    are merged: a frame is never predicted or written twice), in the order first asked for."""
     if frames is None:
         return tuple(range(n_frames))
     indices = parse_frame_ranges(frames, n_frames) if isinstance(frames, str) else tuple(int(i) for i in frames)
+    indices = tuple(dict.fromkeys(indices))
     bad = [i for i in indices if not 0 <= i < n_frames]
     if bad:
         raise InputError(f"Frame {bad[0]} is outside the input's {n_frames} frames.")
@@ -151,6 +158,46 @@ def frame_sources(source, frames: Optional[Sequence[int] | str] = None) -> list[
         f"Cannot predict on a {type(source).__name__}; pass a video or .slp path, "
         "sio.Video, sio.Labels or a uint8 array."
     )
+
+
+def refuse_repeated_videos(videos: Sequence[sio.Video | str | Path]) -> None:
+    """A video given twice would be predicted, and written, twice: refused in one line."""
+    seen = set()
+    for video in videos:
+        name = video.filename if isinstance(video, sio.Video) else str(video)
+        if not isinstance(name, str) or name == "array":
+            continue
+        key = os.path.abspath(name)
+        if key in seen:
+            raise InputError(f"{name} is given twice; pass each video once (its frames would be predicted twice).")
+        seen.add(key)
+
+
+# Files a folder input contributes: the video formats sleap-io reads, and labels.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mj2", ".mpg", ".mpeg", ".h264", ".m4v")
+
+
+def expand_inputs(paths: Sequence[Path]) -> list[Path]:
+    """Inputs as given, with a folder standing for its videos and .slp files (sorted by name) and a
+    quoted glob (``"videos/*.mp4"``, which no shell expanded) for its matches."""
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and (p.suffix.lower() in VIDEO_SUFFIXES or p.name.endswith(LABELS_SUFFIXES)))
+            if not found:
+                raise InputError(
+                    f"{path} is a folder with no videos ({', '.join(VIDEO_SUFFIXES[:4])}, ...) or .slp files in it; "
+                    "pass the folder that holds them, or the files themselves."
+                )
+            expanded += found
+        elif not path.exists() and glob.has_magic(str(path)):
+            found = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            if not found:
+                raise InputError(f"No file matches {path}; check the pattern.")
+            expanded += found
+        else:
+            expanded.append(path)
+    return expanded
 
 
 def open_labels(path: Path) -> sio.Labels:

@@ -8,6 +8,7 @@ the lock and the atomic save are the same code for all three.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
@@ -20,6 +21,7 @@ from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.core.spec import ModelSpec
 from sleap_export.runtime.decoding.outputs import Outputs
 from sleap_export.runtime.writing.destination import check_destination, exclusive_output
+from sleap_export.runtime.writing.journal import PredictionJournal
 
 
 def output_skeleton(spec: ModelSpec) -> sio.Skeleton:
@@ -64,6 +66,22 @@ def save_labels_atomically(labels: sio.Labels, path: str | Path) -> Path:
             f"Could not write {path} ({err.strerror or err}); free space or choose another folder."
         ) from None
     return path
+
+
+def _same_file(a, b) -> bool:
+    """Two video file names that name one file (relative ones from the working folder)."""
+    return isinstance(a, str) and isinstance(b, str) and os.path.abspath(a) == os.path.abspath(b)
+
+
+def _input_video(videos: Sequence[sio.Video], filename, saved_in: Path) -> sio.Video:
+    """The input video ``filename`` names; refused when it is none of them."""
+    found = next((video for video in videos if _same_file(video.filename, filename)), None)
+    if found is None:
+        raise InputError(
+            f"{saved_in} holds predictions for {filename}, which is not among the inputs; "
+            "resume with the same inputs, or write to another file."
+        )
+    return found
 
 
 class LabelsWriter:
@@ -111,8 +129,13 @@ class LabelsWriter:
         return sio.LabeledFrame(video=video, frame_idx=int(outputs.frame_idx), instances=self.instances(outputs))
 
     def labels(self, frames: Iterable[sio.LabeledFrame], videos: Sequence[sio.Video], extra_provenance: Optional[dict] = None) -> sio.Labels:
-        """The labels of ``frames``, ordered by video (in ``videos`` order), then frame."""
+        """The labels of ``frames``, ordered by video (in ``videos`` order), then frame; the
+        videos named by absolute paths, so the .slp finds them from any folder."""
         order = {id(video): i for i, video in enumerate(videos)}
+        for video in videos:
+            name = video.filename
+            if isinstance(name, str) and not os.path.isabs(name) and os.path.exists(name):
+                video.replace_filename(os.path.abspath(name), open=False)
         return sio.Labels(
             labeled_frames=sorted(frames, key=lambda lf: (order[id(lf.video)], lf.frame_idx)),
             videos=list(videos),
@@ -147,17 +170,20 @@ class LabelsWriter:
         except Exception:
             raise InputError(f"{output} is not a readable .slp, so it cannot be resumed; remove it or pass --overwrite.") from None
         self._check_resumable(saved, output)
-        by_name = {str(video.filename): video for video in videos}
         moved = []
         for lf in saved.labeled_frames:
-            video = by_name.get(str(lf.video.filename))
-            if video is None:
-                raise InputError(
-                    f"{output} holds predictions for {lf.video.filename}, which is not among the inputs; "
-                    "resume with the same inputs, or write to another file."
-                )
+            video = _input_video(videos, lf.video.filename, output)
             moved.append(sio.LabeledFrame(video=video, frame_idx=lf.frame_idx, instances=[self._adopt(i) for i in lf.instances]))
         return moved
+
+    def journal(self, output: Path, videos: Sequence[sio.Video]) -> PredictionJournal:
+        """The journal that keeps this model's predictions for ``output`` as they are made."""
+        model = {key: self.provenance[key] for key in ("sleap_export.model_type", "sleap_export.checkpoint_sha256")}
+        return PredictionJournal(output, model, [str(video.filename) for video in videos])
+
+    def journal_frames(self, journal: PredictionJournal, videos: Sequence[sio.Video]) -> list[sio.LabeledFrame]:
+        """The frames a journal holds, on ``videos`` (matched by path)."""
+        return [self.frame(outputs, _input_video(videos, name, journal.path)) for name, outputs in journal.read()]
 
     def _check_resumable(self, saved: sio.Labels, output: Path) -> None:
         """Refuse to resume ``output`` unless another run of this model wrote it."""

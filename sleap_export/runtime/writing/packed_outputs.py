@@ -1,0 +1,50 @@
+"""Frames' poses as a few flat arrays: what crosses Ray's object store, lands in a Ray
+job's parts and in a local prediction's journal, and reads back as `Outputs`."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from sleap_export.runtime.decoding.outputs import Outputs
+
+
+def pack(outputs: Sequence[Outputs]) -> dict[str, np.ndarray]:
+    """A chunk's poses as a few flat arrays (what crosses the object store and lands in a part)."""
+    slots = [np.flatnonzero(np.asarray(o.instance_valid)) for o in outputs]
+    arrays = {
+        "frame_idx": np.asarray([o.frame_idx for o in outputs], np.int64),
+        "counts": np.asarray([len(s) for s in slots], np.int64),
+        "keypoints": np.concatenate([np.asarray(o.pred_keypoints)[s] for o, s in zip(outputs, slots)]),
+        "peak_values": np.concatenate([np.asarray(o.pred_peak_values)[s] for o, s in zip(outputs, slots)]),
+        "scores": np.concatenate([np.asarray(o.instance_scores)[s] for o, s in zip(outputs, slots)]),
+    }
+    if outputs[0].class_ids is not None:
+        arrays["class_ids"] = np.concatenate([np.asarray(o.class_ids)[s] for o, s in zip(outputs, slots)])
+        arrays["tracking_scores"] = np.concatenate(
+            [np.asarray(o.instance_tracking_scores)[s] for o, s in zip(outputs, slots)]
+        )
+    return arrays
+
+
+def unpack(arrays) -> list[Outputs]:
+    """`pack`'s frames back as `Outputs` holding only their valid instances, in slot order."""
+    frames, start = [], 0
+    for frame_idx, count in zip(arrays["frame_idx"], arrays["counts"]):
+        kept = slice(start, start + int(count))
+        start += int(count)
+        identity = {}
+        if "class_ids" in arrays:
+            identity = {"class_ids": arrays["class_ids"][kept], "instance_tracking_scores": arrays["tracking_scores"][kept]}
+        frames.append(
+            Outputs(
+                pred_keypoints=arrays["keypoints"][kept],
+                pred_peak_values=arrays["peak_values"][kept],
+                instance_scores=arrays["scores"][kept],
+                instance_valid=np.ones(int(count), bool),
+                frame_idx=int(frame_idx),
+                **identity,
+            )
+        )
+    return frames
