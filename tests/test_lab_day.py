@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_kill_9_loses_at_most_the_batches_in_flight_and_resume_finishes(tmp_path
         journal.write(b"SXJ1\x00\x10\x00\x00\x00\x00\x00\x00partial")
 
     refused = installed("predict", model, VIDEO, "-o", output, "--frames", "0-399")
-    assert_one_line_error(refused, "pass --resume to finish it, or --overwrite")
+    assert_one_line_error(refused, "pass --resume to finish it, or --overwrite")  # "journal-left"
     resumed = installed("predict", model, VIDEO, "-o", output, "--frames", "0-399", "--resume", check_rc=0)
     predicted = int(re.search(r"(\d+) predicted at", resumed.stdout).group(1))
     assert 0 < predicted < 400, resumed.stdout
@@ -89,9 +90,9 @@ def test_the_journal_is_the_only_copy_while_predicting(tmp_path, model):
 def test_frames_and_videos_are_never_predicted_twice(tmp_path, model):
     output = tmp_path / "p.slp"
     installed("predict", model, VIDEO, "-o", output, "--frames", "0-9,5-14", "-q", check_rc=0)
-    assert [lf.frame_idx for lf in sio.load_slp(str(output)).labeled_frames] == list(range(15))
+    assert [lf.frame_idx for lf in sio.load_slp(str(output)).labeled_frames] == list(range(15))  # "frames-overlap"
     twice = installed("predict", model, VIDEO, VIDEO, "-o", tmp_path / "twice.slp", "--frames", "0-3")
-    assert_one_line_error(twice, "is given twice; pass each video once")
+    assert_one_line_error(twice, "is given twice; pass each video once")  # "video-twice"
     assert not (tmp_path / "twice.slp").exists()
 
     from sleap_export import Predictor
@@ -142,12 +143,13 @@ def test_folders_and_globs_give_one_slp_per_video(tmp_path, model):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_one_line_error(installed("predict", model, empty, "-o", one), "a folder with no videos")
-    assert_one_line_error(installed("predict", model, f"{videos}/*.avi", "-o", one), "No file matches")
-    assert_one_line_error(installed("predict", model, videos, "-o", tmp_path / "nowhere"), "neither a .slp file nor an existing folder")
+    assert_one_line_error(installed("predict", model, empty, "-o", one), "a folder with no videos")  # "folder-no-videos"
+    assert_one_line_error(installed("predict", model, f"{videos}/*.avi", "-o", one), "No file matches")  # "glob-no-match"
+    nowhere = installed("predict", model, videos, "-o", tmp_path / "nowhere")
+    assert_one_line_error(nowhere, "neither a .slp file nor an existing folder")  # "output-neither"
     (videos / "a.slp").write_bytes(b"")
     collide = installed("predict", model, videos / "a.mp4", videos / "a.slp", "-o", out, "--overwrite")
-    assert_one_line_error(collide, "would both be written to")
+    assert_one_line_error(collide, "would both be written to")  # "output-stems-collide"
     assert sorted(p.name for p in out.iterdir()) == ["a.slp", "b.slp"]
 
 
@@ -161,7 +163,7 @@ def test_artifacts_are_recognised_by_their_content(tmp_path, model):
         installed("predict", copy, VIDEO, "-o", output, "--frames", "0-3", "-q", check_rc=0)
         poses = poses_by_frame(sio.load_slp(str(output)))
         expected = expected or poses
-        assert compare_poses(poses, expected, tolerance_px=0, percentile=100)
+        assert compare_poses(poses, expected, tolerance_px=0, percentile=100)  # "renamed-artifact"
         assert "onnx" in installed("inspect", copy, check_rc=0).stdout
 
 
@@ -172,11 +174,11 @@ def test_argument_checks_come_before_the_model_loads(tmp_path, model):
     (broken / "training_config.yaml").write_text((MODELS / CENTROID / "training_config.yaml").read_text())
     (broken / "best.ckpt").write_bytes(b"not a checkpoint")
     result = installed("onnx", broken, "-o", tmp_path / "m.onnx", "--precision", "int8")
-    assert_one_line_error(result, "int8 needs real frames to calibrate on and gate against fp32: pass --calibration")
+    assert_one_line_error(result, "int8 needs real frames to calibrate on and gate against fp32: pass --calibration")  # "no-calibration"
     result = installed("onnx", broken, "-o", tmp_path / "m.onnx", "--precision", "fp16", "--calibration", tmp_path / "none.mp4")
     assert_one_line_error(result, "Calibration data")
     result = installed("predict", model, VIDEO, "-o", tmp_path / "p.slp", "--precision", "fp16")
-    assert_one_line_error(result, "--precision fp16 is chosen at export, not at run time")
+    assert_one_line_error(result, "--precision fp16 is chosen at export, not at run time")  # "run-time-fp16"
     assert not list(tmp_path.glob("*.slp")) and not list(tmp_path.glob("*.onnx"))
 
 
@@ -185,14 +187,14 @@ def test_python_messages_name_the_python_fix(tmp_path, model):
 
     existing = tmp_path / "m.onnx"
     existing.write_bytes(b"keep")
-    with pytest.raises(InputError, match=r"overwrite=True in Python"):
+    with pytest.raises(InputError, match=r"overwrite=True in Python"):  # "python-export-exists"
         export([MODELS / CENTROID], existing)
     assert existing.read_bytes() == b"keep"
     runner = open_model(model)
     frame = np.zeros((384, 384, 1), np.uint8)
-    with pytest.raises(InputError, match=r"in \[0, 1\]; scale them: \(frames \* 255\)"):
+    with pytest.raises(InputError, match=r"in \[0, 1\]; scale them: \(frames \* 255\)"):  # "float-frames"
         runner.predict(np.full((2, 384, 384, 1), 0.5, np.float32))
-    with pytest.raises(InputError, match=r"channel-first, \(N, C, H, W\) = \(2, 1, 384, 384\).*transpose\(0, 2, 3, 1\)"):
+    with pytest.raises(InputError, match=r"channel-first, \(N, C, H, W\) = \(2, 1, 384, 384\).*transpose\(0, 2, 3, 1\)"):  # "channel-first"
         runner.predict(np.zeros((2, 1, 384, 384), np.uint8))
     with pytest.raises(InputError, match=r"channel-first, \(C, H, W\).*transpose\(1, 2, 0\)"):
         runner.predict(np.zeros((3, 384, 384), np.uint8))
@@ -236,8 +238,10 @@ def test_python_progress_and_a_warning_when_almost_nothing_is_found(tmp_path, ar
     ]
     done = installed("predict", blind, VIDEO, "-o", tmp_path / "p.slp", "--frames", "0-15", check_rc=0)
     warning_lines = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
-    assert warning_lines == ["warning: instances were found on 0 of 16 frames (0.0%); check that the model was trained "
-                             "on videos like these (animals, scale, lighting), or export with a lower --peak-threshold"]
+    assert warning_lines == [  # "few-instances"
+        "warning: instances were found on 0 of 16 frames (0.0%); check that the model was trained "
+        "on videos like these (animals, scale, lighting), or export with a lower --peak-threshold"
+    ]
     quiet = installed("predict", blind, VIDEO, "-o", tmp_path / "q.slp", "--frames", "0-15", "-q", check_rc=0)
     assert quiet.stderr == ""
 
@@ -247,5 +251,28 @@ def test_a_ray_job_that_never_started_leaves_nothing_behind(tmp_path, model):
     out.mkdir()
     for _ in range(2):  # the second run is refused for the same reason as the first, not for leftovers
         done = installed("predict", model, VIDEO, "-o", out, "--frames", "0-3", "--ray", "ray://127.0.0.1:1", "-q")
-        assert_one_line_error(done, "Could not connect to Ray at ray://127.0.0.1:1", rc=1)
+        assert_one_line_error(done, "Could not connect to Ray at ray://127.0.0.1:1", rc=1)  # "ray-never-started"
         assert list(out.iterdir()) == []
+
+
+def test_ray_auto_starts_a_local_ray_when_none_runs(tmp_path, model):
+    """``--ray auto`` with no cluster running (none findable from a fresh temp folder): a local
+    Ray, as ``ray.init()`` starts one, and the same poses as local predict."""
+    import tempfile
+
+    ray_temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's unix sockets live under it
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    environment.update(TMPDIR=ray_temp, RAY_USAGE_STATS_ENABLED="0", RAY_agent_register_timeout_ms="180000")
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [str(Path(sys.executable).parent / "sleap-export"), "predict", str(model), str(VIDEO), "-o", str(out),
+               "--frames", "0-7", "--ray", "auto", "-q"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    local = tmp_path / "local.slp"
+    installed("predict", model, VIDEO, "-o", local, "--frames", "0-7", "-q", check_rc=0)
+    on_ray = poses_by_frame(sio.load_slp(str(out / f"{VIDEO.stem}.slp")))
+    assert compare_poses(on_ray, poses_by_frame(sio.load_slp(str(local))), tolerance_px=0, percentile=100)
