@@ -6,20 +6,27 @@ network really runs at each frame's own (padded) size.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import sleap_io as sio
 
 from sleap_export.core.comparison import compare_poses
-from sleap_export.demo import CLIP, MODEL_DIR, run_demo
+from sleap_export.demo import CLIP, LEGEND, MODEL_DIR, TRUTH, _overlay, run_demo
 from parity import our_poses
 
 
-def test_demo_runs(tmp_path):
+def test_demo_runs(tmp_path, capsys):
     results = run_demo(tmp_path)
     assert (tmp_path / "demo.slp").exists() and (tmp_path / "demo_overlay.png").exists()
     for result in results.values():
         assert result["instances"] == result["frames"] == 120
         assert result["mean_error_px"] < 3.0
+    # The table and the picture say what they show.
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "mean error vs truth" in printed and "its true position (the clip is synthetic" in printed
+    figure = _overlay(sio.load_slp(str(tmp_path / "demo.slp")), np.load(TRUTH), tmp_path / "again.png")
+    assert [text.get_text() for legend in figure.legends for text in legend.get_texts()] == list(LEGEND)
+    assert "against its true positions" in figure._suptitle.get_text()
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])

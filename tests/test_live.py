@@ -591,3 +591,92 @@ def test_live_and_bench_latency_run_the_artifact_with_openvino(artifact, clip, t
     assert comparison.max_deviation <= 0.01, comparison.summary()
     result = installed("bench", model, "--latency", "--data", source, "-n", "8", "--runtime", "openvino", check_rc=0)
     assert "(openvino fp32)" in result.stdout
+
+
+# A hook that fails -------------------------------------------------------------------------------
+
+RAISING_HOOK = (
+    "class Raiser:\n"
+    "    def __init__(self):\n        self.frames = 0\n"
+    "    def process(self, outputs, timestamps):\n"
+    "        self.frames += 1\n"
+    "        if self.frames == 5:\n"
+    "            raise ValueError('no reward port\\nsecond line')\n"
+)
+
+
+def test_a_hook_that_raises_stops_the_run_and_keeps_the_frames_posed(artifact, clip, tmp_path):
+    """Stopped at the frame whose hook raised: every frame posed, that one included, is in the
+    .slp, and one line names the hook, the frame and the exception (exit 1)."""
+    hooks = tmp_path / "my_hooks.py"
+    hooks.write_text(RAISING_HOOK)
+    output = tmp_path / "poses.slp"
+    source = clip("small_robot.mp4")
+    result = installed("live", artifact(SINGLE, ".onnx"), "--source", source, "--fps", "30", "--processor",
+                       f"{hooks}:Raiser", "-o", output, "--no-spin")
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    labels = sio.load_slp(str(output))
+    failed_at = labels.labeled_frames[-1].frame_idx
+    assert len(labels.labeled_frames) == 5  # "live-hook-raises"
+    assert lines == [
+        f"error: the processor hook my_hooks:Raiser raised at frame {failed_at}: ValueError: no reward port; "
+        f"the 5 frames posed so far (this one included) are in {output}."
+    ], result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(read_times(labels)["frame_idx"]) == [lf.frame_idx for lf in labels.labeled_frames]
+
+    without_output = installed("live", artifact(SINGLE, ".onnx"), "--source", source, "--fps", "30", "--processor",
+                               f"{hooks}:Raiser", "--no-spin")
+    assert without_output.returncode == 1 and without_output.stderr.strip().endswith("nothing was written (no -o).")
+
+
+def test_keep_going_reports_each_failure_and_poses_every_frame(artifact, clip, tmp_path):
+    hooks = tmp_path / "hooks.py"
+    hooks.write_text(RAISING_HOOK.replace("self.frames == 5", "self.frames % 5 == 0"))
+    output = tmp_path / "poses.slp"
+    result = installed("live", artifact(SINGLE, ".onnx"), "--source", clip("small_robot.mp4"), "--fps", "30",
+                       "--processor", f"{hooks}:Raiser", "-o", output, "--keep-going", check_rc=0)
+    labels = sio.load_slp(str(output))
+    posed = len(labels.labeled_frames)
+    warnings_seen = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings_seen) == posed // 5 > 0, result.stderr
+    assert all("hooks:Raiser raised at frame" in line and "going on (--keep-going)" in line for line in warnings_seen)
+    assert labels.provenance["sleap_export.live"]["hook_failures"] == posed // 5
+    assert f"the hook raised on {posed // 5} of them" in result.stdout
+
+
+def test_a_hook_that_raises_from_python(artifact, clip):
+    from sleap_export.runtime.drivers.live import HookFailed, HookFailedWarning
+
+    class Raiser:
+        def __init__(self):
+            self.frames = 0
+
+        def process(self, outputs, timestamps):
+            self.frames += 1
+            if self.frames == 3:
+                raise RuntimeError("boom")
+
+    live = LiveRunner(artifact(SINGLE, ".onnx"), SimulatedCamera(clip("small_robot.mp4"), fps=30.0), processor=Raiser(),
+                      waiting=Waiting(spin=False, warm_ahead=False))
+    recording = LiveRecording(live)
+    with pytest.raises(HookFailed, match=r"raised at frame \d+: RuntimeError: boom") as failed:
+        for frame in live:
+            recording.add(frame)
+    assert isinstance(failed.value.__cause__, RuntimeError) and len(recording.frames) == 2
+    assert failed.value.frame.times.index >= 2
+
+    going = LiveRunner(artifact(SINGLE, ".onnx"), SimulatedCamera(clip("small_robot.mp4"), fps=30.0), processor=Raiser(),
+                       waiting=Waiting(spin=False, warm_ahead=False), keep_going=True)
+    with pytest.warns(HookFailedWarning, match="RuntimeError: boom"):
+        summary = going.run()
+    assert summary.hook_failures == 1 and summary.posed >= 3
+
+
+def test_live_refuses_a_labels_file_as_its_source(artifact, tmp_path):
+    labels = DATA / "small_robot_minimal.slp"
+    result = installed("live", artifact(SINGLE, ".onnx"), "--source", labels, "-o", tmp_path / "poses.slp")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "is a SLEAP labels file, not a video" in result.stderr and "predict MODEL small_robot_minimal.slp" in result.stderr  # "live-source-labels"
+    assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_PRECISION, SPIN, WARM_AHEAD, model_options, quiet, waiting
-from sleap_export.core.errors import InputError
+from sleap_export.core.errors import InputError, SleapExportError
 
 
 def live(
@@ -41,6 +41,9 @@ def live(
     spin: Optional[bool] = SPIN,
     warm_ahead: bool = WARM_AHEAD,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    keep_going: bool = typer.Option(
+        False, "--keep-going", help="When the --processor hook raises: report it in one line and go on (default: stop, keep the poses so far, exit 1)."
+    ),
     quiet_flag: bool = QUIET,
 ):
     """Poses from a camera, stream or simulated camera as frames come, for closed-loop experiments.
@@ -49,9 +52,10 @@ def live(
     waiting frame is replaced by the next and counted as dropped, never queued.
     The processor's process() runs on the inference thread after each frame's
     poses. Ctrl-C ends the run: the poses so far are written and the latency
-    summary (capture to pose-ready and to hook done) is printed.
+    summary (capture to pose-ready and to hook done) is printed. A hook that
+    raises ends it too (exit 1), the poses so far written, unless --keep-going.
     """
-    from sleap_export.runtime.drivers.live import LiveRecording, LiveRunner, PoseWindow, load_processor
+    from sleap_export.runtime.drivers.live import HookFailed, LiveRecording, LiveRunner, PoseWindow, load_processor
     from sleap_export.runtime.open_model import check_models, model_name
     from sleap_export.runtime.sources.live_sources import open_source
     from sleap_export.runtime.writing.destination import check_destination
@@ -65,15 +69,15 @@ def live(
         check_destination(output, [*models, getattr(frames_from, "path", None)])
         if output.exists() and not overwrite:
             raise InputError(f"{output} already exists; pass --overwrite to replace it.")
+    hook = None if processor is None else load_processor(processor)
     window = PoseWindow() if show else None
     runner = LiveRunner(
-        models, frames_from, forecast=forecast, forecast_lead_s=forecast_lead_ms / 1000, duration_s=duration,
-        waiting=waiting(spin, warm_ahead), options=options,
+        models, frames_from, processor=hook, forecast=forecast, forecast_lead_s=forecast_lead_ms / 1000,
+        duration_s=duration, waiting=waiting(spin, warm_ahead), keep_going=keep_going, options=options,
     )
-    if processor is not None:
-        runner.processor = load_processor(processor)
     name = model_name(models)
     recording = LiveRecording(runner, name) if output is not None else None
+    failure, ended = None, False
     try:
         for frame in runner:
             if len(runner.times) == 1 and not is_quiet:
@@ -82,14 +86,24 @@ def live(
                 recording.add(frame)
             if window is not None and not window.show(frame):
                 break
+        ended = True
     except KeyboardInterrupt:
-        pass  # how a camera run ends: keep what was posed
+        ended = True  # how a camera run ends: keep what was posed
+    except HookFailed as err:
+        failure = err
+        if recording is not None:
+            recording.add(err.frame)  # posed before its hook ran: kept
     finally:
         runner.close()
         if window is not None:
             window.close()
-    if recording is not None:
-        recording.save(output)
+        # Whatever ended the run, what was posed is written (a run that failed before posing leaves no file).
+        if recording is not None and (ended or recording.frames):
+            recording.save(output)
+    if failure is not None:
+        kept = (f"the {len(recording.frames)} frames posed so far (this one included) are in {output}"
+                if recording is not None else "nothing was written (no -o)")
+        raise SleapExportError(f"{failure}; {kept}.") from failure
     if not is_quiet:
         for line in runner.summary().lines():
             typer.echo(line)

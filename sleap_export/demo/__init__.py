@@ -16,6 +16,12 @@ ASSETS = Path(__file__).parent / "assets"
 MODEL_DIR = ASSETS / "model"
 CLIP = ASSETS / "clip.mp4"
 TRUTH = ASSETS / "clip_truth.npy"
+ERROR_COLUMN = "mean error vs truth px"
+TABLE_CAPTION = (
+    "mean error vs truth: the mean distance in pixels between each predicted keypoint and its true position "
+    "(the clip is synthetic, so the truth is known exactly), over the frames with an instance"
+)
+LEGEND = ("predicted keypoints", "predicted skeleton", "true positions (white crosses)")
 
 
 def run_demo(output_dir: Path, show: bool = True) -> dict:
@@ -31,8 +37,8 @@ def run_demo(output_dir: Path, show: bool = True) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
     truth = np.load(TRUTH)
-    table = Table(title="sleap-export demo (bundled single-instance model, synthetic clip)")
-    for column in ("artifact", "export s", "frames", "fps", "instances", "mean error px"):
+    table = Table(title="sleap-export demo (bundled single-instance model, synthetic clip)", caption=TABLE_CAPTION)
+    for column in ("artifact", "export s", "frames", "fps", "instances", ERROR_COLUMN):
         table.add_column(column, justify="right" if column != "artifact" else "left")
     results = {}
     labels = None
@@ -63,11 +69,13 @@ def run_demo(output_dir: Path, show: bool = True) -> dict:
     return results
 
 
-def _overlay(labels, truth: np.ndarray, path: Path) -> None:
+def _overlay(labels, truth: np.ndarray, path: Path):
+    """Four frames with the predictions and the true positions, a legend and a caption; the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     from sleap_export.runtime.decoding.outputs import Outputs
 
@@ -85,6 +93,19 @@ def _overlay(labels, truth: np.ndarray, path: Path) -> None:
             edges=((0, 1),),
             frame_idx=frame_idx,
         ).plot(ground_truth=truth[frame_idx][None], ax=ax)
-    figure.tight_layout()
+        ax.set_title(f"frame {frame_idx}", fontsize=10)
+        ax.set_axis_off()
+    # The marks as Outputs.plot draws them: the first instance's colour, its dots and lines; white crosses for the truth.
+    color = plt.cm.tab10.colors[0]
+    handles = [
+        Line2D([], [], linestyle="", marker="o", color=color, markersize=5),
+        Line2D([], [], linestyle="-", color=color, linewidth=2),
+        Line2D([], [], linestyle="", marker="x", color="black", markersize=7),
+    ]
+    figure.legend(handles, LEGEND, loc="lower center", ncol=3, frameon=False, fontsize=10)
+    figure.suptitle("sleap-export demo: the ONNX artifact's predictions on the bundled synthetic clip, against its true positions",
+                    fontsize=11)
+    figure.tight_layout(rect=(0, 0.07, 1, 0.95))
     figure.savefig(path, dpi=80)
     plt.close(figure)
+    return figure

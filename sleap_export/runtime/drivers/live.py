@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol
@@ -26,7 +27,7 @@ import attrs
 import numpy as np
 import sleap_io as sio
 
-from sleap_export.core.errors import InputError
+from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.runtime.backends.runner import Runner, require_poses, usable_cores
 from sleap_export.runtime.decoding.outputs import Outputs
 from sleap_export.runtime.drivers.forecast import FORECASTERS, Forecaster
@@ -275,9 +276,11 @@ class LatencySummary:
     # {"p50": ..., "p90": ..., "p99": ..., "max": ...}, capture to pose-ready / to hook done.
     pose_ms: dict[str, float]
     hook_ms: dict[str, float]
+    # Frames whose hook raised and the run went on (``keep_going``).
+    hook_failures: int = 0
 
     @classmethod
-    def of(cls, times: TimesLog, captured: int, dropped: int) -> "LatencySummary":
+    def of(cls, times: TimesLog, captured: int, dropped: int, hook_failures: int = 0) -> "LatencySummary":
         def percentiles(values: np.ndarray) -> dict[str, float]:
             if not len(values):
                 return {}
@@ -286,7 +289,8 @@ class LatencySummary:
 
         capture, pose, hook = (times.column(name) for name in ("capture_ns", "pose_ready_ns", "hook_done_ns"))
         seconds = (hook[-1] - capture[0]) / 1e9 if len(times) else 0.0
-        return cls(captured, len(times), dropped, seconds, percentiles((pose - capture) / 1e6), percentiles((hook - capture) / 1e6))
+        return cls(captured, len(times), dropped, seconds, percentiles((pose - capture) / 1e6), percentiles((hook - capture) / 1e6),
+                   hook_failures)
 
     def as_dict(self) -> dict:
         return attrs.asdict(self)
@@ -294,7 +298,8 @@ class LatencySummary:
     def lines(self) -> list[str]:
         share = f" ({100 * self.dropped / self.captured:.1f}%)" if self.captured else ""
         rate = f" in {self.seconds:.1f} s ({self.posed / self.seconds:.1f} posed/s)" if self.seconds > 0 else ""
-        lines = [f"{self.captured} frames captured, {self.posed} posed, {self.dropped} dropped{share}{rate}"]
+        failed = f"; the hook raised on {self.hook_failures} of them" if self.hook_failures else ""
+        lines = [f"{self.captured} frames captured, {self.posed} posed, {self.dropped} dropped{share}{rate}{failed}"]
         if self.pose_ms:
             lines.append("latency ms            " + "  ".join(f"{k:>6}" for k in self.pose_ms))
             lines.append("capture -> pose       " + "  ".join(f"{v:6.1f}" for v in self.pose_ms.values()))
@@ -312,6 +317,30 @@ def refuse_unless_live(runner: Runner) -> None:
         )
 
 
+def hook_name(processor) -> str:
+    """How messages name a hook: ``module:Class``, as --processor takes it."""
+    kind = type(processor)
+    return f"{kind.__module__}:{kind.__qualname__}"
+
+
+def _hook_failure(processor, index: int, error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"the processor hook {hook_name(processor)} raised at frame {index}: {type(error).__name__}: {lines[0] if lines else ''}"
+
+
+class HookFailed(SleapExportError):
+    """A processor hook raised: the run stopped. ``frame`` is the frame it raised on (posed, so
+    kept by a recording); the hook's exception is the ``__cause__``."""
+
+    def __init__(self, message: str, frame: LiveFrame):
+        super().__init__(message)
+        self.frame = frame
+
+
+class HookFailedWarning(UserWarning):
+    """A processor hook raised and the run went on (``keep_going=True``)."""
+
+
 class LiveRunner:
     """Poses from a live source, one frame at a time, newest frame first.
 
@@ -323,7 +352,9 @@ class LiveRunner:
     identity). ``duration_s``: stop capturing after this long; ``max_frames``:
     after this many frames. ``waiting``: a `Waiting`, how the inference thread
     spends the time between frames (default `Waiting.default()`: polling on 2
-    or more cores, no warming ahead). ``options`` (a `ModelOptions`), or
+    or more cores, no warming ahead). A hook that raises stops the run with
+    `HookFailed`; with ``keep_going``, each failure is a `HookFailedWarning`, the
+    frame is kept and the run goes on. ``options`` (a `ModelOptions`), or
     ``device`` and its fields as keywords, open the model (``runtime="openvino"``).
 
     Iterate it (on any one thread; the hook runs there) for `LiveFrame` objects,
@@ -332,7 +363,7 @@ class LiveRunner:
 
     def __init__(self, model, source, processor: Optional[Processor] = None, forecast=None,
                  forecast_lead_s: float = 0.0, duration_s: Optional[float] = None, max_frames: Optional[int] = None,
-                 device: Optional[str] = None, waiting: Optional[Waiting] = None,
+                 device: Optional[str] = None, waiting: Optional[Waiting] = None, keep_going: bool = False,
                  options: Optional[ModelOptions] = None, **option_fields):
         # A runner we open, we also release at the end; a caller's stays theirs.
         self._owns_runner = not isinstance(model, Runner)
@@ -345,6 +376,8 @@ class LiveRunner:
         refuse_unless_live(self.runner)
         self.source: LiveSource = open_source(source)
         self.processor = processor
+        self.keep_going = keep_going
+        self.hook_failures = 0
         self.forecaster = _forecaster(forecast, self.runner)
         self.lead_ns = round(forecast_lead_s * 1e9)
         self.duration_s = duration_s
@@ -389,7 +422,7 @@ class LiveRunner:
         self.close()
 
     def summary(self) -> LatencySummary:
-        return LatencySummary.of(self.times, self._captured, self._latest.dropped)
+        return LatencySummary.of(self.times, self._captured, self._latest.dropped, self.hook_failures)
 
     def _run(self) -> Iterator[LiveFrame]:
         shape = self.source.open()
@@ -463,11 +496,22 @@ class LiveRunner:
                 outputs, pred_forecast_keypoints=self._forecast(outputs, captured.capture_ns, forecast_ns)
             )
         times = FrameTimes(captured.index, captured.capture_ns, taken_ns, pose_ready_ns, self._latest.dropped, forecast_ns)
+        failure = None
         if self.processor is not None:
-            self.processor.process(outputs, times)
+            try:
+                self.processor.process(outputs, times)
+            except Exception as err:  # the user's hook: any failure is reported, with the frame kept
+                failure = err
         times = attrs.evolve(times, hook_done_ns=time.perf_counter_ns())
         self.times.append(times)
-        return LiveFrame(outputs, times)
+        frame = LiveFrame(outputs, times)
+        if failure is not None:
+            message = _hook_failure(self.processor, captured.index, failure)
+            if not self.keep_going:
+                raise HookFailed(message, frame) from failure
+            self.hook_failures += 1
+            warnings.warn(HookFailedWarning(f"{message}; going on (--keep-going)"), stacklevel=2)
+        return frame
 
     def _forecast(self, outputs: Outputs, measured_ns: int, at_ns: int) -> np.ndarray:
         keypoints = np.asarray(outputs.pred_keypoints)
@@ -534,6 +578,7 @@ class LiveRecording:
             **{name: (values - origin).tolist() for name, values in columns.items()},
             "frames_captured": summary.captured,
             "frames_dropped": summary.dropped,
+            "hook_failures": summary.hook_failures,
             "latency_ms": {"capture_to_pose": summary.pose_ms, "capture_to_hook_done": summary.hook_ms},
         }
         # Posed in capture order: the writer's frame order is theirs.

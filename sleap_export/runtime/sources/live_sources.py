@@ -308,6 +308,11 @@ def open_source(source, fps: Optional[float] = None, loop: bool = False) -> Live
         resolved = CameraSource(source, fps)
     elif isinstance(source, (str, Path)):
         path = Path(source)
+        if path.name.endswith(".slp"):
+            raise InputError(
+                f"{path} is a SLEAP labels file, not a video; live plays a video file, camera or stream: pass the "
+                f"video it labels, or predict on the labels (sleap-export predict MODEL {path.name} -o out.slp)."
+            )
         if not path.exists():
             raise InputError(f"{path} does not exist; pass {SOURCE_HELP}.")
         is_device = stat.S_ISCHR(os.stat(path).st_mode)
