@@ -262,7 +262,9 @@ def test_ray_auto_starts_a_local_ray_when_none_runs(tmp_path, model):
 
     ray_temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's unix sockets live under it
     environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    environment.update(TMPDIR=ray_temp, RAY_USAGE_STATS_ENABLED="0", RAY_agent_register_timeout_ms="180000")
+    # A new local Ray also writes an auth token under $HOME (~/.ray/auth_token), which every later
+    # `ray start` on the machine would then require: kept in the temp folder with everything else.
+    environment.update(TMPDIR=ray_temp, HOME=ray_temp, RAY_USAGE_STATS_ENABLED="0", RAY_agent_register_timeout_ms="180000")
     out = tmp_path / "out"
     out.mkdir()
     command = [str(Path(sys.executable).parent / "sleap-export"), "predict", str(model), str(VIDEO), "-o", str(out),

@@ -159,11 +159,11 @@ class Predictor:
         sources = [
             attrs.evolve(s, frame_indices=tuple(i for i in s.frame_indices if (id(s.video), i) not in done)) for s in sources
         ]
-        if journal is not None:
-            if previous and journal.exists():
-                # The .slp takes what the journal held; the journal then holds this run's frames only.
+        if journal is not None and journal.exists():
+            if previous:
+                # The .slp takes what the journal held; a new journal holds this run's frames only.
                 self.writer.save(self.writer.labels(previous, videos), output)
-            journal.start()
+            journal.remove()
         # Without an output, the frames are kept here; with one, they are in the journal.
         kept = list(previous) if journal is None else []
         found = FramesWithInstances()

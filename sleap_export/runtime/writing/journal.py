@@ -68,6 +68,8 @@ class PredictionJournal:
     def read(self) -> list[tuple[str, Outputs]]:
         """``(video file name, frame outputs)`` of every frame in whole records, in the order written;
         refused when another model wrote the journal."""
+        if not self.path.exists():
+            return []
         with open(self.path, "rb") as stream:
             records = _records(stream)
             first = next(records, None)
@@ -87,13 +89,13 @@ class PredictionJournal:
             return frames
 
     # Writing -----------------------------------------------------------------
-    def start(self) -> None:
-        """A new journal holding only the header (an older one is replaced)."""
-        self._file = open(self.path, "wb")
-        self._append(json.dumps(self.header).encode())
-
     def append(self, video_index: int, outputs: Sequence[Outputs]) -> None:
-        """One finished batch of one video, on disk (in the OS's hands) when this returns."""
+        """One finished batch of one video, on disk (in the OS's hands) when this returns; the first
+        starts a new journal (an older one is replaced), so a run that fails before its first batch
+        leaves none."""
+        if self._file is None:
+            self._file = open(self.path, "wb")
+            self._append(json.dumps(self.header).encode())
         buffer = io.BytesIO()
         np.savez(buffer, video=np.int64(video_index), **pack(outputs))
         self._append(buffer.getvalue())
