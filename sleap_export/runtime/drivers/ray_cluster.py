@@ -560,7 +560,7 @@ def _connect(address: Optional[str]):
     if address is None and ray.is_initialized():
         return ray, False
     # Workers' own output stays in their logs: errors come back as exceptions, in one line.
-    settings = {"log_to_driver": False, "logging_level": logging.WARNING}
+    settings = {"log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
         settings["include_dashboard"] = False
     # Ray's core worker installs its own SIGTERM handler (a stack dump, then exit 15);
@@ -573,7 +573,13 @@ def _connect(address: Optional[str]):
             if address != "auto":
                 raise
             # "auto" with no cluster running: a local one, as ray.init() starts it.
-            ray.init(**settings, include_dashboard=False)
+            try:
+                ray.init(**settings, include_dashboard=False)
+            except Exception as err:  # Ray raises a bare Exception when its node misses its start-up time
+                raise SleapExportError(
+                    f"No Ray cluster runs here and a local one did not start ({_one_line(err)}); start one with "
+                    "`ray start --head` (a busy machine may need a second try), or run without --ray."
+                ) from None
     except (ConnectionError, RuntimeError, ValueError) as err:  # ValueError: ray:// without Ray's client
         where = address or "a new local cluster"
         raise SleapExportError(
