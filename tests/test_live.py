@@ -595,88 +595,140 @@ def test_live_and_bench_latency_run_the_artifact_with_openvino(artifact, clip, t
 
 # A hook that fails -------------------------------------------------------------------------------
 
-RAISING_HOOK = (
-    "class Raiser:\n"
-    "    def __init__(self):\n        self.frames = 0\n"
-    "    def process(self, outputs, timestamps):\n"
-    "        self.frames += 1\n"
-    "        if self.frames == 5:\n"
-    "            raise ValueError('no reward port\\nsecond line')\n"
-)
+RAISING_HOOK = """\
+import pathlib
 
 
-def test_a_hook_that_raises_stops_the_run_and_keeps_the_frames_posed(artifact, clip, tmp_path):
-    """Stopped at the frame whose hook raised: every frame posed, that one included, is in the
-    .slp, and one line names the hook, the frame and the exception (exit 1)."""
-    hooks = tmp_path / "my_hooks.py"
-    hooks.write_text(RAISING_HOOK)
+class Raiser:
+    # Each frame index the hook was called with, one a line, beside this file.
+    seen = pathlib.Path(__file__).with_suffix(".seen")
+
+    def __init__(self):
+        self.calls = 0
+
+    def process(self, outputs, timestamps):
+        self.calls += 1
+        with self.seen.open("a") as log:
+            log.write(f"{timestamps.index}\\n")
+        if self.calls % FAIL_EVERY == 0:
+            raise ValueError("no reward port\\nsecond line")
+"""
+
+
+def raising_hook(folder: Path, fail_every: int) -> tuple[str, Path]:
+    """``(--processor spec, log of the frame indices it was called with)``: a hook file whose
+    every ``fail_every``-th call raises."""
+    hooks = folder / "my_hooks.py"
+    hooks.write_text(RAISING_HOOK.replace("FAIL_EVERY", str(fail_every)))
+    return f"{hooks}:Raiser", hooks.with_suffix(".seen")
+
+
+def called_with(log: Path) -> list[int]:
+    return [int(line) for line in log.read_text().split()]
+
+
+def test_a_hook_that_raises_stops_the_run_and_writes_the_frames_posed(artifact, clip, tmp_path):
+    """Stopped at the 5th frame's hook: the 5 frames posed, that one included, are in the .slp, and
+    one stderr line names the hook as given, the frame and the exception (exit 1, no traceback)."""
+    spec, log = raising_hook(tmp_path, fail_every=5)
     output = tmp_path / "poses.slp"
-    source = clip("small_robot.mp4")
-    result = installed("live", artifact(SINGLE, ".onnx"), "--source", source, "--fps", "30", "--processor",
-                       f"{hooks}:Raiser", "-o", output, "--no-spin")
-    assert result.returncode == 1, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    result = installed("live", artifact(SINGLE, ".onnx"), "--source", clip("small_robot.mp4"), "--fps", "30",
+                       "--processor", spec, "-o", output, "-q")
+    posed = called_with(log)
+    assert result.returncode == 1 and len(posed) == 5, result.stderr
+    assert result.stderr.splitlines() == [  # "live-hook-raises"
+        f"error: the --processor hook {spec} raised at frame {posed[-1]}: ValueError: no reward port; "
+        f"the 5 frames posed up to and including frame {posed[-1]} are in {output}"
+    ]
     labels = sio.load_slp(str(output))
-    failed_at = labels.labeled_frames[-1].frame_idx
-    assert len(labels.labeled_frames) == 5  # "live-hook-raises"
-    assert lines == [
-        f"error: the processor hook my_hooks:Raiser raised at frame {failed_at}: ValueError: no reward port; "
-        f"the 5 frames posed so far (this one included) are in {output}."
-    ], result.stderr
-    assert "Traceback" not in result.stderr
-    assert list(read_times(labels)["frame_idx"]) == [lf.frame_idx for lf in labels.labeled_frames]
+    assert [lf.frame_idx for lf in labels.labeled_frames] == posed
+    assert list(read_times(labels)["frame_idx"]) == posed
+    assert labels.provenance["sleap_export.live"]["hook_failures"] == 1
 
-    without_output = installed("live", artifact(SINGLE, ".onnx"), "--source", source, "--fps", "30", "--processor",
-                               f"{hooks}:Raiser", "--no-spin")
-    assert without_output.returncode == 1 and without_output.stderr.strip().endswith("nothing was written (no -o).")
+
+def test_a_hook_that_raises_without_output_says_nothing_was_written(artifact, clip, tmp_path):
+    spec, log = raising_hook(tmp_path, fail_every=2)
+    command = ("live", artifact(SINGLE, ".onnx"), "--source", clip("small_robot.mp4"), "--fps", "30", "--processor", spec)
+    result = installed(*command, check_rc=1)
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("live: posing")]
+    assert errors == [
+        f"error: the --processor hook {spec} raised at frame {called_with(log)[-1]}: ValueError: no reward port; "
+        "nothing was written because no -o was given (pass -o poses.slp to keep the poses)"
+    ], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_hooks.py", "my_hooks.seen"]
+    debugged = installed("--debug", *command, check_rc=1)
+    assert "Traceback" in debugged.stderr and "ValueError: no reward port" in debugged.stderr
 
 
 def test_keep_going_reports_each_failure_and_poses_every_frame(artifact, clip, tmp_path):
-    hooks = tmp_path / "hooks.py"
-    hooks.write_text(RAISING_HOOK.replace("self.frames == 5", "self.frames % 5 == 0"))
+    spec, log = raising_hook(tmp_path, fail_every=5)
     output = tmp_path / "poses.slp"
     result = installed("live", artifact(SINGLE, ".onnx"), "--source", clip("small_robot.mp4"), "--fps", "30",
-                       "--processor", f"{hooks}:Raiser", "-o", output, "--keep-going", check_rc=0)
-    labels = sio.load_slp(str(output))
-    posed = len(labels.labeled_frames)
-    warnings_seen = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings_seen) == posed // 5 > 0, result.stderr
-    assert all("hooks:Raiser raised at frame" in line and "going on (--keep-going)" in line for line in warnings_seen)
-    assert labels.provenance["sleap_export.live"]["hook_failures"] == posed // 5
-    assert f"the hook raised on {posed // 5} of them" in result.stdout
+                       "--processor", spec, "-o", output, "--keep-going", check_rc=0)
+    posed = called_with(log)
+    recorded = sio.load_slp(str(output))
+    times = recorded.provenance["sleap_export.live"]
+    # Every frame captured is posed unless a newer one replaced it: none stopped the run.
+    assert times["frames_captured"] == CLIP_FRAMES and len(posed) == CLIP_FRAMES - times["frames_dropped"]
+    assert [lf.frame_idx for lf in recorded.labeled_frames] == posed
+    failed_at = posed[4::5]
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: the --processor hook {spec} raised at frame {index}: ValueError: no reward port; "
+        "frame kept, going on (--keep-going)" for index in failed_at
+    ]
+    assert times["hook_failures"] == len(failed_at) > 0  # "live-keep-going"
+    assert f"the hook raised on {len(failed_at)} of them" in result.stdout
 
 
 def test_a_hook_that_raises_from_python(artifact, clip):
+    """`HookFailed` from iterating: the hook, the frame (kept by adding it) and the cause; with
+    keep_going, a `HookFailedWarning` per failure and the run goes on."""
     from sleap_export.runtime.drivers.live import HookFailed, HookFailedWarning
 
     class Raiser:
         def __init__(self):
-            self.frames = 0
+            self.seen = []
 
         def process(self, outputs, timestamps):
-            self.frames += 1
-            if self.frames == 3:
+            self.seen.append(timestamps.index)
+            if len(self.seen) == 3:
                 raise RuntimeError("boom")
 
-    live = LiveRunner(artifact(SINGLE, ".onnx"), SimulatedCamera(clip("small_robot.mp4"), fps=30.0), processor=Raiser(),
+    hook = Raiser()
+    live = LiveRunner(artifact(SINGLE, ".onnx"), SimulatedCamera(clip("small_robot.mp4"), fps=30.0), processor=hook,
                       waiting=Waiting(spin=False, warm_ahead=False))
     recording = LiveRecording(live)
-    with pytest.raises(HookFailed, match=r"raised at frame \d+: RuntimeError: boom") as failed:
+    with pytest.raises(HookFailed) as failed:
         for frame in live:
             recording.add(frame)
-    assert isinstance(failed.value.__cause__, RuntimeError) and len(recording.frames) == 2
-    assert failed.value.frame.times.index >= 2
+    error = failed.value
+    assert str(error) == f"the --processor hook {__name__}:{Raiser.__qualname__} raised at frame {hook.seen[-1]}: RuntimeError: boom"
+    assert error.frame_index == error.frame.times.index == hook.seen[-1] and error.exit_code == 1
+    assert isinstance(error.__cause__, RuntimeError) and live.summary().hook_failures == 1
+    recording.add(error.frame)
+    assert [lf.frame_idx for lf in recording.labels().labeled_frames] == hook.seen
 
     going = LiveRunner(artifact(SINGLE, ".onnx"), SimulatedCamera(clip("small_robot.mp4"), fps=30.0), processor=Raiser(),
-                       waiting=Waiting(spin=False, warm_ahead=False), keep_going=True)
-    with pytest.warns(HookFailedWarning, match="RuntimeError: boom"):
+                       processor_name="lab:Trigger", waiting=Waiting(spin=False, warm_ahead=False), keep_going=True,
+                       max_frames=8)
+    with pytest.warns(HookFailedWarning, match=r"^the --processor hook lab:Trigger raised at frame \d+: RuntimeError: boom; frame kept"):
         summary = going.run()
-    assert summary.hook_failures == 1 and summary.posed >= 3
+    assert summary.hook_failures == 1 and summary.posed == 8 - summary.dropped
 
 
 def test_live_refuses_a_labels_file_as_its_source(artifact, tmp_path):
+    """A .slp (or .pkg.slp) is labels, not a video: one line with the predict command that poses it (exit 2)."""
+    from sleap_export.runtime.sources.live_sources import open_source
+
+    package = tmp_path / "labels.pkg.slp"
+    package.write_bytes((DATA / "small_robot_minimal.slp").read_bytes())
+    with pytest.raises(InputError, match="labels.pkg.slp is a SLEAP labels file, not a video"):
+        open_source(package)
     labels = DATA / "small_robot_minimal.slp"
-    result = installed("live", artifact(SINGLE, ".onnx"), "--source", labels, "-o", tmp_path / "poses.slp")
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "is a SLEAP labels file, not a video" in result.stderr and "predict MODEL small_robot_minimal.slp" in result.stderr  # "live-source-labels"
-    assert list(tmp_path.iterdir()) == []
+    output = tmp_path / "poses.slp"
+    result = installed("live", artifact(SINGLE, ".onnx"), "--source", labels, "-o", output, check_rc=2)
+    assert result.stderr.splitlines() == [  # "live-source-labels"
+        f"error: {labels} is a SLEAP labels file, not a video; live plays a video file, camera or stream: pass the "
+        f"video it labels (sleap-export predict MODEL {labels} -o out.slp predicts on labels)."
+    ]
+    assert not output.exists()

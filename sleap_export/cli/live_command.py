@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_PRECISION, SPIN, WARM_AHEAD, model_options, quiet, waiting
-from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.errors import InputError
 
 
 def live(
@@ -42,7 +42,8 @@ def live(
     warm_ahead: bool = WARM_AHEAD,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     keep_going: bool = typer.Option(
-        False, "--keep-going", help="When the --processor hook raises: report it in one line and go on (default: stop, keep the poses so far, exit 1)."
+        False, "--keep-going", help="When the --processor hook raises: report it in one warning line, keep the frame and go on "
+        "(default: stop, write the frames posed so far with -o, exit 1)."
     ),
     quiet_flag: bool = QUIET,
 ):
@@ -72,12 +73,13 @@ def live(
     hook = None if processor is None else load_processor(processor)
     window = PoseWindow() if show else None
     runner = LiveRunner(
-        models, frames_from, processor=hook, forecast=forecast, forecast_lead_s=forecast_lead_ms / 1000,
-        duration_s=duration, waiting=waiting(spin, warm_ahead), keep_going=keep_going, options=options,
+        models, frames_from, processor=hook, processor_name=processor, forecast=forecast,
+        forecast_lead_s=forecast_lead_ms / 1000, duration_s=duration, waiting=waiting(spin, warm_ahead),
+        keep_going=keep_going, options=options,
     )
     name = model_name(models)
     recording = LiveRecording(runner, name) if output is not None else None
-    failure, ended = None, False
+    ended = False
     try:
         for frame in runner:
             if len(runner.times) == 1 and not is_quiet:
@@ -89,10 +91,15 @@ def live(
         ended = True
     except KeyboardInterrupt:
         ended = True  # how a camera run ends: keep what was posed
-    except HookFailed as err:
-        failure = err
-        if recording is not None:
-            recording.add(err.frame)  # posed before its hook ran: kept
+    except HookFailed as failure:
+        # The runtime's line names hook, frame and exception; it ends with where the poses are.
+        if recording is None:
+            failure.kept = "nothing was written because no -o was given (pass -o poses.slp to keep the poses)"
+        else:
+            recording.add(failure.frame)  # posed before its hook ran: kept with the others
+            failure.kept = (f"the {len(recording.frames)} frames posed up to and including frame "
+                            f"{failure.frame_index} are in {output}")
+        raise
     finally:
         runner.close()
         if window is not None:
@@ -100,10 +107,6 @@ def live(
         # Whatever ended the run, what was posed is written (a run that failed before posing leaves no file).
         if recording is not None and (ended or recording.frames):
             recording.save(output)
-    if failure is not None:
-        kept = (f"the {len(recording.frames)} frames posed so far (this one included) are in {output}"
-                if recording is not None else "nothing was written (no -o)")
-        raise SleapExportError(f"{failure}; {kept}.") from failure
     if not is_quiet:
         for line in runner.summary().lines():
             typer.echo(line)

@@ -75,6 +75,7 @@ def _overlay(labels, truth: np.ndarray, path: Path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import patheffects
     from matplotlib.lines import Line2D
 
     from sleap_export.runtime.decoding.outputs import Outputs
@@ -98,9 +99,11 @@ def _overlay(labels, truth: np.ndarray, path: Path):
     # The marks as Outputs.plot draws them: the first instance's colour, its dots and lines; white crosses for the truth.
     color = plt.cm.tab10.colors[0]
     handles = [
-        Line2D([], [], linestyle="", marker="o", color=color, markersize=5),
+        Line2D([], [], linestyle="", marker="o", color=color, markersize=4),
         Line2D([], [], linestyle="-", color=color, linewidth=2),
-        Line2D([], [], linestyle="", marker="x", color="black", markersize=7),
+        # White as in the panels, outlined so that it shows on the figure's white background.
+        Line2D([], [], linestyle="", marker="x", color="white", markersize=8,
+               path_effects=[patheffects.withStroke(linewidth=3, foreground="black")]),
     ]
     figure.legend(handles, LEGEND, loc="lower center", ncol=3, frameon=False, fontsize=10)
     figure.suptitle("sleap-export demo: the ONNX artifact's predictions on the bundled synthetic clip, against its true positions",

@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections import deque
 from pathlib import Path
@@ -276,7 +277,7 @@ class LatencySummary:
     # {"p50": ..., "p90": ..., "p99": ..., "max": ...}, capture to pose-ready / to hook done.
     pose_ms: dict[str, float]
     hook_ms: dict[str, float]
-    # Frames whose hook raised and the run went on (``keep_going``).
+    # Frames whose hook raised (kept): each one under ``keep_going``, else the one that stopped the run.
     hook_failures: int = 0
 
     @classmethod
@@ -318,27 +319,40 @@ def refuse_unless_live(runner: Runner) -> None:
 
 
 def hook_name(processor) -> str:
-    """How messages name a hook: ``module:Class``, as --processor takes it."""
+    """How messages name a hook given from Python: ``module:Class``, as --processor takes it."""
     kind = type(processor)
     return f"{kind.__module__}:{kind.__qualname__}"
 
 
-def _hook_failure(processor, index: int, error: Exception) -> str:
+def _hook_failure(hook: str, index: int, error: Exception) -> str:
     lines = str(error).strip().splitlines()
-    return f"the processor hook {hook_name(processor)} raised at frame {index}: {type(error).__name__}: {lines[0] if lines else ''}"
+    raised = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return f"the --processor hook {hook} raised at frame {index}: {raised}"
 
 
 class HookFailed(SleapExportError):
-    """A processor hook raised: the run stopped. ``frame`` is the frame it raised on (posed, so
-    kept by a recording); the hook's exception is the ``__cause__``."""
+    """A processor hook raised and the run stopped (``keep_going=False``); exit status 1.
 
-    def __init__(self, message: str, frame: LiveFrame):
-        super().__init__(message)
+    ``hook``: the hook as messages name it; ``frame_index``: the source frame it raised on;
+    ``frame``: that `LiveFrame`, posed before its hook ran (`LiveRecording.add` it to keep it,
+    as ``sleap-export live -o`` does); the hook's own exception is the ``__cause__``.
+    ``kept``: where the frames posed so far went, set by whoever saved them; it ends the message.
+    """
+
+    def __init__(self, hook: str, frame: LiveFrame, error: Exception):
+        super().__init__(_hook_failure(hook, frame.times.index, error))
+        self.hook = hook
         self.frame = frame
+        self.frame_index = frame.times.index
+        self.kept: Optional[str] = None
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return message if self.kept is None else f"{message}; {self.kept}"
 
 
 class HookFailedWarning(UserWarning):
-    """A processor hook raised and the run went on (``keep_going=True``)."""
+    """A processor hook raised, the frame was kept and the run went on (``keep_going=True``)."""
 
 
 class LiveRunner:
@@ -352,9 +366,13 @@ class LiveRunner:
     identity). ``duration_s``: stop capturing after this long; ``max_frames``:
     after this many frames. ``waiting``: a `Waiting`, how the inference thread
     spends the time between frames (default `Waiting.default()`: polling on 2
-    or more cores, no warming ahead). A hook that raises stops the run with
-    `HookFailed`; with ``keep_going``, each failure is a `HookFailedWarning`, the
-    frame is kept and the run goes on. ``options`` (a `ModelOptions`), or
+    or more cores, no warming ahead). A hook that raises stops the run: iterating
+    raises `HookFailed` (the frame it raised on is its ``frame``); with
+    ``keep_going``, each failure is a `HookFailedWarning` (the `warnings`
+    module), the frame is yielded as any other, the run goes on, and
+    ``summary().hook_failures`` counts them. ``processor_name``: how messages
+    name the hook (default ``module:Class`` of its type; the CLI passes
+    --processor as given). ``options`` (a `ModelOptions`), or
     ``device`` and its fields as keywords, open the model (``runtime="openvino"``).
 
     Iterate it (on any one thread; the hook runs there) for `LiveFrame` objects,
@@ -364,7 +382,7 @@ class LiveRunner:
     def __init__(self, model, source, processor: Optional[Processor] = None, forecast=None,
                  forecast_lead_s: float = 0.0, duration_s: Optional[float] = None, max_frames: Optional[int] = None,
                  device: Optional[str] = None, waiting: Optional[Waiting] = None, keep_going: bool = False,
-                 options: Optional[ModelOptions] = None, **option_fields):
+                 processor_name: Optional[str] = None, options: Optional[ModelOptions] = None, **option_fields):
         # A runner we open, we also release at the end; a caller's stays theirs.
         self._owns_runner = not isinstance(model, Runner)
         if self._owns_runner:
@@ -376,6 +394,7 @@ class LiveRunner:
         refuse_unless_live(self.runner)
         self.source: LiveSource = open_source(source)
         self.processor = processor
+        self.processor_name = processor_name or (hook_name(processor) if processor is not None else None)
         self.keep_going = keep_going
         self.hook_failures = 0
         self.forecaster = _forecaster(forecast, self.runner)
@@ -506,11 +525,10 @@ class LiveRunner:
         self.times.append(times)
         frame = LiveFrame(outputs, times)
         if failure is not None:
-            message = _hook_failure(self.processor, captured.index, failure)
-            if not self.keep_going:
-                raise HookFailed(message, frame) from failure
             self.hook_failures += 1
-            warnings.warn(HookFailedWarning(f"{message}; going on (--keep-going)"), stacklevel=2)
+            if not self.keep_going:
+                raise HookFailed(self.processor_name, frame, failure) from failure
+            _warn_hook_failed(_hook_failure(self.processor_name, captured.index, failure), failure)
         return frame
 
     def _forecast(self, outputs: Outputs, measured_ns: int, at_ns: int) -> np.ndarray:
@@ -522,6 +540,17 @@ class LiveRunner:
             if key >= 0:
                 forecast[slot] = self.forecaster.forecast(key, keypoints[slot], measured_ns, at_ns)
         return forecast
+
+
+def _warn_hook_failed(message: str, error: Exception) -> None:
+    """A `HookFailedWarning` pointing at the line that raised.
+
+    A fresh registry each time: under Python's default filter the module's
+    registry would keep every message (one per failing frame) for the whole run.
+    """
+    where = traceback.extract_tb(error.__traceback__)[-1]
+    warnings.warn_explicit(HookFailedWarning(f"{message}; frame kept, going on (--keep-going)"), HookFailedWarning,
+                           where.filename, where.lineno or 0, registry={})
 
 
 def _forecaster(forecast, runner: Runner) -> Optional[Forecaster]:

@@ -296,8 +296,9 @@ def open_source(source, fps: Optional[float] = None, loop: bool = False) -> Live
     """A `LiveSource` for what the user gave (nothing is opened yet).
 
     A `LiveSource` as is; an int or a string of digits: that camera; a string
-    with ``://``: a stream; a character device (``/dev/video0``): a camera; any
-    other path: a video file played at its frame rate; an array ``(N, H, W, C)``
+    with ``://``: a stream; a character device (``/dev/video0``): a camera; a
+    ``.slp`` (or ``.pkg.slp``): refused, labels are not a live source; any other
+    path: a video file played at its frame rate; an array ``(N, H, W, C)``
     or any other iterable: its frames.
     """
     if isinstance(source, LiveSource):
@@ -308,13 +309,13 @@ def open_source(source, fps: Optional[float] = None, loop: bool = False) -> Live
         resolved = CameraSource(source, fps)
     elif isinstance(source, (str, Path)):
         path = Path(source)
-        if path.name.endswith(".slp"):
-            raise InputError(
-                f"{path} is a SLEAP labels file, not a video; live plays a video file, camera or stream: pass the "
-                f"video it labels, or predict on the labels (sleap-export predict MODEL {path.name} -o out.slp)."
-            )
         if not path.exists():
             raise InputError(f"{path} does not exist; pass {SOURCE_HELP}.")
+        if path.name.lower().endswith(".slp"):  # labels.slp and labels.pkg.slp: frames referenced or embedded
+            raise InputError(
+                f"{path} is a SLEAP labels file, not a video; live plays a video file, camera or stream: pass the "
+                f"video it labels (sleap-export predict MODEL {path} -o out.slp predicts on labels)."
+            )
         is_device = stat.S_ISCHR(os.stat(path).st_mode)
         resolved = CameraSource(str(path), fps) if is_device else SimulatedCamera(path, fps, loop)
     elif isinstance(source, np.ndarray):
