@@ -26,14 +26,21 @@ SCHEMA2 = Path(__file__).parent / "fixtures" / "schema2"
 def test_each_suffix_belongs_to_one_format_with_a_runner_and_an_exporter():
     from sleap_export.exporting.writers.registry import EXPORTERS, exporter_for
 
+    from sleap_export.exporting.options import LAYOUTS
+    from sleap_export.runtime.artifacts.formats import SLEAP_NN_FOLDER
+
     assert len(artifact_suffixes()) == len(set(artifact_suffixes()))
+    files = [fmt for fmt in FORMATS if fmt is not SLEAP_NN_FOLDER]
     for fmt in FORMATS:
         assert issubclass(fmt.runner_class(), Runner), fmt.name
+    for fmt in files:
         for suffix in fmt.suffixes:
             assert format_of(f"model{suffix}") is fmt
             assert exporter_for(Path(f"model{suffix}"), None).format is fmt
         assert exporter_for(Path(f"model{fmt.suffixes[0]}"), fmt.name).format is fmt
-    assert set(EXPORTERS) == {fmt.name for fmt in FORMATS}
+    assert set(EXPORTERS) == {fmt.name for fmt in files}
+    # The folder format has no suffix: `onnx --layout sleap-nn` writes it.
+    assert SLEAP_NN_FOLDER.suffixes == () and "sleap-nn" in LAYOUTS
     assert find_format("model.h5") is None
     with pytest.raises(InputError, match="expected one of .onnx, .pt"):
         format_of("model.h5")

@@ -13,6 +13,7 @@ import attrs
 import typer
 
 from sleap_export.cli.common import QUIET, quiet
+from sleap_export.core.errors import InputError
 
 
 def _option(default, *declarations, **settings):
@@ -85,7 +86,7 @@ def takes_export_flags(command):
     return with_flags
 
 
-def _export(format: str, model_dirs: List[Path], output: Path, flags: ExportFlags, raw_heads: bool = False, engine=None):
+def _export(format: str, model_dirs: List[Path], output: Path, flags: ExportFlags, raw_heads: bool = False, engine=None, layout: str = "artifact"):
     from rich.console import Console
 
     from sleap_export.evaluation.checked_export import export
@@ -100,9 +101,11 @@ def _export(format: str, model_dirs: List[Path], output: Path, flags: ExportFlag
         check_progress=(lambda label: progress_for(False, label)) if shown else None,
         on_check_report=(lambda report: Console(stderr=True).print(report.render())) if shown else None,
         **flags.option_fields(raw_heads, engine),
+        **({"layout": layout} if layout != "artifact" else {}),
     )
     if shown:
-        size = path.stat().st_size / 1e6
+        files = list(path.iterdir()) if path.is_dir() else [path]
+        size = sum(f.stat().st_size for f in files) / 1e6
         typer.echo(f"wrote {path} ({size:.1f} MB, {format}) in {time.perf_counter() - started:.1f} s")
         gate = read_spec(path).export.accuracy_gate
         if gate is not None:
@@ -120,9 +123,16 @@ def export_command(format: str):
         ),
         output: Path = typer.Option(..., "--output", "-o", help="Artifact path to write."),
         raw_heads: bool = typer.Option(False, "--raw-heads", help="Output the network's head maps, not poses (debugging, activation checks)."),
+        layout: str = typer.Option(
+            "artifact", "--layout", metavar="artifact|sleap-nn",
+            help="onnx: one self-describing file (default), or sleap-nn's export folder (model.onnx + "
+            "export_metadata.json, for sleap-nn predict -m FOLDER and Bonsai.Sleap).",
+        ),
         flags: ExportFlags = ExportFlags(),
     ):
-        _export(format, model_dirs, output, flags, raw_heads=raw_heads)
+        if layout != "artifact" and format != "onnx":
+            raise InputError(f"--layout {layout} applies to sleap-export onnx; leave it out for {format}.")
+        _export(format, model_dirs, output, flags, raw_heads=raw_heads, layout=layout)
 
     command.__doc__ = f"Export run folder(s) to a {format_named(format).title} artifact, verified against the eager model."
     return command

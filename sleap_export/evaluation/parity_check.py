@@ -20,7 +20,9 @@ from sleap_export.core.comparison import Comparison, compare_poses, poses_by_fra
 from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.core.tolerances import Tolerance, tolerance_for
 from sleap_export.core.training_runs import weights_file
-from sleap_export.runtime.artifacts.formats import TENSORRT, format_of, read_spec, verify_payload
+from sleap_export.core.spec import PostprocessSpec
+from sleap_export.runtime.artifacts.formats import SLEAP_NN_FOLDER, TENSORRT, format_of, read_spec, verify_payload
+from sleap_export.runtime.artifacts.sleap_nn_export_folder import written_by_sleap_nn
 from sleap_export.runtime.drivers.predictor import Predictor
 from sleap_export.runtime.drivers.progress import phase
 from sleap_export.runtime.open_model import ModelOptions, check_models, is_artifact, model_name, open_model
@@ -216,8 +218,8 @@ def _ground_truth(source, ours, theirs) -> Optional[GroundTruthError]:
     )
 
 
-def _check_sources(checked: set[str], count: int, references: Sequence[Path], artifact: bool) -> None:
-    """The reference runs must hold the weights checked (sha256), one run per model."""
+def _check_sources(checked: set[str], count: int, references: Sequence[Path], artifact: bool, weights_known: bool = True) -> None:
+    """The reference runs must hold the weights checked (sha256, where known), one run per model."""
     from sleap_export.exporting.checkpoints import file_sha256
 
     if len(references) != count:
@@ -228,13 +230,23 @@ def _check_sources(checked: set[str], count: int, references: Sequence[Path], ar
         )
     for reference in references:
         weights = weights_file(reference)
-        if weights.exists() and file_sha256(weights) not in checked:
+        if weights_known and weights.exists() and file_sha256(weights) not in checked:
             raise SleapExportError(
                 f"{weights} is not the checkpoint this artifact was exported from (sha256 "
                 "differs); pass the run folders it was exported from, or re-export it."
                 if artifact
                 else f"{weights} is not the checkpoint of the run(s) checked (sha256 differs); leave -r out, or pass the same runs."
             )
+
+
+def _reference_settings(spec) -> dict:
+    """How sleap-nn runs the reference: decoding as the artifact's graph does; for a folder written by
+    sleap-nn's own exporter, sleap-nn's checkpoint defaults (what its export stands in for) at its threshold."""
+    from sleap_export.evaluation.sleap_nn_reference import reference_settings
+
+    if written_by_sleap_nn(spec):
+        spec = attrs.evolve(spec, postprocess=PostprocessSpec(peak_threshold=spec.postprocess.peak_threshold))
+    return reference_settings(spec)
 
 
 def check_artifact(
@@ -256,7 +268,7 @@ def check_artifact(
     pair): their graph, run eagerly by PyTorch, is checked. ``progress(label)`` makes
     the progress shown for each side (`runtime.drivers.progress.progress_for`).
     """
-    from sleap_export.evaluation.sleap_nn_reference import reference_settings, sleap_nn_predict
+    from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict
     from sleap_export.exporting.checkpoints import file_sha256
 
     if frames < 1:
@@ -268,9 +280,13 @@ def check_artifact(
     options.check_applies_to(models[0])
     spec = None
     if is_artifact(models[0]):
-        # Engines carry no payload hash (TensorRT builds are not reproducible); their parity is what is checked.
-        spec = read_spec(models[0]) if format_of(models[0]) is TENSORRT else verify_payload(models[0])
-        _check_sources({stage.checkpoint_sha256 for stage in spec.stages}, len(spec.stages), references, artifact=True)
+        # Engines carry no payload hash (TensorRT builds are not reproducible), nor do sleap-nn export
+        # folders; their parity is what is checked.
+        unhashed = format_of(models[0]) in (TENSORRT, SLEAP_NN_FOLDER)
+        spec = read_spec(models[0]) if unhashed else verify_payload(models[0])
+        # sleap-nn's own exports record no weights hash, only how many runs they hold.
+        hashes = {stage.checkpoint_sha256 for stage in spec.stages} - {""}
+        _check_sources(hashes, len(spec.stages), references, artifact=True, weights_known=bool(hashes))
     else:
         weights = [weights_file(m) for m in models]
         _check_sources({file_sha256(w) for w in weights if w.exists()}, len(models), references, artifact=False)
@@ -287,7 +303,7 @@ def check_artifact(
     with phase(progress, "sleap-nn", total) as shown:
         theirs = sleap_nn_predict(
             source, references, frames=indices, batch_size=batch_size,
-            advance=None if shown is None else shown.advance, **reference_settings(spec),
+            advance=None if shown is None else shown.advance, **_reference_settings(spec),
         )
     precision = options.precision or spec.precision
     tolerance = tolerance_for(precision, max_deviation)

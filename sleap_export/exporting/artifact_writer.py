@@ -45,12 +45,14 @@ def write_artifact(
     if isinstance(model_paths, (str, Path)):
         model_paths = [model_paths]
     output = Path(output)
-    exporter = exporter_for(output, format)
-    check_output_path(output, overwrite)
     if options is None:
         options = ExportOptions.from_fields(**option_fields)
     elif option_fields:
         raise InputError("Pass export options either as options= or as fields, not both.")
+    if options.layout == "sleap-nn":
+        return _write_sleap_nn_folder(model_paths, output, format, options, overwrite)
+    exporter = exporter_for(output, format)
+    check_output_path(output, overwrite)
     onnx_source = _onnx_artifact_source(model_paths, exporter, options)
     exporter.check_machine(options)
     if onnx_source is None:
@@ -68,6 +70,19 @@ def write_artifact(
             f"Could not write {output} ({err.strerror or err}); free space or choose another folder."
         ) from None
     return output
+
+
+def _write_sleap_nn_folder(model_paths, output: Path, format: str | None, options: ExportOptions, overwrite: bool) -> Path:
+    from sleap_export.exporting.writers.sleap_nn_folder_writer import write_sleap_nn_folder
+
+    if format not in (None, ONNX.name):
+        raise InputError(
+            f"--layout sleap-nn writes an ONNX model in sleap-nn's export folder, not {format}; use "
+            "sleap-export onnx RUN -o FOLDER --layout sleap-nn."
+        )
+    if any(find_format(p) is not None for p in model_paths):
+        raise InputError("--layout sleap-nn exports training runs; pass the run folder(s), not an artifact.")
+    return write_sleap_nn_folder(model_paths, output, options, overwrite)
 
 
 def _onnx_artifact_source(model_paths, exporter: Exporter, options: ExportOptions) -> Path | None:

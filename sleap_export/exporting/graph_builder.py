@@ -17,6 +17,7 @@ from sleap_export.core.errors import InputError
 from sleap_export.core.model_types import model_type_for_runs, valid_run_combinations
 from sleap_export.core.spec import ExportRecord, ModelSpec
 from sleap_export.exporting.options import ExportOptions
+from sleap_export.runtime.decoding.peak_grouping import paf_edge_order
 
 
 @attrs.frozen
@@ -61,7 +62,7 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
             "The two runs take different channel counts (grayscale vs RGB); pair runs "
             "trained on the same kind of frames."
         )
-    post = attrs.evolve(options.postprocess, edge_order=_edge_order(runs[0].stage.paf_edges))
+    post = attrs.evolve(options.postprocess, edge_order=paf_edge_order(runs[0].stage.paf_edges))
     if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
     if options.raw_heads and len(runs) != 1:
@@ -93,18 +94,6 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         export=ExportRecord(opset=options.opset),
     )
     return BuiltGraph(module=module, spec=spec)
-
-
-def _edge_order(edges) -> tuple[int, ...]:
-    """The order sleap-nn assembles PAF edges in: BFS from its topological root."""
-    if not edges:
-        return ()
-    import networkx as nx
-
-    edges = [tuple(e) for e in edges]
-    graph = nx.DiGraph(edges)
-    root = next(nx.topological_sort(graph))
-    return tuple(edges.index(e) for e in nx.bfs_edges(graph, root))
 
 
 def versions() -> dict[str, str]:

@@ -69,6 +69,10 @@ class EngineOptions:
             raise InputError(f"--workspace-gb must be positive, got {value}.")
 
 
+# How an ONNX export is laid out on disk.
+LAYOUTS = ("artifact", "sleap-nn")
+
+
 @attrs.frozen
 class ExportOptions:
     """Export settings a user chooses; the decoding ones are recorded in the spec."""
@@ -97,6 +101,8 @@ class ExportOptions:
     keep_inaccurate: bool = False
     # TensorRT builds (the ``trt`` format) only.
     tensorrt: EngineOptions = EngineOptions()
+    # ONNX only: "artifact" (one self-describing file) or "sleap-nn" (sleap-nn's export folder).
+    layout: str = attrs.field(default="artifact", validator=one_of(*LAYOUTS))
 
     def __attrs_post_init__(self):
         # Before any model loads: a missing calibration would otherwise be found after the graph is built.

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import attrs
 import numpy as np
@@ -183,9 +183,11 @@ def accuracy_gate(
     calibration: CalibrationSet,
     max_deviation: Optional[float] = None,
     keep_inaccurate: bool = False,
+    open_runner: Optional[Callable[[Path], object]] = None,
 ) -> AccuracyGate:
     """Compare the reduced artifact with fp32 on the gate frames and hold it to its precision's
-    tolerance; the measurement and verdict, or raise when it fails (unless ``keep_inaccurate``)."""
+    tolerance; the measurement and verdict, or raise when it fails (unless ``keep_inaccurate``).
+    ``open_runner(path)``: the runner of either (default: ONNX Runtime on an ONNX file)."""
     from sleap_export.core.comparison import compare_poses, poses_by_frame
     from sleap_export.core.tolerances import tolerance_for
     from sleap_export.runtime.backends.onnx_runner import OnnxRunner
@@ -196,7 +198,8 @@ def accuracy_gate(
     frames = np.stack(calibration.gate)
 
     def poses(path: Path) -> dict:
-        return poses_by_frame(Predictor(OnnxRunner(path, spec)).predict(frames, progress=None))
+        runner = open_runner(path) if open_runner is not None else OnnxRunner(path, spec)
+        return poses_by_frame(Predictor(runner).predict(frames, progress=None))
 
     fp32, reduced = poses(fp32_path), poses(reduced_path)
     comparison = compare_poses(reduced, fp32)

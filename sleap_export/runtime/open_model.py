@@ -20,14 +20,14 @@ import attrs
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.training_runs import is_training_run
-from sleap_export.runtime.artifacts.formats import ONNX, artifact_suffixes, format_by_content, format_of, read_spec
+from sleap_export.runtime.artifacts.formats import ONNX, SLEAP_NN_FOLDER, artifact_suffixes, format_by_content, format_of, read_spec
 from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, VIDEO_SUFFIXES
 from sleap_export.runtime.backends.runner import Runner
 
 # What a model path may be, for the errors.
 MODEL_KINDS = (
-    "an artifact (.onnx, .pt, .engine), a sleap-nn training run folder (training_config.yaml + best.ckpt), "
-    "its best.ckpt, or a SLEAP 1.x model folder"
+    "an artifact (.onnx, .pt, .engine), a sleap-nn export folder (model.onnx + export_metadata.json), "
+    "a sleap-nn training run folder (training_config.yaml + best.ckpt), its best.ckpt, or a SLEAP 1.x model folder"
 )
 # Inputs, never read to see whether they are artifacts.
 NOT_ARTIFACT_SUFFIXES = (*VIDEO_SUFFIXES, *LABELS_SUFFIXES, ".ckpt", ".yaml", ".json", ".h5")
@@ -91,7 +91,7 @@ class ModelOptions:
         if not artifact and (self.runtime or self.precision):
             raise InputError("--runtime and --precision apply to artifacts; leave them out for training runs.")
         onnx_only = [flag for flag, value in (("--threads", self.threads), ("--parallel-batches", self.parallel_batches)) if value is not None]
-        if onnx_only and not (artifact and format_of(model) is ONNX):
+        if onnx_only and not (artifact and format_of(model) in (ONNX, SLEAP_NN_FOLDER)):
             what = f"{format_of(model).title} artifacts" if artifact else "training runs"
             verb, pronoun = ("applies", "it") if len(onnx_only) == 1 else ("apply", "them")
             raise InputError(

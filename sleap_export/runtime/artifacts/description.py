@@ -32,6 +32,8 @@ def describe_spec(spec: ModelSpec, verified: bool = False) -> list[tuple[str, st
     ]
     if spec.payload_sha256:
         rows.append(("payload", f"sha256 {spec.payload_sha256[:16]}" + (" (verified)" if verified else "")))
-    else:  # a TensorRT engine: no hash of its own, the ONNX payload it was built from is in "export"
+    elif spec.export.engine is not None:  # no hash of its own, the ONNX payload it was built from is in "export"
         rows.append(("payload", "not hashed (TensorRT engine)"))
+    else:
+        rows.append(("payload", "not hashed (sleap-nn export folder)"))
     return rows

@@ -17,7 +17,7 @@ import attrs
 
 from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.core.spec import SCHEMA_VERSION, ModelSpec
-from sleap_export.runtime.artifacts import embedded_spec, integrity
+from sleap_export.runtime.artifacts import embedded_spec, integrity, sleap_nn_export_folder
 
 
 @attrs.frozen
@@ -79,7 +79,17 @@ TENSORRT = ArtifactFormat(
     runner="sleap_export.runtime.backends.tensorrt_runner:TensorRTRunner",
     default_runtime="tensorrt",
 )
-FORMATS: tuple[ArtifactFormat, ...] = (ONNX, TORCHSCRIPT, TENSORRT)
+# A folder, not a file: what ``sleap-nn export`` writes (and ``sleap-export onnx --layout sleap-nn``).
+SLEAP_NN_FOLDER = ArtifactFormat(
+    name="sleap-nn-folder",
+    title="sleap-nn export folder",
+    suffixes=(),
+    read_spec_json=sleap_nn_export_folder.spec_json,
+    payload_sha256=None,
+    runner="sleap_export.runtime.backends.sleap_nn_folder_runner:SleapNnFolderRunner",
+    default_runtime="onnxruntime",
+)
+FORMATS: tuple[ArtifactFormat, ...] = (ONNX, TORCHSCRIPT, TENSORRT, SLEAP_NN_FOLDER)
 
 
 def artifact_suffixes() -> tuple[str, ...]:
@@ -100,10 +110,13 @@ def format_by_suffix(path: str | Path) -> Optional[ArtifactFormat]:
 
 
 def format_by_content(path: str | Path) -> Optional[ArtifactFormat]:
-    """The format a file's bytes show, whatever its name, or None: a zip archive is TorchScript,
+    """The format a file's bytes show, whatever its name, or None: a folder with sleap-nn's
+    export_metadata.json is a sleap-nn export folder, a zip archive is TorchScript,
     bytes carrying our engine spec are a TensorRT engine, a protobuf opening with its
     ``ir_version`` field is ONNX."""
     path = Path(path)
+    if sleap_nn_export_folder.is_sleap_nn_export_folder(path):
+        return SLEAP_NN_FOLDER
     if not path.is_file():
         return None
     with open(path, "rb") as stream:
@@ -150,6 +163,11 @@ def verify_payload(path: str | Path) -> ModelSpec:
     text = _spec_json(path)
     spec = ModelSpec.from_json(text)
     fmt = format_of(path)
+    if fmt is SLEAP_NN_FOLDER:
+        raise InputError(
+            f"{path.name} is a sleap-nn export folder, which records no payload hash; hold it to its training "
+            f"run instead: sleap-export check {path} -r RUN_DIR -d VIDEO."
+        )
     if fmt.payload_sha256 is None:
         engine = spec.export.engine
         raise InputError(

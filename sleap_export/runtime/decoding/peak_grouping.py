@@ -16,6 +16,31 @@ from scipy.optimize import linear_sum_assignment
 from sleap_export.core.spec import PostprocessSpec
 
 
+def paf_edge_order(edges) -> tuple[int, ...]:
+    """The order sleap-nn assembles PAF edges in: breadth-first from the first root of a topological
+    sort, the tree edges only (networkx's ``bfs_edges(G, next(topological_sort(G)))`` on
+    ``DiGraph(edges)``, without networkx: nodes and successors in the order the edges name them)."""
+    edges = [tuple(int(i) for i in e) for e in edges]
+    if not edges:
+        return ()
+    nodes = list(dict.fromkeys(node for edge in edges for node in edge))
+    successors: dict[int, list[int]] = {node: [] for node in nodes}
+    for src, dst in edges:
+        if dst not in successors[src]:
+            successors[src].append(dst)
+    has_parent = {dst for _, dst in edges}
+    root = next((node for node in nodes if node not in has_parent), nodes[0])
+    order, seen, queue = [], {root}, [root]
+    while queue:
+        node = queue.pop(0)
+        for child in successors[node]:
+            if child not in seen:
+                seen.add(child)
+                order.append(edges.index((node, child)))
+                queue.append(child)
+    return tuple(order)
+
+
 def match_edges(line_scores: np.ndarray, n_peaks: np.ndarray, edges, post: PostprocessSpec):
     """Per edge in assembly order: matched ``(src, dst, score)`` arrays above the threshold."""
     matched = []
