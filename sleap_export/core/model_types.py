@@ -25,7 +25,10 @@ HEAD_TYPES = (
     "bottomup",
     "multi_class_bottomup",
     "multi_class_topdown",
+    "bbox_centernet",
 )
+# Head types whose runs detect boxes rather than keypoints.
+BOX_HEAD_TYPES = ("bbox_centernet",)
 
 
 @attrs.frozen
@@ -64,6 +67,7 @@ MODEL_TYPES: dict[str, ModelType] = {
         ),
         ModelType("bottomup", ("bottomup",), "BottomUpGraph", "bottomup"),
         ModelType("multi_class_bottomup", ("multi_class_bottomup",), "MultiClassBottomUpGraph", "multi_class_bottomup"),
+        ModelType("bbox_centernet", ("bbox_centernet",), "CenterNetBoxGraph", "boxes"),
     )
 }
 

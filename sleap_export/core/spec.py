@@ -118,6 +118,10 @@ class PostprocessSpec:
     grouping: str = attrs.field(default="host", validator=one_of("host", "graph"))
     # Order in which sleap-nn assembles edges (BFS from its topological root).
     edge_order: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    # Box detectors: class-wise IoU-NMS threshold over the detections (sleap-nn's bbox_nms_iou;
+    # None: none beyond CenterNet's max-pool peak NMS). Their score threshold is peak_threshold,
+    # their detections per frame max_instances.
+    box_nms_iou: Optional[float] = attrs.field(default=None, validator=_CONFIDENCE)
 
 
 # onnxruntime's calibrators, by the names options and specs use.

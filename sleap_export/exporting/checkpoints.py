@@ -18,7 +18,7 @@ from pathlib import Path
 import attrs
 
 from sleap_export.core.errors import InputError
-from sleap_export.core.model_types import HEAD_TYPES
+from sleap_export.core.model_types import BOX_HEAD_TYPES, HEAD_TYPES
 from sleap_export.core.spec import SkeletonSpec, StageSpec
 from sleap_export.core.training_runs import (
     CHECKPOINT_NAME,
@@ -70,7 +70,7 @@ def load_run(path: str | Path) -> LoadedRun:
     model_type = model_type_of(run_dir)
     if model_type not in HEAD_TYPES:
         raise InputError(
-            f"Model type {model_type!r} is not a pose model sleap-export exports; "
+            f"Model type {model_type!r} is not one sleap-export exports yet; "
             f"supported: {', '.join(HEAD_TYPES)}."
         )
     legacy = is_legacy(run_dir)
@@ -91,7 +91,14 @@ def load_run(path: str | Path) -> LoadedRun:
     torch.set_grad_enabled(False)
 
     preprocessing = config.data_config.preprocessing
-    confmaps = heads["confmaps"]
+    if model_type in BOX_HEAD_TYPES:
+        from sleap_nn.data.bboxes import bbox_head_categories, bbox_head_leaf
+
+        # The box head whose grid the boxes are read on (its stride), and the box categories.
+        confmaps = bbox_head_leaf(model_type, config.model_config.head_configs)
+        categories = tuple(bbox_head_categories(model_type, config.model_config.head_configs))
+    else:
+        confmaps = heads["confmaps"]
     skeleton = get_skeleton_from_config(config.data_config.skeletons)[0]
     pafs = heads.get("pafs")
     paf_edges = ()
@@ -127,7 +134,7 @@ def load_run(path: str | Path) -> LoadedRun:
         stage=stage,
         skeleton=skeleton_spec(skeleton),
         run_dir=run_dir,
-        class_names=tuple(classes["classes"]) if classes is not None else (),
+        class_names=categories if model_type in BOX_HEAD_TYPES else tuple(classes["classes"]) if classes is not None else (),
     )
 
 

@@ -14,10 +14,14 @@ from typing import Sequence
 import attrs
 
 from sleap_export.core.errors import InputError
-from sleap_export.core.model_types import model_type_for_runs, valid_run_combinations
-from sleap_export.core.spec import ExportRecord, ModelSpec
+from sleap_export.core.model_types import BOX_HEAD_TYPES, model_type_for_runs, valid_run_combinations
+from sleap_export.core.spec import ExportRecord, ModelSpec, PostprocessSpec
 from sleap_export.exporting.options import ExportOptions
 from sleap_export.runtime.decoding.peak_grouping import paf_edge_order
+
+
+# sleap-nn's detections per frame when predict is given no max_instances.
+BOX_MAX_DETECTIONS = 100
 
 
 @attrs.frozen
@@ -63,6 +67,8 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
             "trained on the same kind of frames."
         )
     post = attrs.evolve(options.postprocess, edge_order=paf_edge_order(runs[0].stage.paf_edges))
+    if model_type.runs[0] in BOX_HEAD_TYPES and post.max_instances == attrs.fields(PostprocessSpec).max_instances.default:
+        post = attrs.evolve(post, max_instances=BOX_MAX_DETECTIONS)
     if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
     if options.raw_heads and len(runs) != 1:

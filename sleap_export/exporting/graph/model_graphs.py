@@ -17,6 +17,7 @@ import torch
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.spec import PostprocessSpec, StageSpec
+from sleap_export.exporting.graph.box_decoding import boxes_to_frame, centernet_detections
 from sleap_export.exporting.graph.crops import centered_crops
 from sleap_export.exporting.graph.paf import paf_line_scores
 from sleap_export.exporting.graph.paf_grouping import group_in_graph
@@ -33,7 +34,8 @@ class Stage(torch.nn.Module):
         self.network = network
         self.spec = spec
         self.head_names = tuple(head_names)
-        self.confmap_head = next(n for n in self.head_names if n.endswith("ConfmapsHead"))
+        # Box detectors have none.
+        self.confmap_head = next((n for n in self.head_names if n.endswith("ConfmapsHead")), None)
         self.class_head = "ClassVectorsHead" if "ClassVectorsHead" in self.head_names else None
         self.prepare = ScaleAndPad(spec.input_scale, spec.max_stride)
         self.output_stride = float(spec.output_stride)
@@ -317,6 +319,55 @@ class MultiClassBottomUpGraph(BottomUpPeaks):
         probs = probs.reshape(batch, n_classes, nodes, slots).permute(0, 2, 3, 1)
         keypoints = on_class_maps * stride / self.stage.input_scale / size_scale
         return keypoints, values, valid, probs
+
+
+class CenterNetBoxGraph(PoseGraph):
+    """A CenterNet box detector: frame boxes, scores, classes, the slots that hold a detection; and
+    the model-input boxes with the slots that are NMS candidates."""
+
+    output_names = (
+        "pred_bboxes", "pred_bbox_scores", "pred_bbox_classes", "pred_bbox_valid", "pred_bbox_input_boxes", "pred_bbox_candidates"
+    )
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.stage = stages[0]
+        # A module, so that `for_reordering_runtimes` gives ONNX Runtime torch's sigmoid.
+        self.center_probability = torch.nn.Sigmoid()
+
+    def forward(self, frames: torch.Tensor):
+        images = frames_to_images(frames)
+        frame_shape = shape_of(images)
+        sized, size_scale = self.size_match(images)
+        model_input = self.stage.prepare(sized)
+        input_shape = shape_of(model_input)
+        heads = self.stage.network(model_input)
+        post = self.stage.post
+        boxes, scores, classes, kept = centernet_detections(
+            self.center_probability(heads["BBoxCenterHead"]),
+            heads["BBoxSizeHead"],
+            heads.get("BBoxOffsetHead"),
+            self.stage.spec.output_stride,
+            post.peak_threshold,
+            post.max_instances,
+            input_shape[2],
+            input_shape[3],
+        )
+        frame_boxes, in_frame = boxes_to_frame(
+            boxes, scores, kept, self.stage.input_scale, size_scale, frame_shape[2], frame_shape[3]
+        )
+        # Slots without a detection are emptied as sleap-nn pads them (NaN, class -1): what fills them
+        # is the runtime's choice among equal zero scores. The model-input boxes go out too: class-wise
+        # NMS (on the host) compares them before they are mapped to the frame.
+        empty = torch.full_like(scores, float("nan"))
+        return (
+            torch.where(in_frame[..., None], frame_boxes, empty[..., None]),
+            torch.where(kept, scores, empty),
+            torch.where(kept, classes, torch.full_like(classes, -1)),
+            in_frame,
+            torch.where(kept[..., None], boxes, empty[..., None]),
+            kept,
+        )
 
 
 class HalfPrecisionNetwork(torch.nn.Module):

@@ -148,6 +148,38 @@ def multi_class_bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
+def boxes(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    """A detector's boxes in descending score (sleap-nn's order), after class-wise NMS where set; no instances."""
+    from sleap_export.runtime.decoding.box_nms import class_wise_nms
+
+    valid = np.asarray(outputs.pred_bbox_valid, bool)
+    iou = spec.postprocess.box_nms_iou
+    if iou is not None:
+        candidates = np.flatnonzero(outputs.pred_bbox_candidates)
+        kept = candidates[class_wise_nms(
+            np.asarray(outputs.pred_bbox_input_boxes)[candidates], np.asarray(outputs.pred_bbox_scores)[candidates],
+            np.asarray(outputs.pred_bbox_classes)[candidates], iou,
+        )]
+        valid = np.isin(np.arange(len(valid)), kept) & valid
+        order = kept[valid[kept]]
+    else:
+        order = np.flatnonzero(valid)  # the graph's slots are in descending score already
+    n_nodes = len(spec.output_node_names)
+    return attrs.evolve(
+        outputs,
+        pred_bboxes=np.asarray(outputs.pred_bboxes)[order],
+        pred_bbox_scores=np.asarray(outputs.pred_bbox_scores)[order],
+        pred_bbox_classes=np.asarray(outputs.pred_bbox_classes)[order],
+        pred_bbox_valid=np.ones(len(order), bool),
+        pred_bbox_input_boxes=None,
+        pred_bbox_candidates=None,
+        pred_keypoints=np.zeros((0, n_nodes, 2), np.float32),
+        pred_peak_values=np.zeros((0, n_nodes), np.float32),
+        instance_scores=np.zeros(0, np.float32),
+        instance_valid=np.zeros(0, bool),
+    )
+
+
 def complete(outputs: Outputs, spec: ModelSpec) -> Outputs:
     """One frame's raw graph outputs, completed by the artifact's model type."""
     return drop_empty_instances(MODEL_TYPES[spec.model_type].complete(outputs, spec))

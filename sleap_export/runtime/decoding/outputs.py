@@ -64,6 +64,14 @@ class Outputs:
     pred_line_scores: Optional[Any] = None
     pred_class_probs: Optional[Any] = None
     class_ids: Optional[Any] = None
+    # Box detectors: xyxy frame-pixel boxes (K, 4), scores, category indices, the slots that hold a
+    # detection; before completion also the model-input boxes and NMS candidates.
+    pred_bboxes: Optional[Any] = None
+    pred_bbox_scores: Optional[Any] = None
+    pred_bbox_classes: Optional[Any] = None
+    pred_bbox_valid: Optional[Any] = None
+    pred_bbox_input_boxes: Optional[Any] = None
+    pred_bbox_candidates: Optional[Any] = None
     instance_tracking_scores: Optional[Any] = None
     # Live forward prediction (`runtime.live`): where each keypoint will be at the
     # frame's ``forecast_ns``, (instances, nodes, 2) like ``pred_keypoints``.

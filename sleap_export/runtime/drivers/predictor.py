@@ -24,6 +24,7 @@ from sleap_export.runtime.drivers.progress import ProgressArgument, progress_sin
 from sleap_export.runtime.open_model import ModelOptions, model_name, open_model
 from sleap_export.runtime.sources.video_inputs import FrameSource, frame_sources, refuse_repeated_videos
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
+from sleap_export.runtime.writing.overlay_video import FALLBACK_FPS, OverlayVideos, check_overlay, overlay_paths
 
 # Artifact type -> its `Predictor` subclass (filled by `_predicts`).
 PREDICTORS: dict[str, type["Predictor"]] = {}
@@ -55,7 +56,9 @@ class Predictor:
         self.batch_size = batch_size
         self.artifact = artifact
         self.writer = LabelsWriter(runner.spec, artifact)
-        # "decode" (background thread, overlapped) and "labels"; the runner keeps its own.
+        # The overlay videos the last `predict` wrote.
+        self.overlays_written: list[Path] = []
+        # "decode" (background thread, overlapped), "labels" and "overlay"; the runner keeps its own.
         self.clock = StageClock()
 
     @classmethod
@@ -96,6 +99,7 @@ class Predictor:
         resume: bool = False,
         video_index: Optional[int] = None,
         as_labels: bool = True,
+        overlay: Optional[str | Path] = None,
     ):
         """Predict every requested frame; optionally write ``output`` (.slp).
 
@@ -114,18 +118,27 @@ class Predictor:
         callable ``(frames done, total)``, or a `ProgressSink`. A run that finds
         instances on under 5% of at least 10 frames warns (`FewInstancesWarning`).
         ``as_labels=False`` returns the `Outputs` of every frame instead, in order.
+
+        ``overlay``: a video (.mp4, .avi, .mkv, .mov) of each frame predicted, drawn with
+        its poses, written as it goes and renamed into place at the end (Ctrl-C too); an
+        existing folder holds one ``STEM.overlay.mp4`` per video (docs/overlay.md). With
+        ``resume``, it holds the frames predicted in this run only.
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
+        if overlay is not None:
+            overlay = Path(overlay)
+            check_overlay(overlay, [*inputs, self.artifact])
+        self.overlays_written = []
         outputs: Optional[list] = None if as_labels else []
         sink = progress_sink(progress)
         try:
             if output is None:
-                labels = self._predict(inputs, frames, None, sink, resume, video_index, outputs)
+                labels = self._predict(inputs, frames, None, sink, resume, video_index, outputs, overlay)
             else:
                 output = Path(output)
                 self.writer.check_destination(output, inputs)
                 with self.writer.locked(output):
-                    labels = self._predict(inputs, frames, output, sink, resume, video_index, outputs)
+                    labels = self._predict(inputs, frames, output, sink, resume, video_index, outputs, overlay)
         finally:
             if progress == "auto" and sink is not None:
                 sink.stop()  # the bar made here is taken down here, however the run ends
@@ -146,7 +159,7 @@ class Predictor:
             )
         return sources
 
-    def _predict(self, inputs, frames, output, progress, resume, video_index, outputs) -> sio.Labels:
+    def _predict(self, inputs, frames, output, progress, resume, video_index, outputs, overlay=None) -> sio.Labels:
         sources = self._sources(inputs, frames, video_index)
         videos = [s.video for s in sources]
         journal = None if output is None else self.writer.journal(output, videos)
@@ -166,12 +179,24 @@ class Predictor:
             journal.remove()
         # Without an output, the frames are kept here; with one, they are in the journal.
         kept = list(previous) if journal is None else []
+        overlays = None
+        if overlay is not None:
+            fps = [getattr(video, "fps", None) or FALLBACK_FPS for video in videos]
+            overlays = OverlayVideos(overlay_paths(overlay, [video.filename for video in videos]), fps)
+            self.overlays_written = overlays.written  # filled as each video's overlay is finished
+            if previous:
+                warnings.warn(
+                    f"the overlay holds only the frames predicted in this run, not the {len(previous)} resumed from "
+                    f"{output.name}; predict without --resume for an overlay of every frame",
+                    OverlayNotResumedWarning,
+                    stacklevel=3,
+                )
         found = FramesWithInstances()
         total = len(previous) + sum(len(s.frame_indices) for s in sources)
         if progress is not None:
             progress.start(total=total, done=len(previous))
         try:
-            self._run(sources, journal, kept, outputs, found, progress)
+            self._run(sources, journal, kept, outputs, found, progress, overlays)
         except KeyboardInterrupt:
             # Ctrl-C / SIGTERM: keep the finished frames in a valid file, say how far it got.
             predicted = found.frames
@@ -183,8 +208,9 @@ class Predictor:
             return self.writer.labels(kept, videos)
         return self._finish(journal, previous, videos, output)
 
-    def _run(self, sources, journal, kept, outputs, found, progress) -> None:
-        """Every batch of ``sources`` through the runner, into the journal (or ``kept``)."""
+    def _run(self, sources, journal, kept, outputs, found, progress, overlays=None) -> None:
+        """Every batch of ``sources`` through the runner, into the journal (or ``kept``), each
+        frame drawn into ``overlays`` (`OverlayVideos`) if given."""
         spec = self.runner.spec
         need_centroids = "centroids" in spec.input_names
         anchor_part = spec.stages[-1].anchor_part
@@ -199,8 +225,9 @@ class Predictor:
 
             runs = in_order(run, background(decoded, depth=4), self.runner.parallel_batches)
             # Closed on the way out: an interrupt lets the running batches finish
-            # and drops the queued ones before the finished frames are saved.
-            with contextlib.closing(runs):
+            # and drops the queued ones before the finished frames are saved. The
+            # overlays close first: finished on an interrupt, removed on an error.
+            with contextlib.closing(runs), (overlays or contextlib.nullcontext()):
                 for batch, results in runs:
                     with self.clock.section("labels"):
                         if journal is not None:
@@ -209,6 +236,10 @@ class Predictor:
                             video = sources[batch.video_index].video
                             kept.extend(self.writer.frame(o, video) for o in results)
                     found.add(results)
+                    if overlays is not None:
+                        with self.clock.section("overlay"):
+                            for image, result in zip(batch.frames, results):
+                                overlays.add(batch.video_index, image, result)
                     if outputs is not None:
                         outputs.extend(results)
                     if progress is not None:
@@ -221,6 +252,10 @@ class Predictor:
         self.writer.save(labels, output)
         journal.remove()
         return labels
+
+
+class OverlayNotResumedWarning(UserWarning):
+    """predict(resume=True, overlay=...): the overlay holds this run's frames, not the resumed ones."""
 
 
 class FewInstancesWarning(UserWarning):
@@ -239,7 +274,9 @@ class FramesWithInstances:
 
     def add(self, results) -> None:
         self.frames += len(results)
-        self.with_instances += sum(bool(np.asarray(o.instance_valid).any()) for o in results)
+        self.with_instances += sum(
+            bool(np.asarray(o.instance_valid).any()) or (o.pred_bboxes is not None and len(o.pred_bboxes) > 0) for o in results
+        )
 
     def warn_if_few(self) -> None:
         if self.frames >= self.MIN_FRAMES and self.with_instances < self.SHARE * self.frames:
@@ -297,6 +334,11 @@ class BottomUpPredictor(Predictor):
 @_predicts("multi_class_bottomup")
 class MultiClassBottomUpPredictor(Predictor):
     """Bottom-up with identities from class maps."""
+
+
+@_predicts("bbox_centernet")
+class BoxPredictor(Predictor):
+    """A box detector: boxes on each labeled frame, no instances."""
 
 
 

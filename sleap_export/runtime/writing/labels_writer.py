@@ -18,6 +18,7 @@ import sleap_io as sio
 
 from sleap_export.core.atomic_files import written_atomically
 from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.model_types import BOX_HEAD_TYPES
 from sleap_export.core.spec import ModelSpec
 from sleap_export.runtime.decoding.outputs import Outputs
 from sleap_export.runtime.writing.destination import check_destination, exclusive_output
@@ -39,6 +40,8 @@ def output_skeleton(spec: ModelSpec) -> sio.Skeleton:
 
 def class_tracks(spec: ModelSpec) -> list[sio.Track]:
     """One track per class of a multi-class model, named as in its training config."""
+    if spec.model_type in BOX_HEAD_TYPES:  # a detector artifact's type is its head type
+        return []  # a detector's class names are its box categories
     return [sio.Track(name=name) for name in spec.class_names]
 
 
@@ -125,8 +128,25 @@ class LabelsWriter:
         return instances
 
     def frame(self, outputs: Outputs, video: sio.Video) -> sio.LabeledFrame:
-        """One frame's completed outputs as a labeled frame of ``video``."""
-        return sio.LabeledFrame(video=video, frame_idx=int(outputs.frame_idx), instances=self.instances(outputs))
+        """One frame's completed outputs as a labeled frame of ``video`` (a detector's: its boxes)."""
+        return sio.LabeledFrame(
+            video=video, frame_idx=int(outputs.frame_idx), instances=self.instances(outputs), bboxes=self.boxes(outputs)
+        )
+
+    def boxes(self, outputs: Outputs) -> list[sio.PredictedBoundingBox]:
+        """A detector's boxes as sleap-nn writes them: score, and the category unless the detector
+        has the single default one ("object"), whose boxes stay uncategorized."""
+        if outputs.pred_bboxes is None:
+            return []
+        categories = self.spec.class_names
+        named = list(categories) != ["object"]
+        return [
+            sio.PredictedBoundingBox(
+                x1=float(box[0]), y1=float(box[1]), x2=float(box[2]), y2=float(box[3]), score=float(score),
+                category=categories[int(category)] if named and 0 <= int(category) < len(categories) else None,
+            )
+            for box, score, category in zip(outputs.pred_bboxes, outputs.pred_bbox_scores, outputs.pred_bbox_classes)
+        ]
 
     def labels(self, frames: Iterable[sio.LabeledFrame], videos: Sequence[sio.Video], extra_provenance: Optional[dict] = None) -> sio.Labels:
         """The labels of ``frames``, ordered by video (in ``videos`` order), then frame; the

@@ -1,4 +1,4 @@
-"""Frames' poses as a few flat arrays: what crosses Ray's object store, lands in a Ray
+"""Frames' poses (and a detector's boxes) as a few flat arrays: what crosses Ray's object store, lands in a Ray
 job's parts and in a local prediction's journal, and reads back as `Outputs`."""
 
 from __future__ import annotations
@@ -25,13 +25,32 @@ def pack(outputs: Sequence[Outputs]) -> dict[str, np.ndarray]:
         arrays["tracking_scores"] = np.concatenate(
             [np.asarray(o.instance_tracking_scores)[s] for o, s in zip(outputs, slots)]
         )
+    if outputs[0].pred_bboxes is not None:
+        arrays["box_counts"] = np.asarray([len(o.pred_bboxes) for o in outputs], np.int64)
+        for key, field in BOX_FIELDS.items():
+            arrays[key] = np.concatenate([np.asarray(getattr(o, field)) for o in outputs])
     return arrays
+
+
+# A detector's completed box fields, by their packed names.
+BOX_FIELDS = {"boxes": "pred_bboxes", "box_scores": "pred_bbox_scores", "box_classes": "pred_bbox_classes"}
+
+
+def _boxes_of_frames(arrays) -> list[dict]:
+    """Each frame's box fields from `pack`'s arrays (none without a detector's)."""
+    if "box_counts" not in arrays:
+        return [{} for _ in arrays["frame_idx"]]
+    ends = np.cumsum(arrays["box_counts"])
+    return [
+        {field: arrays[key][end - count : end] for key, field in BOX_FIELDS.items()}
+        for count, end in zip(arrays["box_counts"], ends)
+    ]
 
 
 def unpack(arrays) -> list[Outputs]:
     """`pack`'s frames back as `Outputs` holding only their valid instances, in slot order."""
     frames, start = [], 0
-    for frame_idx, count in zip(arrays["frame_idx"], arrays["counts"]):
+    for frame_idx, count, boxes in zip(arrays["frame_idx"], arrays["counts"], _boxes_of_frames(arrays)):
         kept = slice(start, start + int(count))
         start += int(count)
         identity = {}
@@ -45,6 +64,7 @@ def unpack(arrays) -> list[Outputs]:
                 instance_valid=np.ones(int(count), bool),
                 frame_idx=int(frame_idx),
                 **identity,
+                **boxes,
             )
         )
     return frames

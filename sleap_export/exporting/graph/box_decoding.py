@@ -1,0 +1,94 @@
+"""Box detector decoding in the graph, as sleap-nn's ``inference/bbox.py`` does it.
+
+CenterNet (``decode_centernet``): a 3x3 max-pool keeps the local maxima of the
+center heatmap, the highest ``max_detections`` are read with the box size and
+sub-cell offset at their cell, boxes are clipped to the model input, then mapped
+to the frame (``/ input_scale``, ``/ size-matching scale``) and clipped to it
+(``clip_boxes_to_frame``). Class-wise IoU-NMS, where a model sets one, runs on the
+host (`runtime.decoding.box_nms`), over these detections in score order.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sleap_export.exporting.graph.shapes import shape_of
+
+
+def _clip(boxes: torch.Tensor, height: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """Corners clamped to ``[0, W - 1] x [0, H - 1]`` (sleap-nn's ``_clip_to_image``)."""
+    right = (width - 1).to(boxes.dtype)
+    bottom = (height - 1).to(boxes.dtype)
+    x1 = torch.minimum(boxes[..., 0].clamp(min=0), right)
+    y1 = torch.minimum(boxes[..., 1].clamp(min=0), bottom)
+    x2 = torch.minimum(boxes[..., 2].clamp(min=0), right)
+    y2 = torch.minimum(boxes[..., 3].clamp(min=0), bottom)
+    return torch.stack([x1, y1, x2, y2], dim=-1)
+
+
+def _has_area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+
+
+def centernet_detections(
+    heatmap: torch.Tensor,
+    size: torch.Tensor,
+    offset,
+    output_stride: int,
+    score_threshold: float,
+    max_detections: int,
+    input_height: torch.Tensor,
+    input_width: torch.Tensor,
+):
+    """``(boxes (B, K, 4), scores (B, K), classes (B, K), kept (B, K))`` in model-input pixels.
+
+    ``heatmap``: ``(B, C, h, w)`` probabilities. The K slots are the top-K max-pool
+    peaks in descending score; ``kept`` marks those at or above the threshold whose
+    clipped box has an area, which are sleap-nn's detections, in its order.
+    """
+    shape = shape_of(heatmap)
+    batch, channels, height, width = shape[0], shape[1], shape[2], shape[3]
+    pooled = F.max_pool2d(heatmap, 3, stride=1, padding=1)
+    peaks = heatmap * (pooled == heatmap).to(heatmap.dtype)
+    cells = height * width
+    flat = peaks.reshape(batch, channels * cells)
+    # Zeros after the last cell so a frame with fewer cells than slots still fills K; they are never kept.
+    flat = torch.cat([flat, torch.zeros_like(flat[:, :1]).expand(batch, max_detections)], dim=1)
+    scores, indices = flat.topk(max_detections, dim=1)
+    real = indices < channels * cells
+    indices = torch.where(real, indices, torch.zeros_like(indices))
+    classes = indices // cells
+    cell = indices % cells
+    ys = (cell // width).to(heatmap.dtype)
+    xs = (cell % width).to(heatmap.dtype)
+
+    def at_peaks(maps: torch.Tensor) -> torch.Tensor:  # (B, 2, h, w) -> (B, K, 2)
+        flat_maps = maps.reshape(batch, 2, cells)
+        return flat_maps.gather(2, cell[:, None, :].expand(batch, 2, max_detections)).permute(0, 2, 1)
+
+    wh = at_peaks(size).clamp(min=0)
+    if offset is not None:
+        shift = at_peaks(offset)
+        xs, ys = xs + shift[..., 0], ys + shift[..., 1]
+    stride = float(output_stride)
+    boxes = torch.stack(
+        [(xs - wh[..., 0] / 2) * stride, (ys - wh[..., 1] / 2) * stride,
+         (xs + wh[..., 0] / 2) * stride, (ys + wh[..., 1] / 2) * stride],
+        dim=-1,
+    )
+    boxes = _clip(boxes, input_height, input_width)
+    kept = real & (scores >= score_threshold) & _has_area(boxes)
+    return boxes, scores, classes, kept
+
+
+def boxes_to_frame(boxes, scores, kept, input_scale: float, size_scale, frame_height, frame_width):
+    """Model-input boxes -> frame pixels, clipped to the frame; boxes left without area are dropped
+    (sleap-nn's coordinate ladder on both corners, then ``clip_boxes_to_frame``)."""
+    corners = boxes.reshape(boxes.shape[0], -1, 2)
+    if input_scale != 1.0:
+        corners = corners / input_scale
+    corners = corners / size_scale
+    boxes = _clip(corners.reshape(boxes.shape), frame_height, frame_width)
+    kept = kept & _has_area(boxes) & torch.isfinite(scores)
+    return boxes, kept

@@ -1,0 +1,121 @@
+"""Box detectors (``bbox_centernet``): the same boxes as sleap-nn's checkpoint inference.
+
+Tolerances (issue 34): equal box counts on every frame, corners within 0.01 px,
+scores within 1e-5; TorchScript bit for bit.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sleap_io as sio
+
+from conftest import DATA, cached, model_dir
+from parity import REFERENCE_BATCH_SIZE
+
+CENTERNET = "new_bbox_centernet"
+VIDEO = "centered_pair_small.mp4"
+BIN = Path(sys.executable).parent
+CORNER_PX = 0.01
+SCORE = 1e-5
+
+
+def boxes_by_frame(labels: sio.Labels) -> dict[int, np.ndarray]:
+    """``frame -> (K, 5)`` x1, y1, x2, y2, score, in the order written."""
+    return {
+        lf.frame_idx: np.array([[b.x1, b.y1, b.x2, b.y2, b.score] for b in lf.bboxes], np.float64).reshape(-1, 5)
+        for lf in labels.labeled_frames
+    }
+
+
+@pytest.fixture(scope="session")
+def box_reference(assets, session_cache):
+    """``box_reference(name, source, frames, **settings) -> {frame: (K, 5)}`` by sleap-nn, once per session."""
+
+    def compute(name: str, source, frames=None, **settings) -> dict[int, np.ndarray]:
+        from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict
+
+        def produce(path: Path) -> None:
+            labels = sleap_nn_predict(source(), [model_dir(CENTERNET)], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **settings)
+            np.savez(path, **{str(k): v for k, v in boxes_by_frame(labels).items()})
+
+        with np.load(cached(session_cache, f"boxes-{name}.npz", produce)) as data:
+            return {int(k): data[k] for k in data.files}
+
+    return compute
+
+
+def compare_boxes(ours: dict, theirs: dict) -> tuple[float, float]:
+    """Max corner and score differences over frames with equal counts; raises on any count mismatch."""
+    assert sorted(ours) == sorted(theirs)
+    counts = [f for f in theirs if len(ours[f]) != len(theirs[f])]
+    assert not counts, f"box counts differ on frames {counts[:10]}"
+    corners = max((np.abs(ours[f][:, :4] - theirs[f][:, :4]).max(initial=0) for f in theirs), default=0.0)
+    scores = max((np.abs(ours[f][:, 4] - theirs[f][:, 4]).max(initial=0) for f in theirs), default=0.0)
+    return float(corners), float(scores)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_centernet_boxes_match_sleap_nn(suffix, artifact, box_reference, tmp_path):
+    """Every 10th frame of the video, through `sleap-export predict`."""
+    frames = list(range(0, 1100, 10))
+    expected = box_reference(f"centernet-{VIDEO}-every10", lambda: str(DATA / VIDEO), frames)
+    model = artifact([CENTERNET], suffix)
+    out = tmp_path / "boxes.slp"
+    done = subprocess.run(
+        [BIN / "sleap-export", "predict", model, DATA / VIDEO, "--frames", ",".join(map(str, frames)), "-o", out],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    labels = sio.load_slp(str(out))
+    assert not labels.tracks and all(not lf.instances for lf in labels.labeled_frames)
+    assert all(b.category is None for lf in labels.labeled_frames for b in lf.bboxes)  # the default "object" category
+    corners, scores = compare_boxes(boxes_by_frame(labels), expected)
+    if suffix == ".pt":
+        assert corners == 0 and scores < 1e-7
+    assert corners <= CORNER_PX and scores <= SCORE
+
+
+@pytest.mark.parametrize("height, width", [(413, 397), (250, 301), (512, 448)])
+def test_centernet_boxes_at_other_frame_sizes(height, width, artifact, box_reference, frame_sequence):
+    """Frames padded or cropped (size matching resizes them), through the ONNX runner."""
+    import sleap_export
+
+    paths = frame_sequence(VIDEO, range(0, 1100, 50), height, width)
+    expected = box_reference(f"centernet-{height}x{width}", lambda: sio.load_video(paths))
+    runner = sleap_export.load(artifact([CENTERNET], ".onnx"))
+    video = sio.load_video(paths)
+    ours = {}
+    for start in range(0, len(video), 4):
+        batch = np.stack([video[i] for i in range(start, min(start + 4, len(video)))])
+        for i, o in enumerate(runner.predict(batch, frame_indices=range(start, start + len(batch)))):
+            ours[o.frame_idx] = np.column_stack([o.pred_bboxes, o.pred_bbox_scores]).reshape(-1, 5)
+    corners, scores = compare_boxes(ours, expected)
+    assert corners <= CORNER_PX and scores <= SCORE
+
+
+def test_centernet_class_wise_nms(artifact, box_reference):
+    """sleap-nn's --bbox_nms_iou, on the host over the graph's detections: the same boxes survive."""
+    import sleap_export
+
+    # This detector's boxes barely overlap (IoU <= ~0.01), so the threshold is that low.
+    frames = list(range(0, 1100, 25))
+    low_threshold = {"peak_threshold": 0.01}
+    expected = box_reference(
+        f"centernet-{VIDEO}-nms0.005", lambda: str(DATA / VIDEO), frames, bbox_nms_iou=0.005, **low_threshold
+    )
+    without = box_reference(f"centernet-{VIDEO}-no-nms", lambda: str(DATA / VIDEO), frames, **low_threshold)
+    assert sum(map(len, without.values())) > sum(map(len, expected.values())), "NMS must remove boxes here"
+    runner = sleap_export.load(artifact([CENTERNET], ".onnx", box_nms_iou=0.005, peak_threshold=0.01))
+    video = sio.load_video(str(DATA / VIDEO))
+    ours = {}
+    for start in range(0, len(frames), 4):
+        chunk = frames[start : start + 4]
+        for o in runner.predict(np.stack([video[i] for i in chunk]), frame_indices=chunk):
+            ours[o.frame_idx] = np.column_stack([o.pred_bboxes, o.pred_bbox_scores]).reshape(-1, 5)
+    corners, scores = compare_boxes(ours, expected)
+    assert corners <= CORNER_PX and scores <= SCORE
