@@ -1,4 +1,4 @@
-"""Box detectors (``bbox_centernet``): the same boxes as sleap-nn's checkpoint inference.
+"""Box detectors (``bbox_centernet``, ``bbox_ssd``): the same boxes as sleap-nn's checkpoint inference.
 
 Tolerances (issue 34): equal box counts on every frame, corners within 0.01 px,
 scores within 1e-5; TorchScript bit for bit.
@@ -18,6 +18,8 @@ from conftest import DATA, cached, model_dir
 from parity import REFERENCE_BATCH_SIZE
 
 CENTERNET = "new_bbox_centernet"
+SSD = "new_bbox_ssd"
+DETECTORS = [CENTERNET, SSD]
 VIDEO = "centered_pair_small.mp4"
 BIN = Path(sys.executable).parent
 CORNER_PX = 0.01
@@ -34,16 +36,16 @@ def boxes_by_frame(labels: sio.Labels) -> dict[int, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def box_reference(assets, session_cache):
-    """``box_reference(name, source, frames, **settings) -> {frame: (K, 5)}`` by sleap-nn, once per session."""
+    """``box_reference(model, name, source, frames, **settings) -> {frame: (K, 5)}`` by sleap-nn, once per session."""
 
-    def compute(name: str, source, frames=None, **settings) -> dict[int, np.ndarray]:
+    def compute(model: str, name: str, source, frames=None, **settings) -> dict[int, np.ndarray]:
         from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict
 
         def produce(path: Path) -> None:
-            labels = sleap_nn_predict(source(), [model_dir(CENTERNET)], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **settings)
+            labels = sleap_nn_predict(source(), [model_dir(model)], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **settings)
             np.savez(path, **{str(k): v for k, v in boxes_by_frame(labels).items()})
 
-        with np.load(cached(session_cache, f"boxes-{name}.npz", produce)) as data:
+        with np.load(cached(session_cache, f"boxes-{model}-{name}.npz", produce)) as data:
             return {int(k): data[k] for k in data.files}
 
     return compute
@@ -60,11 +62,12 @@ def compare_boxes(ours: dict, theirs: dict) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt"])
-def test_centernet_boxes_match_sleap_nn(suffix, artifact, box_reference, tmp_path):
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_boxes_match_sleap_nn(detector, suffix, artifact, box_reference, tmp_path):
     """Every 10th frame of the video, through `sleap-export predict`."""
     frames = list(range(0, 1100, 10))
-    expected = box_reference(f"centernet-{VIDEO}-every10", lambda: str(DATA / VIDEO), frames)
-    model = artifact([CENTERNET], suffix)
+    expected = box_reference(detector, f"{VIDEO}-every10", lambda: str(DATA / VIDEO), frames)
+    model = artifact([detector], suffix)
     out = tmp_path / "boxes.slp"
     done = subprocess.run(
         [BIN / "sleap-export", "predict", model, DATA / VIDEO, "--frames", ",".join(map(str, frames)), "-o", out],
@@ -81,13 +84,14 @@ def test_centernet_boxes_match_sleap_nn(suffix, artifact, box_reference, tmp_pat
 
 
 @pytest.mark.parametrize("height, width", [(413, 397), (250, 301), (512, 448)])
-def test_centernet_boxes_at_other_frame_sizes(height, width, artifact, box_reference, frame_sequence):
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_boxes_at_other_frame_sizes(detector, height, width, artifact, box_reference, frame_sequence):
     """Frames padded or cropped (size matching resizes them), through the ONNX runner."""
     import sleap_export
 
     paths = frame_sequence(VIDEO, range(0, 1100, 50), height, width)
-    expected = box_reference(f"centernet-{height}x{width}", lambda: sio.load_video(paths))
-    runner = sleap_export.load(artifact([CENTERNET], ".onnx"))
+    expected = box_reference(detector, f"{height}x{width}", lambda: sio.load_video(paths))
+    runner = sleap_export.load(artifact([detector], ".onnx"))
     video = sio.load_video(paths)
     ours = {}
     for start in range(0, len(video), 4):
@@ -106,9 +110,9 @@ def test_centernet_class_wise_nms(artifact, box_reference):
     frames = list(range(0, 1100, 25))
     low_threshold = {"peak_threshold": 0.01}
     expected = box_reference(
-        f"centernet-{VIDEO}-nms0.005", lambda: str(DATA / VIDEO), frames, bbox_nms_iou=0.005, **low_threshold
+        CENTERNET, f"{VIDEO}-nms0.005", lambda: str(DATA / VIDEO), frames, bbox_nms_iou=0.005, **low_threshold
     )
-    without = box_reference(f"centernet-{VIDEO}-no-nms", lambda: str(DATA / VIDEO), frames, **low_threshold)
+    without = box_reference(CENTERNET, f"{VIDEO}-no-nms", lambda: str(DATA / VIDEO), frames, **low_threshold)
     assert sum(map(len, without.values())) > sum(map(len, expected.values())), "NMS must remove boxes here"
     runner = sleap_export.load(artifact([CENTERNET], ".onnx", box_nms_iou=0.005, peak_threshold=0.01))
     video = sio.load_video(str(DATA / VIDEO))

@@ -26,9 +26,10 @@ HEAD_TYPES = (
     "multi_class_bottomup",
     "multi_class_topdown",
     "bbox_centernet",
+    "bbox_ssd",
 )
 # Head types whose runs detect boxes rather than keypoints.
-BOX_HEAD_TYPES = ("bbox_centernet",)
+BOX_HEAD_TYPES = ("bbox_centernet", "bbox_ssd")
 
 
 @attrs.frozen
@@ -68,6 +69,7 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType("bottomup", ("bottomup",), "BottomUpGraph", "bottomup"),
         ModelType("multi_class_bottomup", ("multi_class_bottomup",), "MultiClassBottomUpGraph", "multi_class_bottomup"),
         ModelType("bbox_centernet", ("bbox_centernet",), "CenterNetBoxGraph", "boxes"),
+        ModelType("bbox_ssd", ("bbox_ssd",), "SsdBoxGraph", "boxes"),
     )
 }
 

@@ -240,6 +240,19 @@ def _load_legacy_network(run_dir: Path):
     return network
 
 
+def ssd_anchor_settings(training_config: str) -> tuple[list[int], list[list[tuple[float, float]]], list[float]]:
+    """An SSD run's anchors as sleap-nn makes them: level strides (finest first), each level's
+    anchor ``(w, h)`` shapes, and the box-coding variances (from its training config text)."""
+    import yaml
+    from omegaconf import OmegaConf
+    from sleap_nn.data.bboxes import anchor_shapes, get_bbox_target_encoder
+
+    config = OmegaConf.create(yaml.safe_load(training_config))
+    encoder = get_bbox_target_encoder("bbox_ssd", config.model_config.head_configs)
+    shapes = [anchor_shapes(size, encoder.scales, encoder.aspect_ratios) for size in encoder.sizes]
+    return encoder.strides, shapes, encoder.variances
+
+
 def skeleton_spec(skeleton) -> SkeletonSpec:
     """Describe a `sio.Skeleton` by node indices."""
     index = {node.name: i for i, node in enumerate(skeleton.nodes)}

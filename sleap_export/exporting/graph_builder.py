@@ -20,8 +20,9 @@ from sleap_export.exporting.options import ExportOptions
 from sleap_export.runtime.decoding.peak_grouping import paf_edge_order
 
 
-# sleap-nn's detections per frame when predict is given no max_instances.
+# sleap-nn's detections per frame when predict is given no max_instances, and SSD's NMS IoU.
 BOX_MAX_DETECTIONS = 100
+SSD_NMS_IOU = 0.45
 
 
 @attrs.frozen
@@ -67,8 +68,11 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
             "trained on the same kind of frames."
         )
     post = attrs.evolve(options.postprocess, edge_order=paf_edge_order(runs[0].stage.paf_edges))
-    if model_type.runs[0] in BOX_HEAD_TYPES and post.max_instances == attrs.fields(PostprocessSpec).max_instances.default:
+    defaults = attrs.fields(PostprocessSpec)
+    if model_type.runs[0] in BOX_HEAD_TYPES and post.max_instances == defaults.max_instances.default:
         post = attrs.evolve(post, max_instances=BOX_MAX_DETECTIONS)
+    if model_type.name == "bbox_ssd" and post.box_nms_iou is None:
+        post = attrs.evolve(post, box_nms_iou=SSD_NMS_IOU)  # 1.0 turns it off, as in sleap-nn
     if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
     if options.raw_heads and len(runs) != 1:

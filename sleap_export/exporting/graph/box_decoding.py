@@ -4,11 +4,16 @@ CenterNet (``decode_centernet``): a 3x3 max-pool keeps the local maxima of the
 center heatmap, the highest ``max_detections`` are read with the box size and
 sub-cell offset at their cell, boxes are clipped to the model input, then mapped
 to the frame (``/ input_scale``, ``/ size-matching scale``) and clipped to it
-(``clip_boxes_to_frame``). Class-wise IoU-NMS, where a model sets one, runs on the
-host (`runtime.decoding.box_nms`), over these detections in score order.
+(``clip_boxes_to_frame``). SSD (``decode_ssd``): class probabilities by softmax
+(background dropped), boxes decoded from each anchor, the top (anchor, class)
+pairs at or above the threshold. Class-wise IoU-NMS (SSD's always, CenterNet's
+where a model sets one) runs on the host (`runtime.decoding.box_nms`), over these
+candidates in score order.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -92,3 +97,61 @@ def boxes_to_frame(boxes, scores, kept, input_scale: float, size_scale, frame_he
     boxes = _clip(corners.reshape(boxes.shape), frame_height, frame_width)
     kept = kept & _has_area(boxes) & torch.isfinite(scores)
     return boxes, kept
+
+
+# SSD: the highest-scoring (anchor, class) pairs that enter NMS (sleap-nn's ``pre_nms_top_k``).
+SSD_PRE_NMS_TOP_K = 1000
+# sleap-nn clamps the log-size of a decoded box so an untrained head cannot overflow exp().
+_LOG_MAX_SIZE = math.log(1000.0)
+
+
+def ssd_anchors(input_height, input_width, strides, level_shapes) -> torch.Tensor:
+    """``(A, 4)`` xyxy anchors of a model input, in the SSD head's output order (sleap-nn's
+    ``make_anchors``): level, row, column, anchor shape; centers at ``(index + 0.5) * stride``."""
+    levels = []
+    for stride, shapes in zip(strides, level_shapes):
+        rows = (input_height + stride - 1) // stride
+        cols = (input_width + stride - 1) // stride
+        cy, cx = torch.meshgrid(
+            (torch.arange(rows).to(torch.float32) + 0.5) * stride,
+            (torch.arange(cols).to(torch.float32) + 0.5) * stride,
+            indexing="ij",
+        )
+        centers = torch.stack([cx, cy], -1).reshape(-1, 1, 2)
+        half = shapes[None] / 2
+        levels.append(torch.cat([centers - half, centers + half], dim=-1).reshape(-1, 4))
+    return torch.cat(levels, dim=0)
+
+
+def ssd_detections(raw: torch.Tensor, anchors: torch.Tensor, variances, score_threshold: float, input_height, input_width):
+    """``(boxes (B, T, 4), scores, classes, kept)`` in model-input pixels, T = `SSD_PRE_NMS_TOP_K`:
+    the highest (anchor, class) probabilities at or above the threshold, in descending score, their
+    decoded boxes clipped to the input (``kept``: such a pair with a box of some area)."""
+    n_logits = raw.shape[-1] - 4
+    probabilities = torch.softmax(raw[..., :n_logits], dim=-1)[..., 1:]  # background dropped
+    deltas = raw[..., n_logits:]
+    anchor_w = anchors[..., 2] - anchors[..., 0]
+    anchor_h = anchors[..., 3] - anchors[..., 1]
+    anchor_cx = anchors[..., 0] + anchor_w / 2
+    anchor_cy = anchors[..., 1] + anchor_h / 2
+    cx = anchor_cx + deltas[..., 0] * variances[0] * anchor_w
+    cy = anchor_cy + deltas[..., 1] * variances[1] * anchor_h
+    box_w = anchor_w * torch.exp((deltas[..., 2] * variances[2]).clamp(max=_LOG_MAX_SIZE))
+    box_h = anchor_h * torch.exp((deltas[..., 3] * variances[3]).clamp(max=_LOG_MAX_SIZE))
+    decoded = torch.stack([cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2], dim=-1)
+    decoded = _clip(decoded, input_height, input_width)
+    batch = raw.shape[0]
+    n_classes = probabilities.shape[-1]
+    flat = probabilities.reshape(batch, -1)  # anchor-major, as sleap-nn flattens
+    below = torch.full_like(flat, -1.0)
+    candidates = torch.where(flat >= score_threshold, flat, below)
+    # Padding so a small input with fewer pairs than slots still fills them; never kept.
+    candidates = torch.cat([candidates, below[:, :1].expand(batch, SSD_PRE_NMS_TOP_K)], dim=1)
+    scores, indices = candidates.topk(SSD_PRE_NMS_TOP_K, dim=1)
+    real = scores >= score_threshold
+    indices = torch.where(real, indices, torch.zeros_like(indices))
+    anchor = indices // n_classes
+    classes = indices % n_classes
+    boxes = decoded.gather(1, anchor[..., None].expand(batch, SSD_PRE_NMS_TOP_K, 4))
+    kept = real & _has_area(boxes)
+    return boxes, scores, classes, kept

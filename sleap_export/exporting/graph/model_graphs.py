@@ -17,7 +17,7 @@ import torch
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.spec import PostprocessSpec, StageSpec
-from sleap_export.exporting.graph.box_decoding import boxes_to_frame, centernet_detections
+from sleap_export.exporting.graph.box_decoding import boxes_to_frame, centernet_detections, ssd_anchors, ssd_detections
 from sleap_export.exporting.graph.crops import centered_crops
 from sleap_export.exporting.graph.paf import paf_line_scores
 from sleap_export.exporting.graph.paf_grouping import group_in_graph
@@ -321,9 +321,9 @@ class MultiClassBottomUpGraph(BottomUpPeaks):
         return keypoints, values, valid, probs
 
 
-class CenterNetBoxGraph(PoseGraph):
-    """A CenterNet box detector: frame boxes, scores, classes, the slots that hold a detection; and
-    the model-input boxes with the slots that are NMS candidates."""
+class BoxGraph(PoseGraph):
+    """A box detector: frame boxes, scores, classes, the slots that hold a detection; and the
+    model-input boxes with the slots that are NMS candidates (the host runs class-wise NMS on them)."""
 
     output_names = (
         "pred_bboxes", "pred_bbox_scores", "pred_bbox_classes", "pred_bbox_valid", "pred_bbox_input_boxes", "pred_bbox_candidates"
@@ -332,8 +332,10 @@ class CenterNetBoxGraph(PoseGraph):
     def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
         super().__init__(stages, size_match)
         self.stage = stages[0]
-        # A module, so that `for_reordering_runtimes` gives ONNX Runtime torch's sigmoid.
-        self.center_probability = torch.nn.Sigmoid()
+
+    def detections(self, heads: dict, input_height, input_width):
+        """``(boxes, scores, classes, kept)`` in model-input pixels, in descending score."""
+        raise NotImplementedError
 
     def forward(self, frames: torch.Tensor):
         images = frames_to_images(frames)
@@ -341,24 +343,12 @@ class CenterNetBoxGraph(PoseGraph):
         sized, size_scale = self.size_match(images)
         model_input = self.stage.prepare(sized)
         input_shape = shape_of(model_input)
-        heads = self.stage.network(model_input)
-        post = self.stage.post
-        boxes, scores, classes, kept = centernet_detections(
-            self.center_probability(heads["BBoxCenterHead"]),
-            heads["BBoxSizeHead"],
-            heads.get("BBoxOffsetHead"),
-            self.stage.spec.output_stride,
-            post.peak_threshold,
-            post.max_instances,
-            input_shape[2],
-            input_shape[3],
-        )
+        boxes, scores, classes, kept = self.detections(self.stage.network(model_input), input_shape[2], input_shape[3])
         frame_boxes, in_frame = boxes_to_frame(
             boxes, scores, kept, self.stage.input_scale, size_scale, frame_shape[2], frame_shape[3]
         )
         # Slots without a detection are emptied as sleap-nn pads them (NaN, class -1): what fills them
-        # is the runtime's choice among equal zero scores. The model-input boxes go out too: class-wise
-        # NMS (on the host) compares them before they are mapped to the frame.
+        # is the runtime's choice among equal scores.
         empty = torch.full_like(scores, float("nan"))
         return (
             torch.where(in_frame[..., None], frame_boxes, empty[..., None]),
@@ -367,6 +357,39 @@ class CenterNetBoxGraph(PoseGraph):
             in_frame,
             torch.where(kept[..., None], boxes, empty[..., None]),
             kept,
+        )
+
+
+class CenterNetBoxGraph(BoxGraph):
+    """CenterNet: max-pool peaks of the center heatmap with the size and offset at each."""
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        # A module, so that `for_reordering_runtimes` gives ONNX Runtime torch's sigmoid.
+        self.center_probability = torch.nn.Sigmoid()
+
+    def detections(self, heads: dict, input_height, input_width):
+        post = self.stage.post
+        return centernet_detections(
+            self.center_probability(heads["BBoxCenterHead"]), heads["BBoxSizeHead"], heads.get("BBoxOffsetHead"),
+            self.stage.spec.output_stride, post.peak_threshold, post.max_instances, input_height, input_width,
+        )
+
+
+class SsdBoxGraph(BoxGraph):
+    """SSD: per-anchor class probabilities and box deltas, anchors made for the input's size."""
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        from sleap_export.exporting.checkpoints import ssd_anchor_settings
+
+        self.strides, shapes, self.variances = ssd_anchor_settings(self.stage.spec.training_config)
+        self.level_shapes = [torch.tensor(level, dtype=torch.float32) for level in shapes]
+
+    def detections(self, heads: dict, input_height, input_width):
+        anchors = ssd_anchors(input_height, input_width, self.strides, self.level_shapes)
+        return ssd_detections(
+            heads["SSDHead"], anchors, self.variances, self.stage.post.peak_threshold, input_height, input_width
         )
 
 

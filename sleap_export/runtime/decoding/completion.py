@@ -159,7 +159,7 @@ def boxes(outputs: Outputs, spec: ModelSpec) -> Outputs:
         kept = candidates[class_wise_nms(
             np.asarray(outputs.pred_bbox_input_boxes)[candidates], np.asarray(outputs.pred_bbox_scores)[candidates],
             np.asarray(outputs.pred_bbox_classes)[candidates], iou,
-        )]
+        )][: spec.postprocess.max_instances]
         valid = np.isin(np.arange(len(valid)), kept) & valid
         order = kept[valid[kept]]
     else:

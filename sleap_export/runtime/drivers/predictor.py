@@ -336,7 +336,7 @@ class MultiClassBottomUpPredictor(Predictor):
     """Bottom-up with identities from class maps."""
 
 
-@_predicts("bbox_centernet")
+@_predicts("bbox_centernet", "bbox_ssd")
 class BoxPredictor(Predictor):
     """A box detector: boxes on each labeled frame, no instances."""
 
