@@ -123,3 +123,38 @@ def test_centernet_class_wise_nms(artifact, box_reference):
             ours[o.frame_idx] = np.column_stack([o.pred_bboxes, o.pred_bbox_scores]).reshape(-1, 5)
     corners, scores = compare_boxes(ours, expected)
     assert corners <= CORNER_PX and scores <= SCORE
+
+
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_openvino_gives_onnx_runtimes_boxes(detector, artifact):
+    """The same artifact under OpenVINO: the same detections, corners within 0.01 px."""
+    import sleap_export
+
+    path = artifact([detector], ".onnx")
+    video = sio.load_video(str(DATA / VIDEO))
+    frames = list(range(0, 1100, 100))
+    batch = np.stack([video[i] for i in frames])
+
+    def boxes(runner) -> dict:
+        return {
+            o.frame_idx: np.column_stack([o.pred_bboxes, o.pred_bbox_scores]).reshape(-1, 5)
+            for o in runner.predict(batch, frame_indices=frames)
+        }
+
+    corners, scores = compare_boxes(boxes(sleap_export.load(path, runtime="openvino")), boxes(sleap_export.load(path)))
+    assert corners <= CORNER_PX and scores <= SCORE
+
+
+def test_check_compares_box_corners_and_can_fail(artifact, tmp_path):
+    """`sleap-export check` on a detector: box counts and corners against sleap-nn; exit 1 over tolerance."""
+    model = artifact([CENTERNET], ".onnx")
+    args = [BIN / "sleap-export", "check", model, "-r", model_dir(CENTERNET), "-d", DATA / VIDEO, "-n", "6"]
+    passed = subprocess.run([*args, "--json", tmp_path / "report.json"], capture_output=True, text=True)
+    assert passed.returncode == 0, passed.stderr
+    assert "box corners" in passed.stderr and "box counts agree on 100.0%" in passed.stderr.replace("\n", " ")
+    import json
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["matched_instances"] >= 6 and report["keypoint_deviation_px"]["max"] <= CORNER_PX
+    failed = subprocess.run([*args, "--max-deviation", "0"], capture_output=True, text=True)
+    assert failed.returncode == 1 and "box corner deviation" in failed.stderr

@@ -101,7 +101,7 @@ TENSORRT_PARSER_OPS = frozenset(
     "DequantizeLinear Div Einsum Equal Exp Expand Flatten Floor Gather GatherElements Greater "
     "GreaterOrEqual IsNaN Less LessOrEqual MatMul Max MaxPool Min Mod Mul Neg NonZero Not Or Pad "
     "Pow QuantizeLinear Range Reciprocal ReduceMax ReduceMean ReduceSum Relu Reshape Resize "
-    "Round ScatterND Shape Sigmoid Slice Sqrt Squeeze Sub TopK Transpose Unsqueeze Where".split()
+    "Round ScatterND Shape Sigmoid Slice Softmax Sqrt Squeeze Sub TopK Transpose Unsqueeze Where".split()
 )
 
 
@@ -133,7 +133,9 @@ def tensorrt_double_downcast(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize(
-    "models", [[CENTROID, CENTERED], ["minimal_instance_bottomup"], ["minimal_instance_single_instance"]], ids=str
+    "models",
+    [[CENTROID, CENTERED], ["minimal_instance_bottomup"], ["minimal_instance_single_instance"], ["new_bbox_centernet"], ["new_bbox_ssd"]],
+    ids=str,
 )
 def test_engine_graphs_use_only_ops_the_tensorrt_parser_imports(models, artifact):
     onnx_path = artifact(models, ".onnx")

@@ -42,6 +42,31 @@ def scores_by_frame(labels: sio.Labels) -> dict[tuple[int, int], np.ndarray]:
     }
 
 
+# A box compared as a two-point pose: its corners.
+BOX_CORNERS = ("top-left", "bottom-right")
+
+
+def boxes_by_frame(labels: sio.Labels) -> dict[tuple[int, int], np.ndarray]:
+    """``(video index, frame index) -> (boxes, 2, 2)``: each box's two corners, as `poses_by_frame`
+    gives instances, so boxes compare (matched, counted, in pixels) as poses do."""
+    video_index = {id(v): i for i, v in enumerate(labels.videos)}
+    return {
+        (video_index[id(lf.video)], lf.frame_idx): np.array(
+            [[[b.x1, b.y1], [b.x2, b.y2]] for b in lf.bboxes], np.float64
+        ).reshape(-1, 2, 2)
+        for lf in labels.labeled_frames
+    }
+
+
+def box_scores_by_frame(labels: sio.Labels) -> dict[tuple[int, int], np.ndarray]:
+    """``(video index, frame index) -> (boxes,)`` detection scores."""
+    video_index = {id(v): i for i, v in enumerate(labels.videos)}
+    return {
+        (video_index[id(lf.video)], lf.frame_idx): np.array([float(b.score) for b in lf.bboxes], np.float64)
+        for lf in labels.labeled_frames
+    }
+
+
 def tracks_by_frame(labels: sio.Labels) -> dict[tuple[int, int], list]:
     """``(video index, frame index) -> [track name or None per instance]``."""
     video_index = {id(v): i for i, v in enumerate(labels.videos)}

@@ -16,7 +16,17 @@ from typing import Callable, Optional, Sequence
 import attrs
 import numpy as np
 
-from sleap_export.core.comparison import Comparison, compare_poses, poses_by_frame, scores_by_frame, tracks_by_frame
+from sleap_export.core.comparison import (
+    BOX_CORNERS,
+    Comparison,
+    box_scores_by_frame,
+    boxes_by_frame,
+    compare_poses,
+    poses_by_frame,
+    scores_by_frame,
+    tracks_by_frame,
+)
+from sleap_export.core.model_types import BOX_HEAD_TYPES
 from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.core.tolerances import Tolerance, tolerance_for
 from sleap_export.core.training_runs import weights_file
@@ -65,6 +75,13 @@ class CheckReport:
     node_names: tuple[str, ...]
     comparison: Comparison
     ground_truth: Optional[GroundTruthError] = None
+    # What the deviations measure: "keypoints", or a detector's "box corners".
+    points: str = "keypoints"
+
+    @property
+    def counted(self) -> str:
+        """What is counted per frame: instance(s), or a detector's box(es)."""
+        return "box" if self.points == "box corners" else "instance"
 
     @property
     def track_agreement(self) -> float:
@@ -82,10 +99,10 @@ class CheckReport:
         if comparison.frames == 0:
             found.append("no frames were compared")
         if comparison.count_agreement < tolerance.min_agreement:
-            found.append(f"instance counts agree on {comparison.count_agreement:.1%} of frames (< {tolerance.min_agreement:.0%})")
+            found.append(f"{self.counted} counts agree on {comparison.count_agreement:.1%} of frames (< {tolerance.min_agreement:.0%})")
         if self.deviation_px > tolerance.max_deviation_px:
             found.append(
-                f"p{tolerance.percentile:g} keypoint deviation {self.deviation_px:.3g} px (> {tolerance.max_deviation_px:g} px)"
+                f"p{tolerance.percentile:g} {self.points[:-1]} deviation {self.deviation_px:.3g} px (> {tolerance.max_deviation_px:g} px)"
             )
         if self.track_agreement < tolerance.min_agreement:
             found.append(f"tracks agree on {self.track_agreement:.1%} of matched instances")
@@ -129,18 +146,19 @@ class CheckReport:
         verdict = "PASS" if self else "FAIL: " + "; ".join(self.failures)
         name = " + ".join(Path(part).name for part in self.artifact.split(" + "))
         table = Table(title=f"check {name} ({self.precision}): {verdict}")
-        for column in ("keypoints", "n", "mean px", "p50", "p99", "p99.9", "max"):
-            table.add_column(column, justify="left" if column == "keypoints" else "right")
-        rows = {"all nodes": _stats(self.comparison.deviations), **self.per_node()}
+        for column in (self.points, "n", "mean px", "p50", "p99", "p99.9", "max"):
+            table.add_column(column, justify="left" if column == self.points else "right")
+        rows = {f"all {self.points}": _stats(self.comparison.deviations), **self.per_node()}
         for name, stats in rows.items():
             cells = [f"{stats[k]:.2e}" for k in ("mean", "p50", "p99", "p99.9", "max")] if stats["n"] else ["-"] * 5
             table.add_row(name, str(stats["n"]), *cells)
         comparison = self.comparison
         scores = _stats(comparison.score_deviations)
+        identities = "" if self.counted == "box" else f", tracks agree on {self.track_agreement:.1%}"
         caption = [
-            f"{comparison.frames} frames of {Path(self.data).name}; instance counts agree on "
-            f"{comparison.count_agreement:.1%}; {comparison.matched_instances} matched instances, tracks agree on "
-            f"{self.track_agreement:.1%}; score deviation max {scores.get('max', 0.0):.2e}",
+            f"{comparison.frames} frames of {Path(self.data).name}; {self.counted} counts agree on "
+            f"{comparison.count_agreement:.1%}; {comparison.matched_instances} matched {'boxes' if self.counted == 'box' else 'instances'}{identities}; "
+            f"score deviation max {scores.get('max', 0.0):.2e}",
             f"tolerance: p{self.tolerance.percentile:g} <= {self.tolerance.max_deviation_px:g} px, "
             f"agreement >= {self.tolerance.min_agreement:.0%}",
         ]
@@ -307,16 +325,19 @@ def check_artifact(
         )
     precision = options.precision or spec.precision
     tolerance = tolerance_for(precision, max_deviation)
+    # A detector's boxes compare as two-corner poses: matched, counted and measured in pixels the same way.
+    detector = spec.model_type in BOX_HEAD_TYPES
+    points_of, scores_of = (boxes_by_frame, box_scores_by_frame) if detector else (poses_by_frame, scores_by_frame)
     comparison = compare_poses(
-        poses_by_frame(ours),
-        poses_by_frame(theirs),
+        points_of(ours),
+        points_of(theirs),
         tolerance_px=tolerance.max_deviation_px,
         percentile=tolerance.percentile,
         min_count_agreement=tolerance.min_agreement,
-        ours_tracks=tracks_by_frame(ours),
-        reference_tracks=tracks_by_frame(theirs),
-        ours_scores=scores_by_frame(ours),
-        reference_scores=scores_by_frame(theirs),
+        ours_tracks=None if detector else tracks_by_frame(ours),
+        reference_tracks=None if detector else tracks_by_frame(theirs),
+        ours_scores=scores_of(ours),
+        reference_scores=scores_of(theirs),
     )
     return CheckReport(
         artifact=model_name(models),
@@ -324,8 +345,9 @@ def check_artifact(
         data=str(data),
         precision=precision,
         tolerance=tolerance,
-        node_names=spec.output_node_names,
+        node_names=BOX_CORNERS if detector else spec.output_node_names,
         comparison=comparison,
-        ground_truth=_ground_truth(source, ours, theirs),
+        ground_truth=None if detector else _ground_truth(source, ours, theirs),
+        points="box corners" if detector else "keypoints",
     )
 

@@ -95,7 +95,8 @@ def boxes_to_frame(boxes, scores, kept, input_scale: float, size_scale, frame_he
         corners = corners / input_scale
     corners = corners / size_scale
     boxes = _clip(corners.reshape(boxes.shape), frame_height, frame_width)
-    kept = kept & _has_area(boxes) & torch.isfinite(scores)
+    # Scores are probabilities: finite unless empty (NaN). isnan, as TensorRT's parser has no IsInf.
+    kept = kept & _has_area(boxes) & ~torch.isnan(scores)
     return boxes, kept
 
 
