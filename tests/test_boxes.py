@@ -210,3 +210,23 @@ def test_boxes_over_a_sweep_of_frame_sizes(detector, artifact):
     # The weakly trained CenterNet finds 72 boxes over its sweep at this threshold, the SSD hundreds.
     assert boxes_seen >= 60, f"the sweep must compare boxes, not empty frames ({boxes_seen})"
     assert corners <= CORNER_PX and scores <= SCORE, (corners, scores)
+
+
+def test_int8_detector_is_gated_on_its_boxes(assets, tmp_path):
+    """int8's accuracy gate holds a detector's boxes to fp32's: the shared SSD's boxes move (refused,
+    nothing written); with --keep-inaccurate it is written and says it failed."""
+    import json
+
+    out = tmp_path / "ssd_int8.onnx"
+    args = [
+        BIN / "sleap-export", "onnx", model_dir(SSD), "-o", out, "--precision", "int8",
+        "--calibration", DATA / VIDEO, "--calibration-frames", "16",
+    ]
+    refused = subprocess.run(args, capture_output=True, text=True)
+    assert refused.returncode == 1 and "fails its accuracy gate" in refused.stderr and "counts agree on" in refused.stderr
+    assert not out.exists()
+    kept = subprocess.run([*args, "--keep-inaccurate"], capture_output=True, text=True)
+    assert kept.returncode == 0, kept.stderr
+    spec = json.loads(subprocess.run([BIN / "sleap-export", "inspect", out, "--json"], capture_output=True, text=True).stdout)
+    gate = spec["export"]["accuracy_gate"]
+    assert gate["passed"] is False and gate["count_agreement"] < 0.9

@@ -188,7 +188,8 @@ def accuracy_gate(
     """Compare the reduced artifact with fp32 on the gate frames and hold it to its precision's
     tolerance; the measurement and verdict, or raise when it fails (unless ``keep_inaccurate``).
     ``open_runner(path)``: the runner of either (default: ONNX Runtime on an ONNX file)."""
-    from sleap_export.core.comparison import compare_poses, poses_by_frame
+    from sleap_export.core.comparison import boxes_by_frame, compare_poses, poses_by_frame
+    from sleap_export.core.model_types import BOX_HEAD_TYPES
     from sleap_export.core.tolerances import tolerance_for
     from sleap_export.runtime.backends.onnx_runner import OnnxRunner
     from sleap_export.runtime.drivers.predictor import Predictor
@@ -197,9 +198,13 @@ def accuracy_gate(
         raise InputError("Calibration frames differ in size; calibrate on one video or labels of one size.")
     frames = np.stack(calibration.gate)
 
+    # A detector's boxes are held to the gate as two-corner poses (`boxes_by_frame`).
+    detector = spec.model_type in BOX_HEAD_TYPES
+    points_of = boxes_by_frame if detector else poses_by_frame
+
     def poses(path: Path) -> dict:
         runner = open_runner(path) if open_runner is not None else OnnxRunner(path, spec)
-        return poses_by_frame(Predictor(runner).predict(frames, progress=None))
+        return points_of(Predictor(runner).predict(frames, progress=None))
 
     fp32, reduced = poses(fp32_path), poses(reduced_path)
     comparison = compare_poses(reduced, fp32)
@@ -207,7 +212,7 @@ def accuracy_gate(
     mean = float(deviations.mean()) if deviations.size else 0.0
     p99 = comparison.deviation_at(99)
     labels_error = None
-    if calibration.truth:
+    if calibration.truth and not detector:
         truth = calibration.truth
         errors = [compare_poses({k: p[k] for k in truth if k in p}, truth).deviations for p in (reduced, fp32)]
         labels_error = (float(errors[0].mean()), float(errors[1].mean()))
