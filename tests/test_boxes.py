@@ -230,3 +230,18 @@ def test_int8_detector_is_gated_on_its_boxes(assets, tmp_path):
     spec = json.loads(subprocess.run([BIN / "sleap-export", "inspect", out, "--json"], capture_output=True, text=True).stdout)
     gate = spec["export"]["accuracy_gate"]
     assert gate["passed"] is False and gate["count_agreement"] < 0.9
+
+
+def test_detector_through_live_and_bench(artifact, tmp_path):
+    """live writes each posed frame's boxes; bench times a detector as any model."""
+    model = artifact([CENTERNET], ".onnx")
+    out = tmp_path / "live.slp"
+    live = subprocess.run(
+        [BIN / "sleap-export", "live", model, "--source", DATA / VIDEO, "--duration", "2", "-o", out],
+        capture_output=True, text=True,
+    )
+    assert live.returncode == 0, live.stderr
+    frames = sio.load_slp(str(out)).labeled_frames
+    assert frames and sum(len(lf.bboxes) for lf in frames) >= len(frames)
+    bench = subprocess.run([BIN / "sleap-export", "bench", model, "-d", DATA / VIDEO, "-b", "2"], capture_output=True, text=True)
+    assert bench.returncode == 0 and "end-to-end" in bench.stdout, bench.stderr

@@ -262,3 +262,21 @@ def test_ray_options_are_refused_in_one_line_before_connecting(model, videos, tm
     done = run_cli("predict", model, videos[0], "-o", tmp_path / "missing", "--ray", "127.0.0.1:1", expect=2)
     assert "neither a .slp file nor an existing folder" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_detector_boxes_over_ray_equal_local_predict(cluster, artifact, assets, tmp_path):
+    """A box detector's chunks carry their boxes through the object store and the parts."""
+    model = artifact(["new_bbox_ssd"], ".onnx")
+    video = assets / "data" / "centered_pair_small.mp4"
+    local, remote = tmp_path / "local.slp", tmp_path / "ray.slp"
+    run_cli("predict", model, video, "--frames", FRAMES, "-o", local, "-q")
+    run_cli("predict", model, video, "--frames", FRAMES, "-o", remote, "--ray", cluster, "--workers", 2, "--chunk-size", CHUNK, "-q")
+
+    def boxes(path) -> dict:
+        return {
+            lf.frame_idx: [(b.x1, b.y1, b.x2, b.y2, b.score) for b in lf.bboxes] for lf in sio.load_slp(str(path)).labeled_frames
+        }
+
+    expected = boxes(local)
+    assert len(expected) == 60 and sum(map(len, expected.values())) > 60
+    assert boxes(remote) == expected
