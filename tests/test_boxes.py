@@ -245,3 +245,21 @@ def test_detector_through_live_and_bench(artifact, tmp_path):
     assert frames and sum(len(lf.bboxes) for lf in frames) >= len(frames)
     bench = subprocess.run([BIN / "sleap-export", "bench", model, "-d", DATA / VIDEO, "-b", "2"], capture_output=True, text=True)
     assert bench.returncode == 0 and "end-to-end" in bench.stdout, bench.stderr
+
+
+def test_box_nms_iou_flag_reaches_the_spec_and_is_refused_for_pose_models(assets, tmp_path):
+    import json
+
+    out = tmp_path / "cn.onnx"
+    done = subprocess.run(
+        [BIN / "sleap-export", "onnx", model_dir(CENTERNET), "-o", out, "--box-nms-iou", "0.3"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    spec = json.loads(subprocess.run([BIN / "sleap-export", "inspect", out, "--json"], capture_output=True, text=True).stdout)
+    assert spec["postprocess"]["box_nms_iou"] == 0.3 and spec["class_names"] == ["object"]
+    refused = subprocess.run(
+        [BIN / "sleap-export", "onnx", model_dir("minimal_instance_bottomup"), "-o", tmp_path / "bu.onnx", "--box-nms-iou", "0.3"],
+        capture_output=True, text=True,
+    )
+    assert refused.returncode == 2 and "applies to box detectors" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cn.onnx"]

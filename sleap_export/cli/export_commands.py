@@ -30,6 +30,10 @@ class ExportFlags:
     peak_threshold: Optional[float] = _option(None, help="Minimum confidence of a peak (default 0.2).")
     refinement: Optional[bool] = _option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on).")
     grouping: Optional[str] = _option(None, "--grouping", help="Bottom-up: host (exact, default) or graph (approximate, no host work).")
+    box_nms_iou: Optional[float] = _option(
+        None, "--box-nms-iou", min=0.0, max=1.0,
+        help="Box detectors: class-wise IoU-NMS threshold, sleap-nn's --bbox_nms_iou (default: off for CenterNet, 0.45 for SSD; 1 turns it off).",
+    )
     check: Optional[Path] = _option(None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails.")
     check_frames: int = _option(50, "--check-frames", min=1, help="Frames `--check` compares.")
     precision: str = _option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized; symmetric for TensorRT).")
@@ -43,7 +47,9 @@ class ExportFlags:
 
     def option_fields(self, raw_heads: bool = False, engine=None) -> dict:
         """The export option fields these flags give (a preset's are filled in under them by `export`)."""
-        given = dict(max_instances=self.max_instances, peak_threshold=self.peak_threshold, grouping=self.grouping)
+        given = dict(
+            max_instances=self.max_instances, peak_threshold=self.peak_threshold, grouping=self.grouping, box_nms_iou=self.box_nms_iou
+        )
         fields = {k: v for k, v in given.items() if v is not None}
         if self.refinement is not None:
             fields["refinement"] = "integral" if self.refinement else None

@@ -73,6 +73,8 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         post = attrs.evolve(post, max_instances=BOX_MAX_DETECTIONS)
     if model_type.name == "bbox_ssd" and post.box_nms_iou is None:
         post = attrs.evolve(post, box_nms_iou=SSD_NMS_IOU)  # 1.0 turns it off, as in sleap-nn
+    if post.box_nms_iou is not None and model_type.runs[0] not in BOX_HEAD_TYPES:
+        raise InputError("--box-nms-iou applies to box detectors (bbox_centernet, bbox_ssd) only; leave it out.")
     if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
     if options.raw_heads and len(runs) != 1:
