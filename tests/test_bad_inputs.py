@@ -36,7 +36,7 @@ VIDEO = DATA / "centered_pair_small.mp4"
 def test_the_table_lists_every_case_tested_here():
     table = (PROJECT / "docs" / "bad-inputs.md").read_text()
     documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.M))
-    tests = [Path(__file__).with_name(name) for name in ("test_bad_inputs.py", "test_lab_day.py", "test_live.py")]
+    tests = [Path(__file__).with_name(name) for name in ("test_bad_inputs.py", "test_lab_day.py", "test_live.py", "test_output_formats.py")]
     tested = set(re.findall(r'"([a-z0-9-]+)"', "".join(path.read_text() for path in tests))) & documented
     assert len(documented) >= 20
     assert documented == tested, documented ^ tested
@@ -396,7 +396,7 @@ def test_predict_never_writes_over_its_inputs(tmp_path, artifact):
     before = {p: p.read_bytes() for p in (video, labels)}
     result = installed("predict", model, video, "-o", video, "--overwrite", "--frames", "0")
     assert_one_line_error(result, "is not a .slp file")  # "predict-output-not-slp"
-    result = installed("predict", model, video, "-o", tmp_path / "preds.h5", "--frames", "0")
+    result = installed("predict", model, video, "-o", tmp_path / "preds.txt", "--frames", "0")
     assert_one_line_error(result, "name it preds.slp")  # "predict-output-not-slp"
     result = installed("predict", model, labels, "-o", labels, "--overwrite")
     assert_one_line_error(result, "is one of the inputs")  # "predict-output-is-input"

@@ -101,7 +101,8 @@ class Predictor:
         as_labels: bool = True,
         overlay: Optional[str | Path] = None,
     ):
-        """Predict every requested frame; optionally write ``output`` (.slp).
+        """Predict every requested frame; optionally write ``output`` (.slp, or the format its suffix
+        names: `writing.output_formats`).
 
         ``source`` may be a list of inputs: the labels then hold one video each
         (a video given twice is refused). ``frames``: indices, or ranges as

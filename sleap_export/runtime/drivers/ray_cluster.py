@@ -12,8 +12,9 @@ The driver keeps at most ``IN_FLIGHT_PER_WORKER`` chunks submitted per worker
 and writes each finished chunk at once (atomically) into a parts folder beside
 the output, so its memory holds a few chunks' poses whatever the number of
 videos, a job that dies keeps its finished chunks, and ``resume=True`` goes on
-at chunk granularity. A video's ``.slp`` is built from its parts, the same way
-local ``predict`` builds it from its frames, so the two are identical.
+at chunk granularity. A video's output is built from its parts, the same way
+local ``predict`` builds it from its frames, so the two are identical, in any
+output format (`writing.output_formats`).
 
 Ray is imported only here, and only when a job runs.
 """
@@ -47,8 +48,8 @@ from sleap_export.runtime.drivers.predictor import PredictionInterrupted
 from sleap_export.runtime.drivers.progress import ProgressSink
 from sleap_export.runtime.open_model import ModelOptions, is_artifact, open_model
 from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, FrameSource, open_video, select_frames
-from sleap_export.runtime.writing.destination import OUTPUT_SUFFIX
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
+from sleap_export.runtime.writing.output_formats import check_videos, format_named, output_format_of
 from sleap_export.runtime.writing.packed_outputs import pack, unpack
 
 DEFAULT_CHUNK_FRAMES = 500
@@ -196,7 +197,7 @@ class ChunkWorker:
 @attrs.define
 class _Video:
     path: Path
-    output: Optional[Path]  # this video's own .slp (-o DIR), else None
+    output: Optional[Path]  # this video's own file (-o DIR), else None
     frame_indices: tuple[int, ...] = ()
     error: Optional[str] = None
     remaining: int = 0  # chunks not yet in the parts folder
@@ -205,8 +206,10 @@ class _Video:
 class RayPrediction:
     """One prediction job on a Ray cluster.
 
-    ``output``: a ``.slp`` (one file, one video each, like local predict) or an
-    existing folder (one ``STEM.slp`` per video). ``cluster``: a `RayCluster`;
+    ``output``: a file of an output format (`writing.output_formats`: one file, one video
+    each, like local predict) or an existing folder (one ``STEM.slp`` per video, or the
+    suffix of ``output_format``, a format's name as ``--format`` takes it, e.g. ``"nwb"``;
+    for a file it must agree with the suffix). ``cluster``: a `RayCluster`;
     ``options``: how each worker opens the artifact (a `ModelOptions`; threads come
     from the cluster's per-worker threads). After `run`, ``worker_pids`` holds the
     workers' process ids as they started.
@@ -223,6 +226,7 @@ class RayPrediction:
         batch_size: int = 4,
         resume: bool = False,
         overwrite: bool = False,
+        output_format: Optional[str] = None,
     ):
         self.artifact = Path(artifact)
         self.inputs = [Path(p) for p in inputs]
@@ -232,14 +236,17 @@ class RayPrediction:
         self.worker_pids: list[int] = []
         # Video index -> (frames, instances) written for it.
         self.written: dict[int, tuple[int, int]] = {}
+        self.format_name = output_format
+        # A folder, or a name of no output format (refused unless a folder): one file per video, as local predict.
+        self.per_video = self.output.is_dir() or output_format_of(self.output) is None
+        self.suffix = format_named(output_format or "slp").suffix
         self._check_arguments()
         self.spec = read_spec(self.artifact)
         if "centroids" in self.spec.input_names:
             raise InputError(f"A {self.spec.model_type} artifact crops around given centroids; --ray predicts on videos only.")
         self.writer = LabelsWriter(self.spec, self.artifact)
-        self.per_video = self.output.suffix != OUTPUT_SUFFIX
         self.parts = self.output / DIR_PARTS if self.per_video else self.output.with_name(self.output.name + ".parts")
-        self.videos = [_Video(p, self.output / f"{p.stem}{OUTPUT_SUFFIX}" if self.per_video else None) for p in self.inputs]
+        self.videos = [_Video(p, self.output / f"{p.stem}{self.suffix}" if self.per_video else None) for p in self.inputs]
         self._check_outputs()
 
     def _check_arguments(self) -> None:
@@ -260,22 +267,24 @@ class RayPrediction:
         if labels:
             raise InputError(f"--ray predicts on video files and {labels[0]} is a labels file; predict it without --ray.")
         stems = collections.Counter(p.stem for p in self.inputs)
-        if self.output.suffix != OUTPUT_SUFFIX and max(stems.values()) > 1:
+        if self.per_video and max(stems.values()) > 1:
             same = [p for p in self.inputs if stems[p.stem] > 1]
             raise InputError(
-                f"{same[0]} and {same[1]} would both be written to {self.output / (same[0].stem + OUTPUT_SUFFIX)}; "
+                f"{same[0]} and {same[1]} would both be written to {self.output / (same[0].stem + self.suffix)}; "
                 "rename one, or write one file with -o all.slp."
             )
 
     def _check_outputs(self) -> None:
         if self.per_video and not self.output.is_dir():
             raise InputError(
-                f"{self.output} is neither a .slp file nor an existing folder; name a .slp for one file, "
-                "or create the folder for one .slp per video."
+                f"{self.output} is neither a .slp file nor an existing folder; name a .slp (or .analysis.h5, .nwb, .csv) "
+                "for one file, or create the folder for one file per video."
             )
         targets = [v.output for v in self.videos] if self.per_video else [self.output]
         for target in targets:
-            self.writer.check_destination(target, self.inputs)
+            self.writer.check_destination(target, self.inputs, self.format_name)
+        if not self.per_video:
+            check_videos(output_format_of(self.output), self.output, len(self.inputs))
         if self.overwrite:
             return
         if self.parts.exists() and not self.resume:
@@ -512,7 +521,7 @@ class RayPrediction:
         return frames
 
     def _write(self, indices: list[int], output: Path) -> None:
-        """The .slp of these videos from their parts, as local predict writes it; counts per video in ``written``."""
+        """The output of these videos from their parts, as local predict writes it; counts per video in ``written``."""
         videos = [open_video(self.videos[i].path) for i in indices]
         per_video = [self._labeled_frames(i, video) for i, video in zip(indices, videos)]
         self.writer.save(self.writer.labels([lf for frames in per_video for lf in frames], videos), output)

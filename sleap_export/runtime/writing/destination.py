@@ -1,5 +1,5 @@
-"""Where predictions go: a .slp that is none of the inputs, in a writable folder,
-one writer at a time (`exclusive_output`)."""
+"""Where predictions go: a file of an output format (`output_formats`) that is none of the
+inputs, in a writable folder, one writer at a time (`exclusive_output`)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,18 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 from sleap_export.core.atomic_files import refuse_inputs_as_output
 from sleap_export.core.errors import InputError
+from sleap_export.runtime.writing.output_formats import OutputFormat, output_format
 
-OUTPUT_SUFFIX = ".slp"
 
-
-def check_destination(output: Path, inputs: Iterable) -> None:
-    """Refuse an output that is not a .slp, is one of ``inputs`` (`refuse_inputs_as_output`),
-    or lies in a folder this process cannot write; before any frame is predicted."""
-    if output.suffix != OUTPUT_SUFFIX:
-        raise InputError(
-            f"{output} is not a .slp file; predictions are written as SLEAP labels, so name it "
-            f"{output.with_suffix(OUTPUT_SUFFIX).name}."
-        )
+def check_destination(output: Path, inputs: Iterable, format_name: Optional[str] = None) -> OutputFormat:
+    """The output's format (its suffix; ``format_name``, ``--format``, must agree), refused when
+    the suffix is no output format's, the file is one of ``inputs`` (`refuse_inputs_as_output`),
+    or it lies in a folder this process cannot write; before any frame is predicted."""
+    found = output_format(output, format_name)
     refuse_inputs_as_output(output, inputs, "the predictions")
     folder = output.parent
     if not folder.is_dir():
@@ -35,6 +31,7 @@ def check_destination(output: Path, inputs: Iterable) -> None:
         raise InputError(f"Output folder {folder} is not writable; choose another --output.") from None
     if output.exists() and not os.access(output, os.W_OK):
         raise InputError(f"{output} is read-only; choose another --output or make it writable.")
+    return found
 
 
 def _pid_alive(pid: int) -> bool:

@@ -111,6 +111,6 @@ class PredictionJournal:
             self._file = None
 
     def remove(self) -> None:
-        """Once its frames are in the .slp."""
+        """Once its frames are in the output file."""
         self.close()
         self.path.unlink(missing_ok=True)

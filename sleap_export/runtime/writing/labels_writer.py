@@ -1,28 +1,28 @@
 """`LabelsWriter`: one model's predictions as SLEAP labels, for every driver.
 
-Batch predict, Ray jobs and live runs write their `.slp` through it, so the
+Batch predict, Ray jobs and live runs write their output through it, so the
 skeleton, the class tracks, the provenance, resuming an earlier run's frames,
-the lock and the atomic save are the same code for all three.
+the lock and the atomic save are the same code for all three, in every output
+format (`output_formats`: `.slp`, analysis HDF5, NWB, CSV).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import sleap_io as sio
 
-from sleap_export.core.atomic_files import written_atomically
-from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.errors import InputError
 from sleap_export.core.model_types import BOX_HEAD_TYPES
 from sleap_export.core.spec import ModelSpec
 from sleap_export.runtime.decoding.outputs import Outputs
 from sleap_export.runtime.writing.destination import check_destination, exclusive_output
 from sleap_export.runtime.writing.journal import PredictionJournal
+from sleap_export.runtime.writing.output_formats import check_videos, output_format
 
 
 def output_skeleton(spec: ModelSpec) -> sio.Skeleton:
@@ -56,19 +56,10 @@ def provenance(spec: ModelSpec, artifact: Optional[str]) -> dict:
 
 
 def save_labels_atomically(labels: sio.Labels, path: str | Path) -> Path:
-    """Write ``.slp`` to a temporary sibling, then rename: no half-written file."""
+    """Write ``labels`` in the format of ``path``'s suffix to a temporary sibling, then rename:
+    no half-written file."""
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            # sleap-io moves provenance past HDF5's 64 kB attribute limit into a dataset of its own, and says so.
-            warnings.filterwarnings("ignore", message="Labels metadata JSON")
-            with written_atomically(path, suffix=".slp") as partial:
-                sio.save_slp(labels, str(partial))
-    except OSError as err:
-        raise SleapExportError(
-            f"Could not write {path} ({err.strerror or err}); free space or choose another folder."
-        ) from None
-    return path
+    return output_format(path).save(labels, path)
 
 
 def _same_file(a, b) -> bool:
@@ -88,9 +79,9 @@ def _input_video(videos: Sequence[sio.Video], filename, saved_in: Path) -> sio.V
 
 
 class LabelsWriter:
-    """The `.slp` of one model's predictions: instances on the model's skeleton and class
+    """One model's predictions as labels: instances on the model's skeleton and class
     tracks, its provenance, the frames an earlier run saved (resume), one writer at a time,
-    saved atomically.
+    saved atomically in the output's format (`output_formats`).
 
     ``artifact``: what the provenance names as the model (a path, or runs joined by " + ").
     """
@@ -165,9 +156,15 @@ class LabelsWriter:
         )
 
     # Files -------------------------------------------------------------------
-    def check_destination(self, output: Path, inputs: Iterable) -> None:
-        """Before any frame is predicted: a .slp that is none of ``inputs``, in a writable folder."""
-        check_destination(output, [*inputs, self.artifact])
+    def check_destination(self, output: Path, inputs: Iterable, format_name: Optional[str] = None) -> None:
+        """Before any frame is predicted: a file of an output format (``format_name`` must agree) that is
+        none of ``inputs``, in a writable folder, and that keeps what this model predicts."""
+        found = check_destination(output, [*inputs, self.artifact], format_name)
+        if self.spec.model_type in BOX_HEAD_TYPES and not found.keeps_boxes:
+            raise InputError(
+                f"A {self.spec.model_type} detector predicts boxes and {found.name} files keep none; "
+                f"write {found.stem(output)}.slp instead."
+            )
 
     @contextlib.contextmanager
     def locked(self, output: Path) -> Iterator[None]:
@@ -176,6 +173,7 @@ class LabelsWriter:
             yield
 
     def save(self, labels: sio.Labels, output: str | Path) -> Path:
+        """Write ``labels`` atomically in the format of ``output``'s suffix."""
         return save_labels_atomically(labels, output)
 
     # Resume ------------------------------------------------------------------
@@ -185,10 +183,7 @@ class LabelsWriter:
         output = Path(output)
         if not output.exists():
             return []
-        try:
-            saved = sio.load_slp(str(output))
-        except Exception:
-            raise InputError(f"{output} is not a readable .slp, so it cannot be resumed; remove it or pass --overwrite.") from None
+        saved = output_format(output).load(output)
         self._check_resumable(saved, output)
         moved = []
         for lf in saved.labeled_frames:
@@ -197,7 +192,10 @@ class LabelsWriter:
         return moved
 
     def journal(self, output: Path, videos: Sequence[sio.Video]) -> PredictionJournal:
-        """The journal that keeps this model's predictions for ``output`` as they are made."""
+        """The journal that keeps this model's predictions for ``output`` as they are made; refused
+        for more ``videos`` than the output's format holds (here, as the videos of .slp inputs are
+        first known before any frame is predicted)."""
+        check_videos(output_format(output), output, len(videos))
         model = {key: self.provenance[key] for key in ("sleap_export.model_type", "sleap_export.checkpoint_sha256")}
         return PredictionJournal(output, model, [str(video.filename) for video in videos])
 
