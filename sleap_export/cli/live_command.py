@@ -23,10 +23,18 @@ def live(
         None, "--processor", help="module:Class or file.py:Class whose process(outputs, timestamps) runs on each frame's poses."
     ),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Poses .slp to write, with each frame's capture, pose-ready and hook-done times."
+        None, "--output", "-o", help="Poses file to write: .slp, .analysis.h5 (or .h5), .nwb or .csv; .slp and .analysis.h5 "
+        "also keep each frame's capture, pose-ready and hook-done times."
+    ),
+    output_format: Optional[str] = typer.Option(
+        None, "--format", metavar="slp|analysis.h5|nwb|csv", help="Format of -o; it must match the suffix."
     ),
     duration: Optional[float] = typer.Option(None, "--duration", min=0.0, help="Seconds to capture (default: until the source ends, or Ctrl-C)."),
     show: bool = typer.Option(False, "--show", help="Show the frames and poses in a window (needs a display; q or Esc stops)."),
+    overlay: Optional[Path] = typer.Option(
+        None, "--overlay", help="Also draw each posed frame with its poses into this video (.mp4, .avi, .mkv, .mov) "
+        "at the source's frame rate; a folder: STEM.overlay.mp4 in it.",
+    ),
     forecast: str = typer.Option("none", "--forecast", help="Forward prediction per keypoint: none, velocity (constant velocity) or kalman."),
     forecast_lead_ms: float = typer.Option(
         0.0, "--forecast-lead-ms", min=0.0, help="Forecast this many ms past pose-ready (e.g. the actuator's delay)."
@@ -60,16 +68,21 @@ def live(
     from sleap_export.runtime.open_model import check_models, model_name
     from sleap_export.runtime.sources.live_sources import open_source
     from sleap_export.runtime.writing.destination import check_destination
+    from sleap_export.runtime.writing.overlay_video import OverlayVideo
 
     is_quiet = quiet(quiet_flag)
     models = check_models(models)
     options = model_options(device, runtime, precision)
     options.check_applies_to(models[0])
     frames_from = open_source(source, fps=fps, loop=loop)
+    if output is None and output_format is not None:
+        raise InputError("--format is the format of -o; add -o poses.slp (or .analysis.h5, .nwb, .csv), or leave out --format.")
     if output is not None:
-        check_destination(output, [*models, getattr(frames_from, "path", None)])
+        found = check_destination(output, [*models, getattr(frames_from, "path", None)], output_format)
         if output.exists() and not overwrite:
             raise InputError(f"{output} already exists; pass --overwrite to replace it.")
+    if overlay is not None:
+        overlay = _overlay_path(overlay, models, frames_from, overwrite)
     hook = None if processor is None else load_processor(processor)
     window = PoseWindow() if show else None
     runner = LiveRunner(
@@ -79,6 +92,7 @@ def live(
     )
     name = model_name(models)
     recording = LiveRecording(runner, name) if output is not None else None
+    drawn = None if overlay is None else OverlayVideo(overlay)
     ended = False
     try:
         for frame in runner:
@@ -86,6 +100,10 @@ def live(
                 typer.echo(f"live: posing {frames_from.name} with {' + '.join(m.name for m in models)}; Ctrl-C stops", err=True)
             if recording is not None:
                 recording.add(frame)
+            if drawn is not None:
+                if not drawn.frames:
+                    drawn.fps = frames_from.fps  # known once the source is open; None: measured from the frames
+                drawn.add(frame.outputs.original_image, frame.outputs, frame.times.capture_ns)
             if window is not None and not window.show(frame):
                 break
         ended = True
@@ -104,6 +122,8 @@ def live(
         runner.close()
         if window is not None:
             window.close()
+        if drawn is not None:
+            drawn.close()  # like the poses: the frames drawn so far, however the run ended
         # Whatever ended the run, what was posed is written (a run that failed before posing leaves no file).
         if recording is not None and (ended or recording.frames):
             recording.save(output)
@@ -111,4 +131,18 @@ def live(
         for line in runner.summary().lines():
             typer.echo(line)
         if recording is not None:
-            typer.echo(f"wrote {output}: {len(recording.frames)} frames with their times")
+            typer.echo(f"wrote {output}: {len(recording.frames)} frames" + (" with their times" if found.keeps_provenance else ""))
+        if drawn is not None and drawn.frames:
+            typer.echo(f"wrote {overlay}: {drawn.frames} frames drawn with their poses at {drawn.fps:.1f} fps")
+
+
+def _overlay_path(overlay: Path, models, frames_from, overwrite: bool) -> Path:
+    """--overlay's video, refused before the model loads (as -o is): see `overlay_video.check_overlay`."""
+    from sleap_export.runtime.writing.overlay_video import check_overlay, overlay_paths
+
+    source_file = getattr(frames_from, "path", None)
+    check_overlay(overlay, [*models, source_file])
+    (path,) = overlay_paths(overlay, [str(source_file or "live")])
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass --overwrite to replace it, or name another --overlay.")
+    return path

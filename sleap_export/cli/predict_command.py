@@ -18,7 +18,15 @@ def predict(
     inputs: List[Path] = typer.Argument(
         ..., help="Video(s) or .slp labels file(s); for a top-down pair of runs, the centered-instance run first."
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Predictions .slp to write."),
+    output: Path = typer.Option(
+        ..., "--output", "-o",
+        help="Predictions file to write, its format from the suffix: .slp, .analysis.h5 (or .h5), .nwb, .csv; "
+        "or an existing folder for one file per video.",
+    ),
+    output_format: Optional[str] = typer.Option(
+        None, "--format", metavar="slp|analysis.h5|nwb|csv",
+        help="Format of the output: with -o FOLDER, each video's file (default slp); with a file, it must match the suffix.",
+    ),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame ranges, e.g. 0-999,2000-."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Frames per batch."),
     device: Optional[str] = DEVICE,
@@ -35,9 +43,13 @@ def predict(
     resume: bool = typer.Option(
         False, "--resume", help="Keep the frames an earlier, interrupted run saved in --output; predict the rest."
     ),
+    overlay: Optional[Path] = typer.Option(
+        None, "--overlay", help="Also draw each predicted frame with its poses into this video (.mp4, .avi, .mkv, .mov), "
+        "or into one STEM.overlay.mp4 per video in this existing folder.",
+    ),
     ray_address: Optional[str] = typer.Option(
         None, "--ray", metavar="auto|HOST:PORT|ray://HOST:PORT",
-        help="Run on this Ray cluster (needs the ray extra of sleap-export); -o DIR writes one .slp per video.",
+        help="Run on this Ray cluster (needs the ray extra of sleap-export); -o DIR writes one file per video.",
     ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--ray: workers (default: the cluster's CPUs / --threads)."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="--ray: GPUs per worker (TensorRT, CUDA)."),
@@ -46,7 +58,8 @@ def predict(
     ),
     quiet_flag: bool = QUIET,
 ):
-    """Predict poses on videos or labels and write a .slp file (saved as it goes; see --resume).
+    """Predict poses on videos or labels and write a .slp file, or analysis HDF5, NWB or CSV (see --format;
+    saved as it goes; see --resume).
 
     With --ray, videos are split into chunks of --chunk-size frames run by
     --workers Ray actors of --threads CPU threads each (default 1).
@@ -59,7 +72,7 @@ def predict(
     fps, on the progress line and the final line alike: frames predicted in
     this run / wall-clock seconds from the start of prediction (model read,
     inputs opened) to the last frame; the final line also gives the whole time,
-    loading the model and writing the .slp included.
+    loading the model and writing the output included.
     """
     from sleap_export.runtime.open_model import split_models_and_inputs
     from sleap_export.runtime.sources.video_inputs import expand_inputs, refuse_repeated_videos
@@ -76,44 +89,56 @@ def predict(
 
         if video_index is not None:
             raise InputError("--video-index picks a video for local predict; with --ray, pass only the videos to predict.")
+        if overlay is not None:
+            raise InputError("--overlay draws the frames on this machine and --ray predicts them on the cluster; drop --ray, or leave out --overlay.")
         cluster = RayCluster(ray_address, workers, threads or 1, gpus_per_worker, chunk_size or DEFAULT_CHUNK_FRAMES)
         options = model_options(device, runtime, precision, parallel_batches=parallel_batches)
-        return _predict_on_ray(models, inputs, output, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started)
+        return _predict_on_ray(
+            models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started
+        )
     if workers is not None or chunk_size is not None or gpus_per_worker:
         raise InputError("--workers, --gpus-per-worker and --chunk-size apply with --ray; add --ray ADDRESS or leave them out.")
     options = model_options(device, runtime, precision, threads, parallel_batches)
     options.check_applies_to(models[0])
-    destinations = _destinations(models, inputs, output, video_index, resume, overwrite)
-    _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started)
+    destinations = _destinations(models, inputs, output, output_format, video_index, resume, overwrite)
+    if overlay is not None:
+        _check_overlay(overlay, models, inputs, video_index, resume, overwrite)
+    _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay)
 
 
-def _destinations(models, inputs, output: Path, video_index, resume: bool, overwrite: bool) -> list[tuple[list[Path], Path]]:
-    """``(inputs, .slp)`` pairs: all inputs into one .slp, or with -o FOLDER one STEM.slp per
-    input (as --ray writes them); each checked before the model loads."""
-    from sleap_export.runtime.writing.destination import OUTPUT_SUFFIX, check_destination
+def _destinations(models, inputs, output: Path, output_format, video_index, resume: bool, overwrite: bool) -> list[tuple[list[Path], Path]]:
+    """``(inputs, output file)`` pairs: all inputs into one file, or with -o FOLDER one STEM file per
+    input in ``output_format`` (--format, default slp; as --ray writes them); each checked before
+    the model loads."""
+    from sleap_export.runtime.writing.destination import check_destination
     from sleap_export.runtime.writing.journal import journal_path
+    from sleap_export.runtime.writing.output_formats import check_videos, format_named
 
     if output.is_dir():
         if video_index is not None:
             raise InputError("--video-index picks one video of one output; with -o FOLDER, pass only the videos to predict.")
         stems = {}
+        suffix = format_named(output_format or "slp").suffix
         for path in inputs:
-            target = output / f"{path.name.removesuffix('.slp') if path.name.endswith('.slp') else path.stem}{OUTPUT_SUFFIX}"
+            target = output / f"{path.name.removesuffix('.slp') if path.name.endswith('.slp') else path.stem}{suffix}"
             if target in stems:
                 raise InputError(
                     f"{stems[target]} and {path} would both be written to {target}; rename one, or write one file with -o all.slp."
                 )
             stems[target] = path
         pairs = [([path], target) for target, path in stems.items()]
-    elif output.suffix != OUTPUT_SUFFIX and not output.exists() and output.parent.is_dir() and not output.suffix:
+    elif not output.suffix and not output.exists() and output.parent.is_dir():
         raise InputError(
-            f"{output} is neither a .slp file nor an existing folder; name a .slp for one file, "
-            "or create the folder for one .slp per video."
+            f"{output} is neither a .slp file nor an existing folder; name a .slp (or .analysis.h5, .nwb, .csv) "
+            "for one file, or create the folder for one file per video."
         )
     else:
         pairs = [(list(inputs), output)]
     for sources, target in pairs:
-        check_destination(target, [*sources, *models])
+        found = check_destination(target, [*sources, *models], output_format)
+        check_videos(found, target, len(sources))
+        if resume and target.exists():
+            found.check_resumable(target)
         journal = journal_path(target)
         if journal.exists() and not (overwrite or resume):
             raise InputError(
@@ -121,11 +146,27 @@ def _destinations(models, inputs, output: Path, video_index, resume: bool, overw
                 "or --overwrite to start again."
             )
         if target.exists() and not (overwrite or resume):
-            raise InputError(f"{target} already exists; pass --overwrite to replace it, or --resume to finish it.")
+            finish = ", or --resume to finish it" if found.not_resumable is None else ""
+            raise InputError(f"{target} already exists; pass --overwrite to replace it{finish}.")
     return pairs
 
 
-def _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started):
+def _check_overlay(overlay: Path, models, inputs, video_index, resume: bool, overwrite: bool) -> None:
+    """--overlay refused before the model loads: a file type FFmpeg cannot write, an input,
+    several videos into one file, or an existing file without --overwrite."""
+    from sleap_export.runtime.writing.overlay_video import check_overlay, input_video_filenames, overlay_paths
+
+    check_overlay(overlay, [*inputs, *models])
+    videos = input_video_filenames(inputs)
+    if video_index is not None:
+        videos = videos[video_index : video_index + 1]  # out of range: refused by the predictor, in its words
+    for path in overlay_paths(overlay, videos) if videos else []:
+        if path.exists() and not overwrite:
+            fix = "remove it or name another --overlay" if resume else "pass --overwrite to replace it, or name another --overlay"
+            raise InputError(f"{path} already exists; {fix}.")
+
+
+def _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay=None):
     from sleap_export.runtime.drivers.predictor import Predictor
     from sleap_export.runtime.drivers.progress import progress_for
 
@@ -134,7 +175,8 @@ def _predict_here(models, destinations, options, frames, batch_size, video_index
         progress = progress_for(is_quiet)
         with _shown_until_done(progress):
             labels = predictor.predict(
-                list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index
+                list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index,
+                overlay=overlay,
             )
         if progress is not None:
             n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
@@ -143,6 +185,8 @@ def _predict_here(models, destinations, options, frames, batch_size, video_index
                 f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances; "
                 f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
             )
+            for drawn in predictor.overlays_written:
+                typer.echo(f"wrote {drawn}: the frames predicted, drawn with their poses")
 
 
 @contextlib.contextmanager
@@ -162,7 +206,7 @@ def _shown_until_done(progress):
             progress.stop()
 
 
-def _predict_on_ray(models, inputs, output, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started):
+def _predict_on_ray(models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started):
     """predict --ray: chunks over a Ray cluster; a failed video is a row of the summary and exit 1."""
     from importlib.util import find_spec
 
@@ -175,7 +219,7 @@ def _predict_on_ray(models, inputs, output, cluster, options, frames, batch_size
     from sleap_export.runtime.drivers.ray_cluster import RayPrediction
 
     job = RayPrediction(models[0], inputs, output, cluster, options, frames=frames, batch_size=batch_size,
-                        resume=resume, overwrite=overwrite)
+                        resume=resume, overwrite=overwrite, output_format=output_format)
     progress = progress_for(is_quiet)
     with _shown_until_done(progress):
         report = job.run(progress)
