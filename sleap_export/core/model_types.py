@@ -37,12 +37,17 @@ class ModelType:
     """One kind of artifact."""
 
     name: str
-    # Head types of the training runs it is made of, in stage order (the centroid run first).
+    # Head types of the training runs it is made of, in stage order (the centroid or detector run first).
     runs: tuple[str, ...] = attrs.field(validator=attrs.validators.deep_iterable(attrs.validators.in_(HEAD_TYPES)))
     # Its graph class in `sleap_export.exporting.graph.model_graphs`; every one is built as ``cls(stages, size_match)``.
     graph: str
     # Its function in `COMPLETION_MODULE`: raw graph outputs of one frame -> completed `Outputs`.
     completer: str
+
+    @property
+    def detects_boxes(self) -> bool:
+        """A box detector runs first (alone, or seeding a centered-instance stage)."""
+        return self.runs[0] in BOX_HEAD_TYPES
 
     @property
     def complete(self) -> Callable:
@@ -70,6 +75,9 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType("multi_class_bottomup", ("multi_class_bottomup",), "MultiClassBottomUpGraph", "multi_class_bottomup"),
         ModelType("bbox_centernet", ("bbox_centernet",), "CenterNetBoxGraph", "boxes"),
         ModelType("bbox_ssd", ("bbox_ssd",), "SsdBoxGraph", "boxes"),
+        # Box-driven top-down: a detector's boxes seed the centered-instance crops (sleap-nn -m DET -m CI).
+        ModelType("bbox_centernet_topdown", ("bbox_centernet", "centered_instance"), "CenterNetTopDownGraph", "box_topdown"),
+        ModelType("bbox_ssd_topdown", ("bbox_ssd", "centered_instance"), "SsdTopDownGraph", "box_topdown"),
     )
 }
 

@@ -43,33 +43,6 @@ class SkeletonSpec:
     name: str = "Skeleton-0"
 
 
-@attrs.frozen
-class StageSpec:
-    """One network of the artifact, with its own preprocessing contract."""
-
-    head_type: str = attrs.field(validator=attrs.validators.in_(HEAD_TYPES))
-    backbone: str
-    in_channels: int
-    input_scale: float
-    max_stride: int
-    output_stride: int
-    max_height: Optional[int] = None
-    max_width: Optional[int] = None
-    crop_size: Optional[int] = None
-    anchor_part: Optional[str] = None
-    paf_stride: Optional[int] = None
-    class_maps_stride: Optional[int] = None
-    # Bottom-up: the skeleton edges the PAFs encode, as node index pairs.
-    paf_edges: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_pairs)
-    # sha256 of the weights file: best.ckpt, or best_model.h5 for SLEAP 1.x.
-    checkpoint_sha256: str = ""
-    source: str = ""
-    # "sleap-nn" (best.ckpt) or "sleap-1.x" (TensorFlow best_model.h5, mapped by sleap-nn).
-    source_format: str = attrs.field(default="sleap-nn", validator=attrs.validators.in_(SOURCE_FORMATS))
-    # The training config file as written by training (YAML, or SLEAP 1.x JSON).
-    training_config: str = ""
-
-
 def within(low: float, high: Optional[float] = None, what: str = ""):
     """attrs validator: ``low <= value`` (and ``value < high``), else one line naming the option."""
 
@@ -95,6 +68,46 @@ def one_of(*choices):
 
 # A peak threshold is a confidence: at 1 or above no peak can ever be found.
 _CONFIDENCE = within(0.0, 1.0, " (a confidence)")
+
+
+@attrs.frozen
+class BoxCropSpec:
+    """A centered-instance model trained on box-scaled crops (sleap-nn's ``crop_mode: bbox``):
+    each detected box, padded by ``padding`` times its longest side, is resized to the crop
+    (``aspect``: square, letterbox or stretch), its window at least ``min_size`` frame pixels."""
+
+    aspect: str = attrs.field(default="square", validator=one_of("square", "letterbox", "stretch"))
+    padding: float = 0.1
+    min_size: Optional[float] = None
+
+
+@attrs.frozen
+class StageSpec:
+    """One network of the artifact, with its own preprocessing contract."""
+
+    head_type: str = attrs.field(validator=attrs.validators.in_(HEAD_TYPES))
+    backbone: str
+    in_channels: int
+    input_scale: float
+    max_stride: int
+    output_stride: int
+    max_height: Optional[int] = None
+    max_width: Optional[int] = None
+    crop_size: Optional[int] = None
+    # Centered-instance runs trained on box-scaled crops; None: fixed crops around a center.
+    box_crop: Optional[BoxCropSpec] = None
+    anchor_part: Optional[str] = None
+    paf_stride: Optional[int] = None
+    class_maps_stride: Optional[int] = None
+    # Bottom-up: the skeleton edges the PAFs encode, as node index pairs.
+    paf_edges: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_pairs)
+    # sha256 of the weights file: best.ckpt, or best_model.h5 for SLEAP 1.x.
+    checkpoint_sha256: str = ""
+    source: str = ""
+    # "sleap-nn" (best.ckpt) or "sleap-1.x" (TensorFlow best_model.h5, mapped by sleap-nn).
+    source_format: str = attrs.field(default="sleap-nn", validator=attrs.validators.in_(SOURCE_FORMATS))
+    # The training config file as written by training (YAML, or SLEAP 1.x JSON).
+    training_config: str = ""
 
 
 @attrs.frozen

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from sleap_export.core.model_types import BOX_HEAD_TYPES
+from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.spec import ModelSpec
 
 
@@ -27,7 +27,7 @@ def reference_settings(spec: ModelSpec) -> dict:
     }
     if post.instance_peak_threshold is not None:
         settings["keypoint_threshold"] = post.instance_peak_threshold
-    if spec.model_type in BOX_HEAD_TYPES:
+    if MODEL_TYPES[spec.model_type].detects_boxes:
         settings.update(bbox_nms_iou=post.box_nms_iou, max_instances=post.max_instances)
     if spec.model_type == "bottomup":
         settings.update(

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 from pathlib import Path
+from typing import Optional
 
 import attrs
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.model_types import BOX_HEAD_TYPES, HEAD_TYPES
-from sleap_export.core.spec import SkeletonSpec, StageSpec
+from sleap_export.core.spec import BoxCropSpec, SkeletonSpec, StageSpec
 from sleap_export.core.training_runs import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -59,6 +60,17 @@ def model_type_of(run_dir: Path) -> str:
         if head is not None:
             return name
     raise InputError(f"{run_dir / config_name} declares no model head; re-train or fix the config.")
+
+
+def _box_crop(config) -> Optional[BoxCropSpec]:
+    """How a centered-instance run trained with ``crop_mode: bbox`` cuts its crops (read by sleap-nn's
+    own ``BBoxCropSpec``), or None for fixed crops."""
+    from sleap_nn.data.instance_cropping import BBoxCropSpec
+
+    found = BBoxCropSpec.from_config(config)
+    if found is None:
+        return None
+    return BoxCropSpec(aspect=found.aspect, padding=float(found.padding), min_size=found.min_size)
 
 
 def load_run(path: str | Path) -> LoadedRun:
@@ -119,6 +131,7 @@ def load_run(path: str | Path) -> LoadedRun:
         max_height=_optional_int(preprocessing.get("max_height")),
         max_width=_optional_int(preprocessing.get("max_width")),
         crop_size=_optional_int(preprocessing.get("crop_size")),
+        box_crop=None if legacy else _box_crop(config),
         anchor_part=confmaps.get("anchor_part"),
         paf_stride=None if pafs is None else int(pafs.output_stride),
         class_maps_stride=None if class_maps is None else int(class_maps.output_stride),

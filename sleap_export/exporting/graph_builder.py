@@ -69,11 +69,11 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         )
     post = attrs.evolve(options.postprocess, edge_order=paf_edge_order(runs[0].stage.paf_edges))
     defaults = attrs.fields(PostprocessSpec)
-    if model_type.runs[0] in BOX_HEAD_TYPES and post.max_instances == defaults.max_instances.default:
+    if model_type.detects_boxes and post.max_instances == defaults.max_instances.default:
         post = attrs.evolve(post, max_instances=BOX_MAX_DETECTIONS)
-    if model_type.name == "bbox_ssd" and post.box_nms_iou is None:
+    if model_type.runs[0] == "bbox_ssd" and post.box_nms_iou is None:
         post = attrs.evolve(post, box_nms_iou=SSD_NMS_IOU)  # 1.0 turns it off, as in sleap-nn
-    if post.box_nms_iou is not None and model_type.runs[0] not in BOX_HEAD_TYPES:
+    if post.box_nms_iou is not None and not model_type.detects_boxes:
         raise InputError("--box-nms-iou applies to box detectors (bbox_centernet, bbox_ssd) only; leave it out.")
     if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
@@ -82,13 +82,21 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     instance_post = post
     if post.instance_peak_threshold is not None:
         instance_post = attrs.evolve(post, peak_threshold=post.instance_peak_threshold)
+    box_cropped = [r for r in runs if r.stage.box_crop is not None]
+    if box_cropped and not model_type.detects_boxes:
+        raise InputError(
+            f"{box_cropped[0].stage.source} was trained on box-scaled crops (crop_mode: bbox), so its crops come from "
+            "a box detector's boxes; pair it with a bbox_centernet or bbox_ssd run."
+        )
     stages = [
-        Stage(r.network, r.head_names, r.stage, post if r.stage.head_type == "centroid" else instance_post)
+        Stage(r.network, r.head_names, r.stage, post if r.stage.head_type in ("centroid", *BOX_HEAD_TYPES) else instance_post)
         for r in runs
     ]
-    # sleap-nn fits frames to the first run's max size that is set, centroid first.
-    max_height = next((r.stage.max_height for r in runs if r.stage.max_height is not None), None)
-    max_width = next((r.stage.max_width for r in runs if r.stage.max_width is not None), None)
+    # sleap-nn fits frames to the first run's max size that is set, centroid first; a detector
+    # sizes frames to its own (the centered-instance stage sizes them again to its own).
+    sized_by = runs[:1] if model_type.detects_boxes else runs
+    max_height = next((r.stage.max_height for r in sized_by if r.stage.max_height is not None), None)
+    max_width = next((r.stage.max_width for r in sized_by if r.stage.max_width is not None), None)
     graph_cls = graphs.RawHeadsGraph if options.raw_heads else getattr(graphs, model_type.graph)
     module = graph_cls(stages, SizeMatch(max_height, max_width))
     module.eval()
@@ -100,7 +108,8 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         postprocess=post,
         input_names=module.input_names,
         output_names=module.output_names,
-        class_names=instance_run.class_names,
+        # A detector's box categories, or the classes of a multi-class run.
+        class_names=runs[0].class_names if model_type.detects_boxes else instance_run.class_names,
         versions=versions(),
         raw_heads=options.raw_heads,
         export=ExportRecord(opset=options.opset),

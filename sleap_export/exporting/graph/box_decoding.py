@@ -156,3 +156,33 @@ def ssd_detections(raw: torch.Tensor, anchors: torch.Tensor, variances, score_th
     boxes = decoded.gather(1, anchor[..., None].expand(batch, SSD_PRE_NMS_TOP_K, 4))
     kept = real & _has_area(boxes)
     return boxes, scores, classes, kept
+
+
+@torch.jit.script
+def _greedy_survivors(suppresses: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """The fixed point of "a candidate no earlier survivor suppresses": greedy NMS's survivors.
+    Slot i's answer depends on slots before it only, so each pass settles at least one more slot
+    and any fixed point is greedy's; a loop (not unrolled), so it runs until it settles."""
+    survivors = candidates
+    previous = torch.zeros_like(candidates)
+    while bool((survivors != previous).any()):
+        previous = survivors
+        survivors = candidates & ~(suppresses & survivors.unsqueeze(-1)).any(dim=1)
+    return survivors
+
+
+def class_wise_nms(boxes: torch.Tensor, classes: torch.Tensor, candidates: torch.Tensor, iou_threshold: float):
+    """``(B, K)`` the candidates that survive class-wise greedy IoU-NMS, for ``(B, K)`` slots in
+    descending score (the IoU as `runtime.decoding.box_nms` computes it on the host)."""
+    x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    width = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)
+    height = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)
+    inter = width * height
+    area = (x2 - x1) * (y2 - y1)
+    iou = inter / (area[:, :, None] + area[:, None, :] - inter)
+    slots = shape_of(candidates)[1]
+    order = torch.arange(slots)
+    earlier = order[:, None] < order[None, :]  # [j, i]: j comes before i
+    # suppresses[b, j, i]: candidate j, if it survives, removes i.
+    suppresses = (iou > iou_threshold) & (classes[:, :, None] == classes[:, None, :]) & earlier[None] & candidates[:, :, None]
+    return _greedy_survivors(suppresses, candidates)

@@ -17,7 +17,10 @@ import torch
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.spec import PostprocessSpec, StageSpec
-from sleap_export.exporting.graph.box_decoding import boxes_to_frame, centernet_detections, ssd_anchors, ssd_detections
+from sleap_export.exporting.graph.box_crops import box_crop_windows, box_crops, points_from_crop
+from sleap_export.exporting.graph.box_decoding import (
+    boxes_to_frame, centernet_detections, class_wise_nms, ssd_anchors, ssd_detections,
+)
 from sleap_export.exporting.graph.crops import centered_crops
 from sleap_export.exporting.graph.paf import paf_line_scores
 from sleap_export.exporting.graph.paf_grouping import group_in_graph
@@ -391,6 +394,106 @@ class SsdBoxGraph(BoxGraph):
         return ssd_detections(
             heads["SSDHead"], anchors, self.variances, self.stage.post.peak_threshold, input_height, input_width
         )
+
+
+class BoxSeededInstances(torch.nn.Module):
+    """The centered-instance stage on the crops a detector's boxes seed (sleap-nn's ``TopDownLayer``
+    behind a ``BBoxStageLayer``).
+
+    The frame is size-matched to the centered-instance run's own training size; a run trained
+    with ``crop_mode: bbox`` gets each box resized to its crop (`box_crops`), any other a
+    fixed crop around the box center. Only the boxes marked ``seeded`` are cropped.
+    """
+
+    def __init__(self, stage: Stage):
+        super().__init__()
+        spec = stage.spec
+        if spec.crop_size is None:
+            raise InputError(
+                f"{spec.source} sets no crop_size in its training config; "
+                "set data_config.preprocessing.crop_size to the size it was trained on."
+            )
+        self.stage = stage
+        self.crop_size = int(spec.crop_size)
+        self.box_crop = spec.box_crop
+        self.size_match = SizeMatch(spec.max_height, spec.max_width)
+
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor, seeded: torch.Tensor):
+        sized, size_scale = self.size_match(images)
+        # As `CroppedInstances`: a batch without boxes runs one placeholder crop, its results dropped.
+        shape = shape_of(seeded)
+        first_slot = (torch.arange(shape[0]) == 0)[:, None] & (torch.arange(shape[1]) == 0)[None, :]
+        slots = torch.nonzero(seeded | (first_slot & ~seeded.any()))  # (n, 2): (frame, slot)
+        kept = seeded[slots[:, 0], slots[:, 1]]
+        frame_boxes = nan_to_zero(boxes[slots[:, 0], slots[:, 1]])
+        if self.box_crop is not None:
+            windows, scales, keep_half = box_crop_windows(frame_boxes * size_scale, self.crop_size, self.box_crop)
+            crops = box_crops(sized, windows, keep_half, slots[:, 0], self.crop_size, self.box_crop.aspect == "letterbox")
+            keypoints, values = self.stage.global_keypoints(self.stage.heads(crops)[self.stage.confmap_head])
+            keypoints = points_from_crop(keypoints, windows, scales)
+        else:
+            centers = torch.stack(
+                [(frame_boxes[:, 0] + frame_boxes[:, 2]) / 2, (frame_boxes[:, 1] + frame_boxes[:, 3]) / 2], dim=-1
+            )
+            crops, top_left = centered_crops(sized, centers * size_scale, slots[:, 0], self.crop_size)
+            keypoints, values = self.stage.global_keypoints(self.stage.heads(crops)[self.stage.confmap_head])
+            keypoints = keypoints + top_left.unsqueeze(1)
+        keypoints = torch.where(kept[:, None, None], keypoints / size_scale, float("nan"))
+        values = torch.where(kept[:, None], values, float("nan"))
+        n_nodes = keypoints.shape[1]
+        # index_put_, not item assignment: assignment drops a leading 1 of the values' shape, which
+        # a trace on one crop would freeze.
+        index = (slots[:, 0], slots[:, 1])
+        full_keypoints = torch.full((shape[0], shape[1], n_nodes, 2), float("nan")).index_put_(index, keypoints)
+        full_values = torch.full((shape[0], shape[1], n_nodes), float("nan")).index_put_(index, values)
+        return full_keypoints, full_values
+
+
+class BoxTopDownGraph(PoseGraph):
+    """A detector's boxes seeding the centered-instance stage, in one graph.
+
+    The detections are final here (class-wise NMS in the graph, then the cap of
+    ``max_instances``, then the boxes left in the frame), so the second stage runs
+    on the crops of those boxes only, as sleap-nn's does.
+    """
+
+    output_names = ("pred_bboxes", "pred_bbox_scores", "pred_bbox_classes", "pred_bbox_valid", "pred_keypoints", "pred_peak_values")
+    n_stages = 2
+    detector_graph: type[BoxGraph]
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.detector = self.detector_graph(stages[:1], size_match)
+        self.instance = BoxSeededInstances(stages[1])
+        self.nms_iou = stages[0].post.box_nms_iou
+        self.max_detections = stages[0].post.max_instances
+
+    def forward(self, frames: torch.Tensor):
+        boxes, scores, classes, in_frame, input_boxes, candidates = self.detector(frames)
+        detections = in_frame
+        if self.nms_iou is not None:
+            survivors = class_wise_nms(input_boxes, classes, candidates, self.nms_iou)
+            # As sleap-nn: the first max_instances survivors, then those with a box left in the frame.
+            capped = survivors & (torch.cumsum(survivors.to(torch.int64), dim=1) <= self.max_detections)
+            detections = capped & in_frame
+        empty = torch.full_like(scores, float("nan"))
+        keypoints, values = self.instance(frames_to_images(frames), boxes, detections)
+        return (
+            torch.where(detections[..., None], boxes, empty[..., None]),
+            torch.where(detections, scores, empty),
+            torch.where(detections, classes, torch.full_like(classes, -1)),
+            detections,
+            keypoints,
+            values,
+        )
+
+
+class CenterNetTopDownGraph(BoxTopDownGraph):
+    detector_graph = CenterNetBoxGraph
+
+
+class SsdTopDownGraph(BoxTopDownGraph):
+    detector_graph = SsdBoxGraph
 
 
 class HalfPrecisionNetwork(torch.nn.Module):

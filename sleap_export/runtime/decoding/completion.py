@@ -148,23 +148,24 @@ def multi_class_bottomup(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
-def boxes(outputs: Outputs, spec: ModelSpec) -> Outputs:
-    """A detector's boxes in descending score (sleap-nn's order), after class-wise NMS where set; no instances."""
+def _detections(outputs: Outputs, spec: ModelSpec) -> np.ndarray:
+    """A detector's slots that hold its detections, in descending score (sleap-nn's order), after
+    class-wise NMS where set."""
     from sleap_export.runtime.decoding.box_nms import class_wise_nms
 
     valid = np.asarray(outputs.pred_bbox_valid, bool)
     iou = spec.postprocess.box_nms_iou
-    if iou is not None:
-        candidates = np.flatnonzero(outputs.pred_bbox_candidates)
-        kept = candidates[class_wise_nms(
-            np.asarray(outputs.pred_bbox_input_boxes)[candidates], np.asarray(outputs.pred_bbox_scores)[candidates],
-            np.asarray(outputs.pred_bbox_classes)[candidates], iou,
-        )][: spec.postprocess.max_instances]
-        valid = np.isin(np.arange(len(valid)), kept) & valid
-        order = kept[valid[kept]]
-    else:
-        order = np.flatnonzero(valid)  # the graph's slots are in descending score already
-    n_nodes = len(spec.output_node_names)
+    if iou is None:
+        return np.flatnonzero(valid)  # the graph's slots are in descending score already
+    candidates = np.flatnonzero(outputs.pred_bbox_candidates)
+    kept = candidates[class_wise_nms(
+        np.asarray(outputs.pred_bbox_input_boxes)[candidates], np.asarray(outputs.pred_bbox_scores)[candidates],
+        np.asarray(outputs.pred_bbox_classes)[candidates], iou,
+    )][: spec.postprocess.max_instances]
+    return kept[valid[kept]]
+
+
+def _with_boxes(outputs: Outputs, order: np.ndarray) -> Outputs:
     return attrs.evolve(
         outputs,
         pred_bboxes=np.asarray(outputs.pred_bboxes)[order],
@@ -173,10 +174,32 @@ def boxes(outputs: Outputs, spec: ModelSpec) -> Outputs:
         pred_bbox_valid=np.ones(len(order), bool),
         pred_bbox_input_boxes=None,
         pred_bbox_candidates=None,
+    )
+
+
+def boxes(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    """A detector's boxes; no instances."""
+    n_nodes = len(spec.output_node_names)
+    return attrs.evolve(
+        _with_boxes(outputs, _detections(outputs, spec)),
         pred_keypoints=np.zeros((0, n_nodes, 2), np.float32),
         pred_peak_values=np.zeros((0, n_nodes), np.float32),
         instance_scores=np.zeros(0, np.float32),
         instance_valid=np.zeros(0, bool),
+    )
+
+
+def box_topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    """A detector's boxes and the instance posed in each one's crop, box ``i`` seeding instance ``i``;
+    sleap-nn scores the instance by its box. The graph made the detections final (NMS included)."""
+    order = np.flatnonzero(np.asarray(outputs.pred_bbox_valid, bool))
+    return attrs.evolve(
+        _with_boxes(outputs, order),
+        pred_keypoints=np.asarray(outputs.pred_keypoints)[order],
+        pred_peak_values=np.asarray(outputs.pred_peak_values)[order],
+        instance_scores=np.asarray(outputs.pred_bbox_scores)[order].astype(np.float32),
+        instance_valid=np.ones(len(order), bool),
+        pred_bbox_instance=np.arange(len(order)),
     )
 
 

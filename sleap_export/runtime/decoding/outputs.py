@@ -72,6 +72,8 @@ class Outputs:
     pred_bbox_valid: Optional[Any] = None
     pred_bbox_input_boxes: Optional[Any] = None
     pred_bbox_candidates: Optional[Any] = None
+    # Box-driven top-down: the instance slot each box seeded (its crop's pose), per box.
+    pred_bbox_instance: Optional[Any] = None
     instance_tracking_scores: Optional[Any] = None
     # Live forward prediction (`runtime.live`): where each keypoint will be at the
     # frame's ``forecast_ns``, (instances, nodes, 2) like ``pred_keypoints``.

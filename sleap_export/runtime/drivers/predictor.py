@@ -342,6 +342,11 @@ class BoxPredictor(Predictor):
     """A box detector: boxes on each labeled frame, no instances."""
 
 
+@_predicts("bbox_centernet_topdown", "bbox_ssd_topdown")
+class BoxTopDownPredictor(Predictor):
+    """A detector's boxes, then poses in the crops they seed, in one graph; each box linked to its instance."""
+
+
 
 
 class PredictionInterrupted(KeyboardInterrupt):

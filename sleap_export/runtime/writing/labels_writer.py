@@ -17,7 +17,7 @@ import numpy as np
 import sleap_io as sio
 
 from sleap_export.core.errors import InputError
-from sleap_export.core.model_types import BOX_HEAD_TYPES
+from sleap_export.core.model_types import BOX_HEAD_TYPES, MODEL_TYPES
 from sleap_export.core.spec import ModelSpec
 from sleap_export.runtime.decoding.outputs import Outputs
 from sleap_export.runtime.writing.destination import check_destination, exclusive_output
@@ -40,7 +40,7 @@ def output_skeleton(spec: ModelSpec) -> sio.Skeleton:
 
 def class_tracks(spec: ModelSpec) -> list[sio.Track]:
     """One track per class of a multi-class model, named as in its training config."""
-    if spec.model_type in BOX_HEAD_TYPES:  # a detector artifact's type is its head type
+    if MODEL_TYPES[spec.model_type].detects_boxes:
         return []  # a detector's class names are its box categories
     return [sio.Track(name=name) for name in spec.class_names]
 
@@ -120,9 +120,14 @@ class LabelsWriter:
 
     def frame(self, outputs: Outputs, video: sio.Video) -> sio.LabeledFrame:
         """One frame's completed outputs as a labeled frame of ``video`` (a detector's: its boxes)."""
-        return sio.LabeledFrame(
-            video=video, frame_idx=int(outputs.frame_idx), instances=self.instances(outputs), bboxes=self.boxes(outputs)
-        )
+        instances, boxes = self.instances(outputs), self.boxes(outputs)
+        if outputs.pred_bbox_instance is not None:
+            # Box-driven top-down: each box linked to the instance its crop gave, as sleap-nn links
+            # them (an empty pose is not written, and its box links to nothing).
+            by_slot = dict(zip(np.flatnonzero(np.asarray(outputs.instance_valid)), instances))
+            for box, slot in zip(boxes, outputs.pred_bbox_instance):
+                box.instance = by_slot.get(int(slot))
+        return sio.LabeledFrame(video=video, frame_idx=int(outputs.frame_idx), instances=instances, bboxes=boxes)
 
     def boxes(self, outputs: Outputs) -> list[sio.PredictedBoundingBox]:
         """A detector's boxes as sleap-nn writes them: score, and the category unless the detector

@@ -29,6 +29,12 @@ def pack(outputs: Sequence[Outputs]) -> dict[str, np.ndarray]:
         arrays["box_counts"] = np.asarray([len(o.pred_bboxes) for o in outputs], np.int64)
         for key, field in BOX_FIELDS.items():
             arrays[key] = np.concatenate([np.asarray(getattr(o, field)) for o in outputs])
+    if outputs[0].pred_bbox_instance is not None:
+        # Seeded slots renumbered among the frame's valid instances, as `unpack` keeps only those.
+        arrays["box_instances"] = np.concatenate([
+            np.asarray([np.searchsorted(s, slot) if slot in s else -1 for slot in o.pred_bbox_instance], np.int64)
+            for o, s in zip(outputs, slots)
+        ])
     return arrays
 
 
@@ -41,8 +47,9 @@ def _boxes_of_frames(arrays) -> list[dict]:
     if "box_counts" not in arrays:
         return [{} for _ in arrays["frame_idx"]]
     ends = np.cumsum(arrays["box_counts"])
+    fields = dict(BOX_FIELDS, **({"box_instances": "pred_bbox_instance"} if "box_instances" in arrays else {}))
     return [
-        {field: arrays[key][end - count : end] for key, field in BOX_FIELDS.items()}
+        {field: arrays[key][end - count : end] for key, field in fields.items()}
         for count, end in zip(arrays["box_counts"], ends)
     ]
 
