@@ -265,18 +265,24 @@ def test_ray_options_are_refused_in_one_line_before_connecting(model, videos, tm
 
 
 def test_detector_boxes_over_ray_equal_local_predict(cluster, artifact, assets, tmp_path):
-    """A box detector's chunks carry their boxes through the object store and the parts."""
-    model = artifact(["new_bbox_ssd"], ".onnx")
+    """A box-driven top-down pair's chunks carry their boxes, poses and box -> instance links through
+    the object store and the parts (a detector alone packs its boxes the same way)."""
+    model = artifact(["new_bbox_ssd", "new_centered_instance_bbox"], ".onnx")
     video = assets / "data" / "centered_pair_small.mp4"
     local, remote = tmp_path / "local.slp", tmp_path / "ray.slp"
     run_cli("predict", model, video, "--frames", FRAMES, "-o", local, "-q")
     run_cli("predict", model, video, "--frames", FRAMES, "-o", remote, "--ray", cluster, "--workers", 2, "--chunk-size", CHUNK, "-q")
 
     def boxes(path) -> dict:
-        return {
-            lf.frame_idx: [(b.x1, b.y1, b.x2, b.y2, b.score) for b in lf.bboxes] for lf in sio.load_slp(str(path)).labeled_frames
-        }
+        frames = {}
+        for lf in sio.load_slp(str(path)).labeled_frames:
+            index = {id(instance): i for i, instance in enumerate(lf.instances)}
+            linked = [index.get(id(b.instance), -1) for b in lf.bboxes]
+            poses = [np.nan_to_num(i.numpy(), nan=-1.0).tolist() for i in lf.instances]  # NaN != NaN in lists
+            frames[lf.frame_idx] = ([(b.x1, b.y1, b.x2, b.y2, b.score) for b in lf.bboxes], linked, poses)
+        return frames
 
     expected = boxes(local)
-    assert len(expected) == 60 and sum(map(len, expected.values())) > 60
+    assert len(expected) == 60 and sum(len(b) for b, _, _ in expected.values()) > 60
+    assert sum(i >= 0 for _, links, _ in expected.values() for i in links) > 60
     assert boxes(remote) == expected

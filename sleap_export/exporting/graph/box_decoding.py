@@ -13,7 +13,9 @@ candidates in score order.
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -158,11 +160,10 @@ def ssd_detections(raw: torch.Tensor, anchors: torch.Tensor, variances, score_th
     return boxes, scores, classes, kept
 
 
-@torch.jit.script
 def _greedy_survivors(suppresses: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """The fixed point of "a candidate no earlier survivor suppresses": greedy NMS's survivors.
     Slot i's answer depends on slots before it only, so each pass settles at least one more slot
-    and any fixed point is greedy's; a loop (not unrolled), so it runs until it settles."""
+    and any fixed point is greedy's. Scripted (`_scripted`), so the loop stays a loop in the graph."""
     survivors = candidates
     previous = torch.zeros_like(candidates)
     while bool((survivors != previous).any()):
@@ -185,4 +186,11 @@ def class_wise_nms(boxes: torch.Tensor, classes: torch.Tensor, candidates: torch
     earlier = order[:, None] < order[None, :]  # [j, i]: j comes before i
     # suppresses[b, j, i]: candidate j, if it survives, removes i.
     suppresses = (iou > iou_threshold) & (classes[:, :, None] == classes[:, None, :]) & earlier[None] & candidates[:, :, None]
-    return _greedy_survivors(suppresses, candidates)
+    return _scripted(_greedy_survivors)(suppresses, candidates)
+
+
+@functools.lru_cache(maxsize=None)
+def _scripted(function):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's notice that scripting is deprecated: tracing keeps loops no other way
+        return torch.jit.script(function)
