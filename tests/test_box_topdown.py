@@ -105,13 +105,14 @@ def pair_reference(assets, session_cache):
     return compute
 
 
-def predict(model: Path, out: Path, *extra) -> sio.Labels:
+def predict(model: Path, out: Path, *extra) -> tuple[sio.Labels, str]:
+    """The labels `sleap-export predict` writes, and what it says."""
     frames = ",".join(map(str, FRAMES))
     done = subprocess.run(
-        [BIN / "sleap-export", "predict", model, VIDEO, "--frames", frames, "-o", out, "-q", *extra], capture_output=True, text=True
+        [BIN / "sleap-export", "predict", model, VIDEO, "--frames", frames, "-o", out, *extra], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    return sio.load_slp(str(out))
+    return sio.load_slp(str(out)), done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt"])
@@ -119,9 +120,10 @@ def predict(model: Path, out: Path, *extra) -> sio.Labels:
 def test_box_topdown_matches_sleap_nn(pair, suffix, artifact, pair_reference, tmp_path):
     """Every 10th frame of the clip through `sleap-export predict`: the pair's instances, boxes and links."""
     expected = pair_reference(pair)
-    labels = predict(artifact(PAIRS[pair], suffix), tmp_path / "out.slp")
+    labels, said = predict(artifact(PAIRS[pair], suffix), tmp_path / "out.slp")
     assert not labels.tracks
     worst = compare(by_frame(labels), expected)
+    assert f"{worst['instances']} instances, {worst['boxes']} boxes;" in said
     # The clip's two animals on most frames (the weakly trained CenterNet finds 130 boxes over these 110).
     assert worst["instances"] >= 120 and worst["boxes"] >= 120, worst
     if suffix == ".pt":
@@ -203,6 +205,11 @@ def test_pairs_that_cannot_make_one_artifact_are_refused(assets, tmp_path):
         done = subprocess.run([BIN / "sleap-export", "onnx", *map(model_dir, runs), "-o", out], capture_output=True, text=True)
         assert done.returncode == 2 and message in done.stderr, (runs, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    done = subprocess.run(
+        [BIN / "sleap-export", "onnx", *map(model_dir, PAIRS["ssd+box-crops"]), "-o", tmp_path / "folder", "--layout", "sleap-nn"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 2 and "export bbox_ssd_topdown as a sleap-export artifact" in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []
 
 

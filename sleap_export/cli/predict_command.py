@@ -180,9 +180,11 @@ def _predict_here(models, destinations, options, frames, batch_size, video_index
             )
         if progress is not None:
             n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
+            n_boxes = sum(len(lf.bboxes) for lf in labels.labeled_frames)
             rate = progress.rate
             typer.echo(
-                f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances; "
+                f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances"
+                f"{f', {n_boxes} boxes' if n_boxes else ''}; "
                 f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
             )
             for drawn in predictor.overlays_written:

@@ -24,6 +24,7 @@ import attrs
 
 from sleap_export.core.atomic_files import refuse_inputs_as_output
 from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.spec import ModelSpec
 from sleap_export.core.training_runs import resolve_run_dir
 from sleap_export.exporting.graph_builder import build_graph
@@ -62,6 +63,11 @@ def write_sleap_nn_folder(model_paths: Sequence[str | Path], folder: str | Path,
         )
     check_folder_output(folder, paths, overwrite)
     built = build_graph(paths, options)
+    if MODEL_TYPES[built.spec.model_type].detects_boxes:
+        raise InputError(
+            f"sleap-nn's export layout holds a detector as a bare network that sleap-nn decodes itself, and no "
+            f"detector + pose pair; export {built.spec.model_type} as a sleap-export artifact (-o model.onnx, no --layout)."
+        )
     if built.spec.model_type not in {kind.ours for kind in layout.LAYOUT_TYPES.values()}:
         raise InputError(
             f"A {built.spec.model_type} graph takes crops around given centroids, which sleap-nn's layout cannot "
