@@ -243,3 +243,16 @@ def test_box_topdown_through_check_live_bench_inspect_and_openvino(artifact, tmp
     openvino = [runner_poses(o) for o in sleap_export.load(model, runtime="openvino").predict(batch)]
     worst = compare(dict(enumerate(openvino)), dict(enumerate(onnx)))
     assert worst["instances"] >= 11 and worst["keypoints"] <= PX and worst["corners"] <= PX, worst
+
+
+def test_int8_pair_is_gated_on_its_poses(assets, tmp_path):
+    """int8's accuracy gate holds the pair's poses to fp32's: the shared CenterNet pair's int8
+    instances move (refused, nothing written; with the default 64 calibration frames, counts agreed on 85.9%)."""
+    out = tmp_path / "pair_int8.onnx"
+    args = [
+        BIN / "sleap-export", "onnx", *map(model_dir, PAIRS["centernet+box-crops"]), "-o", out, "--precision", "int8",
+        "--calibration", VIDEO, "--calibration-frames", "16",
+    ]
+    refused = subprocess.run(args, capture_output=True, text=True)
+    assert refused.returncode == 1 and "fails its accuracy gate" in refused.stderr and "instance counts agree on" in refused.stderr
+    assert not out.exists()
