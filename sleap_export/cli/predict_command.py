@@ -12,6 +12,8 @@ import typer
 from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_PRECISION, model_options, quiet, session
 from sleap_export.core.errors import InputError, SleapExportError
 
+TRACKING = "Tracking (sleap-nn's classic tracker, its option names; docs/tracking.md)"
+
 
 def predict(
     model: Path = typer.Argument(..., help=MODEL_HELP),
@@ -56,6 +58,29 @@ def predict(
     chunk_size: Optional[int] = typer.Option(
         None, "--chunk-size", min=1, help="--ray: frames per chunk, the unit of work, retry and --resume (default 500)."
     ),
+    tracking: bool = typer.Option(False, "--tracking", "-t", help="Track the instances as frames are predicted (sleap-nn predict --tracking).", rich_help_panel=TRACKING),
+    tracker: str = typer.Option("classic", "--tracker", help="Tracker: classic (the only one here).", rich_help_panel=TRACKING),
+    tracking_window_size: int = typer.Option(5, "--tracking-window-size", "--tracking_window_size", help="Frames (fixed_window) or poses per track (local_queues) to match against.", rich_help_panel=TRACKING),
+    candidates_method: str = typer.Option("fixed_window", "--candidates-method", "--candidates_method", help="fixed_window or local_queues (--max-tracks implies local_queues).", rich_help_panel=TRACKING),
+    min_new_track_points: int = typer.Option(0, "--min-new-track-points", "--min_new_track_points", help="A pose starts a track only with more visible points than this.", rich_help_panel=TRACKING),
+    min_match_points: int = typer.Option(0, "--min-match-points", "--min_match_points", help="Candidates need more visible points than this.", rich_help_panel=TRACKING),
+    features: Optional[str] = typer.Option(None, "--features", help="keypoints, centroids or bboxes (default: keypoints; centroids for a one-node skeleton).", rich_help_panel=TRACKING),
+    scoring_method: Optional[str] = typer.Option(None, "--scoring-method", "--scoring_method", help="oks, iou or euclidean_dist (default: oks; euclidean_dist for a one-node skeleton).", rich_help_panel=TRACKING),
+    scoring_reduction: str = typer.Option("mean", "--scoring-reduction", "--scoring_reduction", help="mean, max or robust_quantile of a track's candidate scores.", rich_help_panel=TRACKING),
+    robust_best_instance: float = typer.Option(1.0, "--robust-best-instance", "--robust_best_instance", help="Quantile for robust_quantile.", rich_help_panel=TRACKING),
+    oks_stddev: float = typer.Option(0.025, "--oks-stddev", "--oks_stddev", help="OKS keypoint spread.", rich_help_panel=TRACKING),
+    track_matching_method: str = typer.Option("hungarian", "--track-matching-method", "--track_matching_method", help="hungarian or greedy.", rich_help_panel=TRACKING),
+    max_tracks: Optional[int] = typer.Option(None, "--max-tracks", "--max_tracks", help="At most this many tracks (local_queues).", rich_help_panel=TRACKING),
+    use_flow: bool = typer.Option(False, "--use-flow", "--use_flow", help="Shift candidates onto the frame by optical flow.", rich_help_panel=TRACKING),
+    of_img_scale: float = typer.Option(1.0, "--of-img-scale", "--of_img_scale", help="Optical flow: image scale.", rich_help_panel=TRACKING),
+    of_window_size: int = typer.Option(21, "--of-window-size", "--of_window_size", help="Optical flow: window size per pyramid level.", rich_help_panel=TRACKING),
+    of_max_levels: int = typer.Option(3, "--of-max-levels", "--of_max_levels", help="Optical flow: pyramid levels.", rich_help_panel=TRACKING),
+    tracking_target_instance_count: Optional[int] = typer.Option(None, "--tracking-target-instance-count", "--tracking_target_instance_count", help="Instances per frame expected (pre-cull, --post-connect-single-breaks).", rich_help_panel=TRACKING),
+    tracking_pre_cull_to_target: int = typer.Option(0, "--tracking-pre-cull-to-target", "--tracking_pre_cull_to_target", help="Non-zero: cull to the target count before tracking.", rich_help_panel=TRACKING),
+    tracking_pre_cull_iou_threshold: float = typer.Option(0.0, "--tracking-pre-cull-iou-threshold", "--tracking_pre_cull_iou_threshold", help="Pre-cull: overlap (IoU) removed first.", rich_help_panel=TRACKING),
+    tracking_clean_instance_count: int = typer.Option(0, "--tracking-clean-instance-count", "--tracking_clean_instance_count", help="After tracking: at most this many instances per frame, then single breaks connected.", rich_help_panel=TRACKING),
+    tracking_clean_iou_threshold: float = typer.Option(0.0, "--tracking-clean-iou-threshold", "--tracking_clean_iou_threshold", help="After-tracking cull: overlap (IoU) removed first.", rich_help_panel=TRACKING),
+    post_connect_single_breaks: bool = typer.Option(False, "--post-connect-single-breaks", "--post_connect_single_breaks", help="After tracking: connect single-frame track breaks.", rich_help_panel=TRACKING),
     quiet_flag: bool = QUIET,
 ):
     """Predict poses on videos or labels and write a .slp file, or analysis HDF5, NWB or CSV (see --format;
@@ -79,6 +104,7 @@ def predict(
 
     started = time.perf_counter()
     is_quiet = quiet(quiet_flag)
+    tracking_options = _tracking_options(tracking, tracker, {name: value for name, value in locals().items() if name in _TRACKING_FIELDS})
     if resume and overwrite:
         raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
     models, inputs = split_models_and_inputs([model, *inputs])
@@ -89,6 +115,8 @@ def predict(
 
         if video_index is not None:
             raise InputError("--video-index picks a video for local predict; with --ray, pass only the videos to predict.")
+        if tracking_options is not None:
+            raise InputError("--tracking runs here, frame by frame, and --ray predicts chunks on the cluster; drop --ray, or leave out --tracking.")
         if overlay is not None:
             raise InputError("--overlay draws the frames on this machine and --ray predicts them on the cluster; drop --ray, or leave out --overlay.")
         cluster = RayCluster(ray_address, workers, threads or 1, gpus_per_worker, chunk_size or DEFAULT_CHUNK_FRAMES)
@@ -103,7 +131,36 @@ def predict(
     destinations = _destinations(models, inputs, output, output_format, video_index, resume, overwrite)
     if overlay is not None:
         _check_overlay(overlay, models, inputs, video_index, resume, overwrite)
-    _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay)
+    _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay, tracking_options)
+
+
+# predict's tracking options, by TrackingOptions field (the CLI's window option is sleap-nn's --tracking_window_size).
+_TRACKING_FIELDS = {
+    "tracking_window_size": "window_size", "candidates_method": "candidates_method", "min_new_track_points": "min_new_track_points",
+    "min_match_points": "min_match_points", "features": "features", "scoring_method": "scoring_method",
+    "scoring_reduction": "scoring_reduction", "robust_best_instance": "robust_best_instance", "oks_stddev": "oks_stddev",
+    "track_matching_method": "track_matching_method", "max_tracks": "max_tracks", "use_flow": "use_flow",
+    "of_img_scale": "of_img_scale", "of_window_size": "of_window_size", "of_max_levels": "of_max_levels",
+    "tracking_target_instance_count": "tracking_target_instance_count", "tracking_pre_cull_to_target": "tracking_pre_cull_to_target",
+    "tracking_pre_cull_iou_threshold": "tracking_pre_cull_iou_threshold",
+    "tracking_clean_instance_count": "tracking_clean_instance_count", "tracking_clean_iou_threshold": "tracking_clean_iou_threshold",
+    "post_connect_single_breaks": "post_connect_single_breaks",
+}
+
+
+def _tracking_options(tracking: bool, tracker: str, given: dict):
+    """The `TrackingOptions` of --tracking, or None; tracking options without --tracking, or another tracker, refused."""
+    from sleap_export.runtime.tracking.tracking_options import TrackingOptions
+
+    if tracker != "classic":
+        raise InputError(f"--tracker {tracker} is not available here; sleap-export tracks with --tracker classic (the default).")
+    options = TrackingOptions(**{_TRACKING_FIELDS[name]: value for name, value in given.items()})
+    if not tracking:
+        changed = [name for name, value in given.items() if value != getattr(TrackingOptions(), _TRACKING_FIELDS[name])]
+        if changed:
+            raise InputError(f"--{changed[0].replace('_', '-')} is a tracking option; add --tracking, or leave it out.")
+        return None
+    return options
 
 
 def _destinations(models, inputs, output: Path, output_format, video_index, resume: bool, overwrite: bool) -> list[tuple[list[Path], Path]]:
@@ -166,7 +223,7 @@ def _check_overlay(overlay: Path, models, inputs, video_index, resume: bool, ove
             raise InputError(f"{path} already exists; {fix}.")
 
 
-def _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay=None):
+def _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay=None, tracking=None):
     from sleap_export.runtime.drivers.predictor import Predictor
     from sleap_export.runtime.drivers.progress import progress_for
 
@@ -176,7 +233,7 @@ def _predict_here(models, destinations, options, frames, batch_size, video_index
         with _shown_until_done(progress):
             labels = predictor.predict(
                 list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index,
-                overlay=overlay,
+                overlay=overlay, tracking=tracking,
             )
         if progress is not None:
             n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
@@ -184,7 +241,7 @@ def _predict_here(models, destinations, options, frames, batch_size, video_index
             rate = progress.rate
             typer.echo(
                 f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances"
-                f"{f', {n_boxes} boxes' if n_boxes else ''}; "
+                f"{f', {n_boxes} boxes' if n_boxes else ''}{f', {len(labels.tracks)} tracks' if tracking else ''}; "
                 f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
             )
             for drawn in predictor.overlays_written:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -25,6 +25,9 @@ from sleap_export.runtime.open_model import ModelOptions, model_name, open_model
 from sleap_export.runtime.sources.video_inputs import FrameSource, frame_sources, refuse_repeated_videos
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
 from sleap_export.runtime.writing.overlay_video import FALLBACK_FPS, OverlayVideos, check_overlay, overlay_paths
+
+if TYPE_CHECKING:
+    from sleap_export.runtime.tracking import TrackingOptions
 
 # Artifact type -> its `Predictor` subclass (filled by `_predicts`).
 PREDICTORS: dict[str, type["Predictor"]] = {}
@@ -58,7 +61,7 @@ class Predictor:
         self.writer = LabelsWriter(runner.spec, artifact)
         # The overlay videos the last `predict` wrote.
         self.overlays_written: list[Path] = []
-        # "decode" (background thread, overlapped), "labels" and "overlay"; the runner keeps its own.
+        # "decode" (background thread, overlapped), "labels", "tracking" and "overlay"; the runner keeps its own.
         self.clock = StageClock()
 
     @classmethod
@@ -100,6 +103,7 @@ class Predictor:
         video_index: Optional[int] = None,
         as_labels: bool = True,
         overlay: Optional[str | Path] = None,
+        tracking: Optional["TrackingOptions"] = None,
     ):
         """Predict every requested frame; optionally write ``output`` (.slp, or the format its suffix
         names: `writing.output_formats`).
@@ -124,8 +128,13 @@ class Predictor:
         its poses, written as it goes and renamed into place at the end (Ctrl-C too); an
         existing folder holds one ``STEM.overlay.mp4`` per video (docs/overlay.md). With
         ``resume``, it holds the frames predicted in this run only.
+
+        ``tracking``: a `TrackingOptions` (sleap-nn's classic tracker, docs/tracking.md): each
+        frame's instances are tracked as it is predicted; culling and connecting single breaks run
+        on the kept instances when the labels are built.
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
+        stage = self._tracking_stage(tracking, resume)
         if overlay is not None:
             overlay = Path(overlay)
             check_overlay(overlay, [*inputs, self.artifact])
@@ -134,16 +143,27 @@ class Predictor:
         sink = progress_sink(progress)
         try:
             if output is None:
-                labels = self._predict(inputs, frames, None, sink, resume, video_index, outputs, overlay)
+                labels = self._predict(inputs, frames, None, sink, resume, video_index, outputs, overlay, stage)
             else:
                 output = Path(output)
                 self.writer.check_destination(output, inputs)
                 with self.writer.locked(output):
-                    labels = self._predict(inputs, frames, output, sink, resume, video_index, outputs, overlay)
+                    labels = self._predict(inputs, frames, output, sink, resume, video_index, outputs, overlay, stage)
         finally:
             if progress == "auto" and sink is not None:
                 sink.stop()  # the bar made here is taken down here, however the run ends
         return labels if as_labels else outputs
+
+    def _tracking_stage(self, tracking, resume: bool):
+        """The stage that tracks this run's instances, or None without ``tracking``."""
+        if tracking is None:
+            return None
+        from sleap_export.runtime.tracking.tracking_stage import TrackingStage, refuse_untrackable
+
+        refuse_untrackable(self.runner.spec)
+        if resume:
+            raise InputError("--resume cannot continue the tracks of an interrupted run; predict again without --resume to track.")
+        return TrackingStage(tracking, len(self.writer.skeleton.nodes))
 
     def _sources(self, inputs, frames, video_index) -> list[FrameSource]:
         sources = [s for item in inputs for s in frame_sources(item, frames)]
@@ -160,7 +180,7 @@ class Predictor:
             )
         return sources
 
-    def _predict(self, inputs, frames, output, progress, resume, video_index, outputs, overlay=None) -> sio.Labels:
+    def _predict(self, inputs, frames, output, progress, resume, video_index, outputs, overlay=None, stage=None) -> sio.Labels:
         sources = self._sources(inputs, frames, video_index)
         videos = [s.video for s in sources]
         journal = None if output is None else self.writer.journal(output, videos)
@@ -197,21 +217,22 @@ class Predictor:
         if progress is not None:
             progress.start(total=total, done=len(previous))
         try:
-            self._run(sources, journal, kept, outputs, found, progress, overlays)
+            self._run(sources, journal, kept, outputs, found, progress, overlays, stage)
         except KeyboardInterrupt:
             # Ctrl-C / SIGTERM: keep the finished frames in a valid file, say how far it got.
             predicted = found.frames
             if journal is not None and (previous or predicted):
-                self._finish(journal, previous, videos, output)
+                self._finish(journal, previous, videos, output, stage)
             raise PredictionInterrupted(len(previous) + predicted, total, output) from None
         found.warn_if_few()
         if journal is None:
-            return self.writer.labels(kept, videos)
-        return self._finish(journal, previous, videos, output)
+            labels = self.writer.labels(kept, videos)
+            return labels if stage is None else stage.apply(labels)
+        return self._finish(journal, previous, videos, output, stage)
 
-    def _run(self, sources, journal, kept, outputs, found, progress, overlays=None) -> None:
+    def _run(self, sources, journal, kept, outputs, found, progress, overlays=None, stage=None) -> None:
         """Every batch of ``sources`` through the runner, into the journal (or ``kept``), each
-        frame drawn into ``overlays`` (`OverlayVideos`) if given."""
+        frame drawn into ``overlays`` (`OverlayVideos`) if given and tracked by ``stage`` if given."""
         spec = self.runner.spec
         need_centroids = "centroids" in spec.input_names
         anchor_part = spec.stages[-1].anchor_part
@@ -237,6 +258,10 @@ class Predictor:
                             video = sources[batch.video_index].video
                             kept.extend(self.writer.frame(o, video) for o in results)
                     found.add(results)
+                    if stage is not None:
+                        with self.clock.section("tracking"):
+                            for image, result in zip(batch.frames, results):
+                                stage.add(sources[batch.video_index].video, result, image)
                     if overlays is not None:
                         with self.clock.section("overlay"):
                             for image, result in zip(batch.frames, results):
@@ -246,10 +271,13 @@ class Predictor:
                     if progress is not None:
                         progress.advance(len(batch.frame_indices))
 
-    def _finish(self, journal, previous, videos, output) -> sio.Labels:
-        """The .slp of the earlier frames and the journal's, written; the journal then removed."""
+    def _finish(self, journal, previous, videos, output, stage=None) -> sio.Labels:
+        """The .slp of the earlier frames and the journal's (tracked by ``stage`` if given), written;
+        the journal then removed."""
         journal.close()
         labels = self.writer.labels(previous + self.writer.journal_frames(journal, videos), videos)
+        if stage is not None:
+            stage.apply(labels)
         self.writer.save(labels, output)
         journal.remove()
         return labels
