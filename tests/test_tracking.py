@@ -3,7 +3,8 @@
 setting we support; the same online, as a stage of `Predictor`; and the CLI's options and refusals.
 
 The predicted labels come from our artifacts on frames 0-299 of the shared two-fly clip: top-down
-(centroid + centered instance: 516 instances) and bottom-up (158 instances, weakly trained).
+(centroid + centered instance: 516 instances), bottom-up (158 instances, weakly trained) and the
+six-node bottom-up (631 instances, many partial: OKS over six nodes with unseen ones).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ FRAMES = "0-299"
 PAIRS = {
     "topdown": ["minimal_instance_centroid", "minimal_instance_centered_instance"],
     "bottomup": ["minimal_instance_bottomup"],
+    "bottomup6": ["minimal_instance6_bottomup"],
 }
 # Every option we support, each at least once off its default (sleap-nn's names).
 SETTINGS = {

@@ -23,17 +23,18 @@ def visible_points(points: np.ndarray) -> int:
     return int((~np.isnan(points).any(axis=1)).sum())
 
 
-def oks(current: np.ndarray, candidate: np.ndarray, stddev: float) -> float:
-    """Object keypoint similarity of ``candidate`` to ``current``, scaled by ``current``'s box area
-    (COCO's normalization, as sleap-nn's compute_oks with use_cocoeval)."""
+def oks(current: np.ndarray, candidates: np.ndarray, stddev: float) -> np.ndarray:
+    """Object keypoint similarity of each of ``candidates`` (k, nodes, 2) to ``current`` (nodes, 2),
+    scaled by ``current``'s box area (COCO's normalization, as sleap-nn's compute_oks with
+    use_cocoeval; the same operations per pair, so the same numbers)."""
     area = np.prod(np.nanmax(current, axis=0) - np.nanmin(current, axis=0))
     normalization = np.full(len(current), (2 * stddev) ** 2) * (2 * (area + np.spacing(1)))
-    distance = ((current - candidate) ** 2).sum(axis=-1)
-    distance[np.isnan(candidate).any(axis=-1)] = np.inf
+    distance = ((current - candidates) ** 2).sum(axis=-1)
+    distance[np.isnan(candidates).any(axis=-1)] = np.inf
     similarity = np.exp(-(distance / normalization))
     unseen = np.isnan(current).any(axis=-1)
     similarity = np.where(unseen, 0.0, similarity)
-    return float(np.sum(similarity) / np.sum((~unseen).astype("float32")))
+    return np.sum(similarity, axis=-1) / np.sum((~unseen).astype("float32"))
 
 
 def iou(a, b) -> float:
@@ -55,9 +56,11 @@ def negative_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def similarity_function(scoring_method: str, oks_stddev: float) -> Callable:
+    """``(current feature, [candidate features]) -> similarities``, one per candidate."""
     if scoring_method == "oks":
-        return lambda current, candidate: oks(current, candidate, oks_stddev)
-    return {"iou": iou, "euclidean_dist": negative_distance}[scoring_method]
+        return lambda current, candidates: oks(current, np.array(candidates), oks_stddev) if candidates else []
+    pair = {"iou": iou, "euclidean_dist": negative_distance}[scoring_method]
+    return lambda current, candidates: [pair(current, candidate) for candidate in candidates]
 
 
 def reduction_function(scoring_reduction: str, robust_best_instance: float) -> Callable:
@@ -66,4 +69,4 @@ def reduction_function(scoring_reduction: str, robust_best_instance: float) -> C
         reduce = lambda values: np.nanquantile(values, q=robust_best_instance)
     else:
         reduce = {"mean": np.nanmean, "max": np.nanmax}[scoring_reduction]
-    return lambda values: np.nan if not values else reduce(values)
+    return lambda values: np.nan if len(values) == 0 else reduce(values)

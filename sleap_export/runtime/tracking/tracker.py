@@ -93,15 +93,13 @@ class PoseTracker:
             )
         else:
             by_track = {track: [(c.feature, c.support) for c in self.candidates.candidates(track)] for track in columns}
+        matchable = [
+            [feature for feature, support in by_track.get(track, ()) if support > options.min_match_points] for track in columns
+        ]
         scores = np.zeros((len(poses), len(columns)))
         for row, pose in enumerate(poses):
-            for col, track in enumerate(columns):
-                values = [
-                    self.similarity(pose.feature, feature)
-                    for feature, support in by_track.get(track, ())
-                    if support > options.min_match_points
-                ]
-                scores[row, col] = self.reduce(values)
+            for col, features in enumerate(matchable):
+                scores[row, col] = self.reduce(self.similarity(pose.feature, features))
         return scores
 
     def _feasible(self, poses: list[TrackedPose], pairs: list[tuple[int, int]], cost: np.ndarray) -> list[tuple[int, int]]:
