@@ -4,7 +4,8 @@ setting we support; the same online, as a stage of `Predictor`; and the CLI's op
 
 The predicted labels come from our artifacts on frames 0-299 of the shared two-fly clip: top-down
 (centroid + centered instance: 516 instances), bottom-up (158 instances, weakly trained) and the
-six-node bottom-up (631 instances, many partial: OKS over six nodes with unseen ones).
+six-node bottom-up (631 instances, many partial: OKS over six nodes with unseen ones), and the
+box-driven top-down pair (CenterNet boxes + centered instance; its boxes stay linked to their poses).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ PAIRS = {
     "topdown": ["minimal_instance_centroid", "minimal_instance_centered_instance"],
     "bottomup": ["minimal_instance_bottomup"],
     "bottomup6": ["minimal_instance6_bottomup"],
+    "box_topdown": ["new_bbox_centernet", "new_centered_instance_bbox"],
 }
 # Every option we support, each at least once off its default (sleap-nn's names).
 SETTINGS = {
@@ -137,7 +139,12 @@ def test_same_tracks_as_sleap_nn(kind, setting, predicted):
 
 
 @pytest.mark.parametrize(
-    "kind, setting", [("topdown", {"use_flow": True}), ("bottomup", {"max_tracks": 2, "tracking_clean_instance_count": 2})]
+    "kind, setting",
+    [
+        ("topdown", {"use_flow": True}),
+        ("bottomup", {"max_tracks": 2, "tracking_clean_instance_count": 2}),
+        ("box_topdown", {"use_flow": True}),
+    ],
 )
 def test_predictor_tracks_online_as_sleap_nn_does(kind, setting, predicted, artifact, tmp_path):
     """Tracked as frames are predicted (flow on the decoded frames), written to the .slp: sleap-nn's tracks."""
