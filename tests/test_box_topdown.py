@@ -195,7 +195,8 @@ def test_box_topdown_over_a_sweep_of_frame_sizes(pair, artifact):
 
 
 def test_pairs_that_cannot_make_one_artifact_are_refused(assets, tmp_path):
-    """A box-crop model needs a detector; the refusals are one line, exit 2, and leave no file."""
+    """A box-crop model needs a detector; the refusals are one line, exit 2, and leave no file
+    (docs/bad-inputs.md: "box-crops-without-detector")."""
     out = tmp_path / "pair.onnx"
     for runs, message in [
         (["minimal_instance_centroid", "new_centered_instance_bbox"], "trained on box-scaled crops (crop_mode: bbox)"),

@@ -159,6 +159,7 @@ def test_predictor_tracks_online_as_sleap_nn_does(kind, setting, predicted, arti
 
 
 def test_predictor_refuses_resume_identity_models_and_detectors(artifact, tmp_path):
+    """docs/bad-inputs.md: "tracking-not-trackable"."""
     from sleap_export import Predictor
 
     predictor = Predictor.from_model_paths([artifact(PAIRS["bottomup"], ".onnx")], threads=1)
@@ -223,5 +224,6 @@ def test_cli_tracks_with_sleap_nn_option_names(predicted, artifact, tmp_path):
     ],
 )
 def test_cli_refuses_bad_tracking_options_in_one_line(args, message, tmp_path):
+    """docs/bad-inputs.md: "tracking-bad-option"."""
     done = installed("predict", "model.onnx", VIDEO, "-o", tmp_path / "p.slp", *args)
     assert_one_line_error(done, message)
