@@ -40,13 +40,19 @@ class TrackingStage:
     def add(self, video: sio.Video, outputs, image: Optional[np.ndarray]) -> list[TrackedPose]:
         """One predicted frame (its `Outputs`, and its image for optical flow): its kept poses,
         tracked; ``index`` is the instance's position among the frame's valid instances."""
-        tracker = self.trackers.get(id(video))
-        if tracker is None:
-            tracker = self.trackers[id(video)] = PoseTracker(self.options, self.n_nodes)
         valid = np.flatnonzero(np.asarray(outputs.instance_valid))
         points = np.asarray(outputs.pred_keypoints, dtype=np.float64)[valid]
         scores = np.asarray(outputs.instance_scores, dtype=np.float64)[valid]
-        return tracker.track(int(outputs.frame_idx), points, scores, image if self.options.use_flow else None)
+        return self.track(video, int(outputs.frame_idx), points, scores, image)
+
+    def track(self, video: sio.Video, frame_idx: int, points: np.ndarray, scores: np.ndarray,
+              image: Optional[np.ndarray]) -> list[TrackedPose]:
+        """One frame's poses (instances, nodes, 2) and instance scores, tracked in ``video``'s tracker;
+        ``image`` is read for optical flow only."""
+        tracker = self.trackers.get(id(video))
+        if tracker is None:
+            tracker = self.trackers[id(video)] = PoseTracker(self.options, self.n_nodes)
+        return tracker.track(frame_idx, points, scores, image if self.options.use_flow else None)
 
     def apply(self, labels: sio.Labels) -> sio.Labels:
         """The passes over each video's kept poses, then every tracked frame's instances given their
