@@ -257,3 +257,23 @@ def test_int8_pair_is_gated_on_its_poses(assets, tmp_path):
     refused = subprocess.run(args, capture_output=True, text=True)
     assert refused.returncode == 1 and "fails its accuracy gate" in refused.stderr and "instance counts agree on" in refused.stderr
     assert not out.exists()
+
+
+def test_resume_keeps_the_boxes_and_their_links(artifact, tmp_path):
+    """--resume reads the earlier run's frames back with their boxes and box -> instance links: the
+    finished file equals one run over all the frames."""
+    model = artifact(PAIRS["ssd+box-crops"], ".onnx")
+
+    def run(out: Path, frames: str, *extra) -> None:
+        done = subprocess.run(
+            [BIN / "sleap-export", "predict", model, VIDEO, "--frames", frames, "-o", out, "-q", *extra], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+
+    run(tmp_path / "resumed.slp", "0-19")
+    run(tmp_path / "resumed.slp", "0-39", "--resume")
+    run(tmp_path / "whole.slp", "0-39")
+    resumed, whole = (by_frame(sio.load_slp(str(tmp_path / name))) for name in ("resumed.slp", "whole.slp"))
+    worst = compare(resumed, whole)
+    assert worst["boxes"] >= 40 and sum(i >= 0 for f in resumed.values() for i in f.links) >= 40, worst
+    assert worst["keypoints"] == worst["corners"] == worst["scores"] == 0, worst

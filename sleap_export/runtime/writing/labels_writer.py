@@ -193,7 +193,11 @@ class LabelsWriter:
         moved = []
         for lf in saved.labeled_frames:
             video = _input_video(videos, lf.video.filename, output)
-            moved.append(sio.LabeledFrame(video=video, frame_idx=lf.frame_idx, instances=[self._adopt(i) for i in lf.instances]))
+            adopted = {id(i): self._adopt(i) for i in lf.instances}
+            moved.append(sio.LabeledFrame(
+                video=video, frame_idx=lf.frame_idx, instances=list(adopted.values()),
+                bboxes=[self._adopt_box(b, adopted) for b in lf.bboxes],
+            ))
         return moved
 
     def journal(self, output: Path, videos: Sequence[sio.Video]) -> PredictionJournal:
@@ -225,6 +229,14 @@ class LabelsWriter:
         saved_nodes = [[n.name for n in s.nodes] for s in saved.skeletons]
         if saved_nodes and saved_nodes != [[n.name for n in self.skeleton.nodes]]:
             raise InputError(f"{output} has another skeleton ({', '.join(saved_nodes[0])}); {fix}")
+
+    @staticmethod
+    def _adopt_box(box: sio.PredictedBoundingBox, adopted: dict) -> sio.PredictedBoundingBox:
+        """A saved box, linked to the adopted instance its saved instance became (``adopted``: by id)."""
+        return sio.PredictedBoundingBox(
+            x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2, score=box.score, category=box.category,
+            instance=adopted.get(id(box.instance)) if box.instance is not None else None,
+        )
 
     def _adopt(self, instance: sio.PredictedInstance) -> sio.PredictedInstance:
         """A saved instance on this writer's skeleton and tracks (matched by name)."""
