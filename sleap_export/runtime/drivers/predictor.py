@@ -7,6 +7,7 @@ allows (`Runner.parallel_batches`), results kept in order.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ from sleap_export.runtime.backends.runner import Runner, require_poses
 from sleap_export.runtime.drivers.batch_pipeline import Batch, background, decode_batches, in_order
 from sleap_export.runtime.drivers.progress import ProgressArgument, progress_sink
 from sleap_export.runtime.open_model import ModelOptions, model_name, open_model
+from sleap_export.runtime.sources.frame_arrays import as_batch
 from sleap_export.runtime.sources.video_inputs import FrameSource, frame_sources, refuse_repeated_videos
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
 from sleap_export.runtime.writing.overlay_video import FALLBACK_FPS, OverlayVideos, check_overlay, overlay_paths
@@ -134,7 +136,7 @@ class Predictor:
         on the kept instances when the labels are built.
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
-        stage = self._tracking_stage(tracking, resume)
+        stage = self._tracking_stage(tracking)
         if overlay is not None:
             overlay = Path(overlay)
             check_overlay(overlay, [*inputs, self.artifact])
@@ -154,15 +156,13 @@ class Predictor:
                 sink.stop()  # the bar made here is taken down here, however the run ends
         return labels if as_labels else outputs
 
-    def _tracking_stage(self, tracking, resume: bool):
+    def _tracking_stage(self, tracking):
         """The stage that tracks this run's instances, or None without ``tracking``."""
         if tracking is None:
             return None
         from sleap_export.runtime.tracking.tracking_stage import TrackingStage, refuse_untrackable
 
         refuse_untrackable(self.runner.spec)
-        if resume:
-            raise InputError("--resume cannot continue the tracks of an interrupted run; predict again without --resume to track.")
         return TrackingStage(tracking, len(self.writer.skeleton.nodes))
 
     def _sources(self, inputs, frames, video_index) -> list[FrameSource]:
@@ -187,8 +187,12 @@ class Predictor:
         previous = []
         if resume and output is not None:
             previous = self.writer.previous_frames(output, videos)
+            if stage is not None and previous:
+                refuse_culled_tracks(self.writer.resumed_provenance, output)
             if journal.exists():
                 previous += self.writer.journal_frames(journal, videos)
+        # The earlier run's frames go through the tracker too, in frame order among this run's.
+        replay = None if stage is None else EarlierFrames(stage, previous, sources)
         done = {(id(lf.video), lf.frame_idx) for lf in previous}
         sources = [
             attrs.evolve(s, frame_indices=tuple(i for i in s.frame_indices if (id(s.video), i) not in done)) for s in sources
@@ -217,22 +221,27 @@ class Predictor:
         if progress is not None:
             progress.start(total=total, done=len(previous))
         try:
-            self._run(sources, journal, kept, outputs, found, progress, overlays, stage)
+            self._run(sources, journal, kept, outputs, found, progress, overlays, stage, replay)
         except KeyboardInterrupt:
             # Ctrl-C / SIGTERM: keep the finished frames in a valid file, say how far it got.
             predicted = found.frames
             if journal is not None and (previous or predicted):
+                if replay is not None:
+                    replay.rest()
                 self._finish(journal, previous, videos, output, stage)
             raise PredictionInterrupted(len(previous) + predicted, total, output) from None
         found.warn_if_few()
+        if replay is not None:
+            replay.rest()
         if journal is None:
             labels = self.writer.labels(kept, videos)
             return labels if stage is None else stage.apply(labels)
         return self._finish(journal, previous, videos, output, stage)
 
-    def _run(self, sources, journal, kept, outputs, found, progress, overlays=None, stage=None) -> None:
+    def _run(self, sources, journal, kept, outputs, found, progress, overlays=None, stage=None, replay=None) -> None:
         """Every batch of ``sources`` through the runner, into the journal (or ``kept``), each
-        frame drawn into ``overlays`` (`OverlayVideos`) if given and tracked by ``stage`` if given."""
+        frame drawn into ``overlays`` (`OverlayVideos`) if given and tracked by ``stage`` if given,
+        after the earlier frames before it (``replay``, `EarlierFrames`)."""
         spec = self.runner.spec
         need_centroids = "centroids" in spec.input_names
         anchor_part = spec.stages[-1].anchor_part
@@ -260,8 +269,10 @@ class Predictor:
                     found.add(results)
                     if stage is not None:
                         with self.clock.section("tracking"):
+                            video = sources[batch.video_index].video
                             for image, result in zip(batch.frames, results):
-                                stage.add(sources[batch.video_index].video, result, image)
+                                replay.until(video, int(result.frame_idx))
+                                stage.add(video, result, image)
                     if overlays is not None:
                         with self.clock.section("overlay"):
                             for image, result in zip(batch.frames, results):
@@ -275,12 +286,70 @@ class Predictor:
         """The .slp of the earlier frames and the journal's (tracked by ``stage`` if given), written;
         the journal then removed."""
         journal.close()
-        labels = self.writer.labels(previous + self.writer.journal_frames(journal, videos), videos)
+        culled = {}
+        if stage is not None and stage.options.tracking_clean_instance_count:
+            culled = {CULLED_KEY: stage.options.tracking_clean_instance_count}
+        labels = self.writer.labels(previous + self.writer.journal_frames(journal, videos), videos, culled)
         if stage is not None:
             stage.apply(labels)
         self.writer.save(labels, output)
         journal.remove()
         return labels
+
+
+# Provenance of an output whose tracking culled instances (--tracking_clean_instance_count): their tracks cannot be resumed.
+CULLED_KEY = "sleap_export.tracking_culled_to"
+
+
+def refuse_culled_tracks(saved_provenance: dict, output: Path) -> None:
+    """Resuming the tracks of ``output`` needs every instance the earlier run tracked; culling removed some."""
+    count = (saved_provenance or {}).get(CULLED_KEY)
+    if count:
+        raise InputError(
+            f"{output} was tracked with --tracking_clean_instance_count {count}, which removed instances the next "
+            "frames' tracks depend on, so --resume cannot continue them; pass --overwrite to predict and track again."
+        )
+
+
+def track_labeled_frame(stage, lf: sio.LabeledFrame, image: Optional[np.ndarray]) -> None:
+    """One labeled frame's predicted instances through ``stage`` (a `TrackingStage`), as `TrackingStage.add`
+    tracks the `Outputs` they were written from (the same points and scores, in slot order)."""
+    instances = lf.predicted_instances
+    points = np.array([inst.numpy() for inst in instances], np.float64).reshape(len(instances), stage.n_nodes, 2)
+    scores = np.array([inst.score for inst in instances], np.float64)
+    stage.track(lf.video, lf.frame_idx, points, scores, image)
+
+
+class EarlierFrames:
+    """Frames an earlier run predicted (``--resume``), tracked in frame order among this run's: each
+    video's earlier frames before a new one are tracked just before it (`until`), the others at the end
+    (`rest`), so the tracks are an uninterrupted run's. Their images (optical flow) are read again."""
+
+    def __init__(self, stage, previous: Sequence[sio.LabeledFrame], sources: Sequence[FrameSource]):
+        self.stage = stage
+        self.read = {id(source.video): source.read for source in sources}
+        self.waiting: dict[int, collections.deque] = {}
+        for lf in sorted(previous, key=lambda lf: lf.frame_idx):
+            self.waiting.setdefault(id(lf.video), collections.deque()).append(lf)
+
+    def until(self, video: sio.Video, frame_idx: int) -> None:
+        waiting = self.waiting.get(id(video))
+        while waiting and waiting[0].frame_idx < frame_idx:
+            self._track(waiting.popleft())
+
+    def rest(self) -> None:
+        for waiting in self.waiting.values():
+            while waiting:
+                self._track(waiting.popleft())
+
+    def _track(self, lf: sio.LabeledFrame) -> None:
+        image = frame_image(self.read[id(lf.video)], lf.frame_idx) if self.stage.options.use_flow else None
+        track_labeled_frame(self.stage, lf, image)
+
+
+def frame_image(read, frame_idx: int) -> np.ndarray:
+    """Frame ``frame_idx`` as a predicted batch holds it (``(H, W, C)`` uint8): what optical flow saw."""
+    return as_batch(np.asarray(read(frame_idx)))[0]
 
 
 class OverlayNotResumedWarning(UserWarning):
@@ -343,6 +412,11 @@ class CentroidPredictor(Predictor):
 @_predicts("centered_instance", "multi_class_centered_instance")
 class CenteredInstancePredictor(Predictor):
     """The centered-instance stage on given centroids (a .slp's labeled instances)."""
+
+
+@_predicts("centroid_embedding")
+class CentroidEmbeddingPredictor(Predictor):
+    """Centroids, each with the appearance vector of the crop around it (re-ID)."""
 
 
 @_predicts("topdown")

@@ -91,6 +91,8 @@ class LabelsWriter:
         self.artifact = None if artifact is None else str(artifact)
         self.skeleton = output_skeleton(spec)
         self.tracks = class_tracks(spec)
+        # The provenance of the output `previous_frames` last read (what resuming it must respect).
+        self.resumed_provenance: dict = {}
 
     @property
     def provenance(self) -> dict:
@@ -107,15 +109,17 @@ class LabelsWriter:
                     "track": self.tracks[int(outputs.class_ids[i])],
                     "tracking_score": float(outputs.instance_tracking_scores[i]),
                 }
-            instances.append(
-                sio.PredictedInstance.from_numpy(
-                    points_data=np.asarray(outputs.pred_keypoints[i], dtype=np.float64),
-                    point_scores=np.asarray(outputs.pred_peak_values[i], dtype=np.float64),
-                    score=float(outputs.instance_scores[i]),
-                    skeleton=self.skeleton,
-                    **identity,
-                )
+            instance = sio.PredictedInstance.from_numpy(
+                points_data=np.asarray(outputs.pred_keypoints[i], dtype=np.float64),
+                point_scores=np.asarray(outputs.pred_peak_values[i], dtype=np.float64),
+                score=float(outputs.instance_scores[i]),
+                skeleton=self.skeleton,
+                **identity,
             )
+            if outputs.pred_embeddings is not None:
+                # As sleap-nn --save_embeddings slp: the vector in the instance's re-ID slot.
+                instance.identity_embedding = sio.Embedding(np.asarray(outputs.pred_embeddings[i], dtype=np.float32))
+            instances.append(instance)
         return instances
 
     def frame(self, outputs: Outputs, video: sio.Video) -> sio.LabeledFrame:
@@ -170,6 +174,11 @@ class LabelsWriter:
                 f"A {self.spec.model_type} detector predicts boxes and {found.name} files keep none; "
                 f"write {found.stem(output)}.slp instead."
             )
+        if MODEL_TYPES[self.spec.model_type].embeds and not found.keeps_embeddings:
+            raise InputError(
+                f"A {self.spec.model_type} model gives each instance an appearance vector and {found.name} files keep "
+                f"none; write {found.stem(output)}.slp instead."
+            )
 
     @contextlib.contextmanager
     def locked(self, output: Path) -> Iterator[None]:
@@ -186,10 +195,12 @@ class LabelsWriter:
         """Frames an earlier run of this model saved in ``output``, moved onto ``videos`` (matched
         by file name); refused when another model wrote it or it holds other videos."""
         output = Path(output)
+        self.resumed_provenance = {}
         if not output.exists():
             return []
         saved = output_format(output).load(output)
         self._check_resumable(saved, output)
+        self.resumed_provenance = dict(saved.provenance or {})
         moved = []
         for lf in saved.labeled_frames:
             video = _input_video(videos, lf.video.filename, output)
@@ -242,7 +253,7 @@ class LabelsWriter:
         """A saved instance on this writer's skeleton and tracks (matched by name)."""
         tracks = {t.name: t for t in self.tracks}
         points = instance.numpy(scores=True)
-        return sio.PredictedInstance.from_numpy(
+        adopted = sio.PredictedInstance.from_numpy(
             points_data=points[:, :2],
             point_scores=points[:, 2],
             score=float(instance.score),
@@ -250,3 +261,5 @@ class LabelsWriter:
             track=tracks.get(instance.track.name) if instance.track is not None else None,
             tracking_score=instance.tracking_score,
         )
+        adopted.identity_embedding = instance.identity_embedding
+        return adopted
