@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from sleap_export.cli import predict_command
 from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_PRECISION, SPIN, WARM_AHEAD, model_options, quiet, waiting
 from sleap_export.core.errors import InputError
 
 
+def _with_predicts_tracking_options(command):
+    """``command`` taking predict's tracking options (its TRACKING help panel, declared once, in
+    predict_command) after its own, and called with ``tracking_options`` (a `TrackingOptions` or None)
+    made of them as predict makes its own."""
+    predict_parameters = inspect.signature(predict_command.predict).parameters
+    names = [name for name, parameter in predict_parameters.items()
+             if getattr(parameter.default, "rich_help_panel", None) == predict_command.TRACKING]
+    own = [parameter for name, parameter in inspect.signature(command).parameters.items() if name != "tracking_options"]
+
+    @functools.wraps(command)
+    def with_tracking(**given):
+        chosen = {name: given.pop(name) for name in names}
+        fields = {name: value for name, value in chosen.items() if name in predict_command._TRACKING_FIELDS}
+        given["tracking_options"] = predict_command._tracking_options(chosen["tracking"], chosen["tracker"], fields)
+        return command(**given)
+
+    with_tracking.__signature__ = inspect.Signature([*own, *(predict_parameters[name] for name in names)])
+    with_tracking.__annotations__ = {
+        **{p.name: command.__annotations__[p.name] for p in own},
+        **{name: predict_command.predict.__annotations__[name] for name in names},
+    }
+    return with_tracking
+
+
+@_with_predicts_tracking_options
 def live(
     models: List[Path] = typer.Argument(
         ..., help=MODEL_HELP + " Any model type but a lone centered-instance model; two runs: a centroid + centered-instance pair."
@@ -54,6 +82,7 @@ def live(
         "(default: stop, write the frames posed so far with -o, exit 1)."
     ),
     quiet_flag: bool = QUIET,
+    tracking_options=None,
 ):
     """Poses from a camera, stream or simulated camera as frames come, for closed-loop experiments.
 
@@ -63,6 +92,10 @@ def live(
     poses. Ctrl-C ends the run: the poses so far are written and the latency
     summary (capture to pose-ready and to hook done) is printed. A hook that
     raises ends it too (exit 1), the poses so far written, unless --keep-going.
+
+    --tracking (predict's tracking options) tracks each frame's instances as
+    they are posed: the hook sees each instance's track in outputs.class_ids
+    (docs/live.md), and -o keeps the tracks.
     """
     from sleap_export.runtime.drivers.live import HookFailed, LiveRecording, LiveRunner, PoseWindow, load_processor
     from sleap_export.runtime.open_model import check_models, model_name
@@ -88,7 +121,7 @@ def live(
     runner = LiveRunner(
         models, frames_from, processor=hook, processor_name=processor, forecast=forecast,
         forecast_lead_s=forecast_lead_ms / 1000, duration_s=duration, waiting=waiting(spin, warm_ahead),
-        keep_going=keep_going, options=options,
+        keep_going=keep_going, options=options, tracking=tracking_options,
     )
     name = model_name(models)
     recording = LiveRecording(runner, name) if output is not None else None

@@ -34,7 +34,9 @@ from sleap_export.runtime.decoding.outputs import Outputs
 from sleap_export.runtime.drivers.forecast import FORECASTERS, Forecaster
 from sleap_export.runtime.open_model import ModelOptions, model_name, open_model
 from sleap_export.runtime.sources.live_sources import FramePool, LiveSource, open_source
-from sleap_export.runtime.writing.labels_writer import LabelsWriter
+from sleap_export.runtime.tracking.tracking_options import TrackingOptions
+from sleap_export.runtime.tracking.tracking_stage import TrackingStage, refuse_untrackable
+from sleap_export.runtime.writing.labels_writer import LabelsWriter, output_skeleton
 
 # The provenance key of a live .slp's per-frame times.
 TIMES_KEY = "sleap_export.live"
@@ -374,6 +376,11 @@ class LiveRunner:
     name the hook (default ``module:Class`` of its type; the CLI passes
     --processor as given). ``options`` (a `ModelOptions`), or
     ``device`` and its fields as keywords, open the model (``runtime="openvino"``).
+    ``tracking``: a `TrackingOptions` (sleap-nn's classic tracker): each frame's instances are
+    tracked as soon as they are posed, before the forecast and the hook, and ``outputs.class_ids``
+    holds each slot's track (0, 1, ...; -1 for a slot the tracker left untracked or dropped) and
+    ``outputs.instance_tracking_scores`` its tracking score, as a multi-class model's identities are
+    given; the forecast then follows each animal by its track.
 
     Iterate it (on any one thread; the hook runs there) for `LiveFrame` objects,
     or call `run()`; ``summary()`` gives the latency figures.
@@ -382,7 +389,8 @@ class LiveRunner:
     def __init__(self, model, source, processor: Optional[Processor] = None, forecast=None,
                  forecast_lead_s: float = 0.0, duration_s: Optional[float] = None, max_frames: Optional[int] = None,
                  device: Optional[str] = None, waiting: Optional[Waiting] = None, keep_going: bool = False,
-                 processor_name: Optional[str] = None, options: Optional[ModelOptions] = None, **option_fields):
+                 processor_name: Optional[str] = None, options: Optional[ModelOptions] = None,
+                 tracking: Optional[TrackingOptions] = None, **option_fields):
         # A runner we open, we also release at the end; a caller's stays theirs.
         self._owns_runner = not isinstance(model, Runner)
         if self._owns_runner:
@@ -393,11 +401,14 @@ class LiveRunner:
         self.runner = open_model(model, options) if self._owns_runner else model
         refuse_unless_live(self.runner)
         self.source: LiveSource = open_source(source)
+        # The video the frames' indices refer to (the tracker's and a recording's).
+        self.video = self.source.video()
+        self.tracking = self._tracking_stage(tracking)
         self.processor = processor
         self.processor_name = processor_name or (hook_name(processor) if processor is not None else None)
         self.keep_going = keep_going
         self.hook_failures = 0
-        self.forecaster = _forecaster(forecast, self.runner)
+        self.forecaster = _forecaster(forecast, self.runner, tracked=self.tracking is not None)
         self.lead_ns = round(forecast_lead_s * 1e9)
         self.duration_s = duration_s
         self.max_frames = max_frames
@@ -411,6 +422,12 @@ class LiveRunner:
         self._capture_error: Optional[BaseException] = None
         self._thread: Optional[threading.Thread] = None
         self._frames: Optional[Iterator[LiveFrame]] = None
+
+    def _tracking_stage(self, tracking: Optional[TrackingOptions]) -> Optional[TrackingStage]:
+        if tracking is None:
+            return None
+        refuse_untrackable(self.runner.spec)
+        return TrackingStage(tracking, len(output_skeleton(self.runner.spec).nodes))
 
     # The run -----------------------------------------------------------------
     def __iter__(self) -> Iterator[LiveFrame]:
@@ -508,6 +525,8 @@ class LiveRunner:
         taken_ns = time.perf_counter_ns()
         outputs = self.runner.predict(captured.image, frame_indices=[captured.index])[0]
         pose_ready_ns = time.perf_counter_ns()
+        if self.tracking is not None:
+            outputs = self._tracked(outputs, captured.image)
         forecast_ns = None
         if self.forecaster is not None:
             forecast_ns = pose_ready_ns + self.lead_ns
@@ -531,11 +550,27 @@ class LiveRunner:
             _warn_hook_failed(_hook_failure(self.processor_name, captured.index, failure), failure)
         return frame
 
+    def _tracked(self, outputs: Outputs, image: np.ndarray) -> Outputs:
+        """``outputs`` with each slot's track in ``class_ids`` (-1: none) and its score in
+        ``instance_tracking_scores`` (NaN: none). Optical flow keeps the image for later frames, so
+        it gets a copy: the capture buffer is reused."""
+        if self.tracking.options.use_flow:
+            image = np.array(image)
+        poses = self.tracking.add(self.video, outputs, image)
+        slots = np.flatnonzero(np.asarray(outputs.instance_valid))
+        tracks = np.full(len(outputs.instance_valid), -1, np.int32)
+        scores = np.full(len(outputs.instance_valid), np.nan, np.float32)
+        for pose in poses:
+            if pose.track is not None:
+                tracks[slots[pose.index]] = pose.track
+                scores[slots[pose.index]] = pose.tracking_score
+        return attrs.evolve(outputs, class_ids=tracks, instance_tracking_scores=scores)
+
     def _forecast(self, outputs: Outputs, measured_ns: int, at_ns: int) -> np.ndarray:
         keypoints = np.asarray(outputs.pred_keypoints)
         forecast = np.full(keypoints.shape, np.nan, np.float32)
         for slot in np.flatnonzero(np.asarray(outputs.instance_valid)):
-            # The single instance is one animal; multi-class slots are followed by identity.
+            # The single instance is one animal; multi-class (or tracked) slots are followed by identity (track).
             key = 0 if outputs.class_ids is None else int(outputs.class_ids[slot])
             if key >= 0:
                 forecast[slot] = self.forecaster.forecast(key, keypoints[slot], measured_ns, at_ns)
@@ -553,7 +588,7 @@ def _warn_hook_failed(message: str, error: Exception) -> None:
                            where.filename, where.lineno or 0, registry={})
 
 
-def _forecaster(forecast, runner: Runner) -> Optional[Forecaster]:
+def _forecaster(forecast, runner: Runner, tracked: bool = False) -> Optional[Forecaster]:
     if forecast is None or forecast == "none":
         return None
     if isinstance(forecast, str):
@@ -561,10 +596,10 @@ def _forecaster(forecast, runner: Runner) -> Optional[Forecaster]:
             raise InputError(f"Unknown forecast {forecast!r}; use none, {', '.join(FORECASTERS)}.")
         forecast = FORECASTERS[forecast]()
     spec = runner.spec
-    if spec.model_type != "single_instance" and not spec.class_names:
+    if spec.model_type != "single_instance" and not spec.class_names and not tracked:
         raise InputError(
             f"Forward prediction follows each animal by identity, and a {spec.model_type} artifact gives none; "
-            "use a single-instance or multi-class model, or leave the forecast out."
+            "use a single-instance or multi-class model, add --tracking, or leave the forecast out."
         )
     return forecast
 
@@ -585,12 +620,16 @@ class LiveRecording:
         if artifact is not None and not isinstance(artifact, (str, Path)):
             artifact = model_name([Path(p) for p in artifact])
         self.writer = LabelsWriter(live.runner.spec, artifact)
-        self.video = live.source.video()
+        self.video = live.video
         self.frames: list[sio.LabeledFrame] = []
         self.times = TimesLog()
 
     def add(self, frame: LiveFrame) -> None:
-        self.frames.append(self.writer.frame(frame.outputs, self.video))
+        outputs = frame.outputs
+        if self.live.tracking is not None:
+            # The tracks are the tracker's (`labels`), not a model's classes.
+            outputs = attrs.evolve(outputs, class_ids=None, instance_tracking_scores=None)
+        self.frames.append(self.writer.frame(outputs, self.video))
         self.times.append(frame.times)
 
     def labels(self) -> sio.Labels:
@@ -611,7 +650,12 @@ class LiveRecording:
             "latency_ms": {"capture_to_pose": summary.pose_ms, "capture_to_hook_done": summary.hook_ms},
         }
         # Posed in capture order: the writer's frame order is theirs.
-        return self.writer.labels(self.frames, [self.video], {TIMES_KEY: recorded})
+        if self.live.tracking is None:
+            return self.writer.labels(self.frames, [self.video], {TIMES_KEY: recorded})
+        # Tracked: the passes over the whole run (culling, connecting breaks) as predict runs them, once
+        # the run has ended; on copies of the frames, whose instances the passes may remove.
+        frames = [sio.LabeledFrame(video=lf.video, frame_idx=lf.frame_idx, instances=list(lf.instances)) for lf in self.frames]
+        return self.live.tracking.apply(self.writer.labels(frames, [self.video], {TIMES_KEY: recorded}))
 
     def save(self, path: str | Path) -> Path:
         return self.writer.save(self.labels(), path)
