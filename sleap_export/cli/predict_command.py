@@ -115,14 +115,13 @@ def predict(
 
         if video_index is not None:
             raise InputError("--video-index picks a video for local predict; with --ray, pass only the videos to predict.")
-        if tracking_options is not None:
-            raise InputError("--tracking runs here, frame by frame, and --ray predicts chunks on the cluster; drop --ray, or leave out --tracking.")
         if overlay is not None:
             raise InputError("--overlay draws the frames on this machine and --ray predicts them on the cluster; drop --ray, or leave out --overlay.")
         cluster = RayCluster(ray_address, workers, threads or 1, gpus_per_worker, chunk_size or DEFAULT_CHUNK_FRAMES)
         options = model_options(device, runtime, precision, parallel_batches=parallel_batches)
         return _predict_on_ray(
-            models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started
+            models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started,
+            tracking_options,
         )
     if workers is not None or chunk_size is not None or gpus_per_worker:
         raise InputError("--workers, --gpus-per-worker and --chunk-size apply with --ray; add --ray ADDRESS or leave them out.")
@@ -265,7 +264,8 @@ def _shown_until_done(progress):
             progress.stop()
 
 
-def _predict_on_ray(models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started):
+def _predict_on_ray(models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started,
+                    tracking=None):
     """predict --ray: chunks over a Ray cluster; a failed video is a row of the summary and exit 1."""
     from importlib.util import find_spec
 
@@ -278,7 +278,7 @@ def _predict_on_ray(models, inputs, output, output_format, cluster, options, fra
     from sleap_export.runtime.drivers.ray_cluster import RayPrediction
 
     job = RayPrediction(models[0], inputs, output, cluster, options, frames=frames, batch_size=batch_size,
-                        resume=resume, overwrite=overwrite, output_format=output_format)
+                        resume=resume, overwrite=overwrite, output_format=output_format, tracking=tracking)
     progress = progress_for(is_quiet)
     with _shown_until_done(progress):
         report = job.run(progress)

@@ -44,10 +44,12 @@ from sleap_export.core.atomic_files import write_json_atomically, written_atomic
 from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.runtime.artifacts.formats import ONNX, artifact_suffixes, find_format, format_of, read_spec
 from sleap_export.runtime.drivers.batch_pipeline import background, decode_batches, in_order
-from sleap_export.runtime.drivers.predictor import PredictionInterrupted
+from sleap_export.runtime.drivers.predictor import PredictionInterrupted, frame_image, track_labeled_frame
 from sleap_export.runtime.drivers.progress import ProgressSink
 from sleap_export.runtime.open_model import ModelOptions, is_artifact, open_model
 from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, FrameSource, open_video, select_frames
+from sleap_export.runtime.tracking.tracking_options import TrackingOptions
+from sleap_export.runtime.tracking.tracking_stage import TrackingStage, refuse_untrackable
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
 from sleap_export.runtime.writing.output_formats import check_videos, format_named, output_format_of
 from sleap_export.runtime.writing.packed_outputs import pack, unpack
@@ -211,8 +213,10 @@ class RayPrediction:
     suffix of ``output_format``, a format's name as ``--format`` takes it, e.g. ``"nwb"``;
     for a file it must agree with the suffix). ``cluster``: a `RayCluster`;
     ``options``: how each worker opens the artifact (a `ModelOptions`; threads come
-    from the cluster's per-worker threads). After `run`, ``worker_pids`` holds the
-    workers' process ids as they started.
+    from the cluster's per-worker threads). ``tracking``: a `TrackingOptions`; each video's
+    frames are tracked on the driver, in frame order, as its output is built from its parts
+    (the tracks local predict gives; optical flow reads the frames again there). After `run`,
+    ``worker_pids`` holds the workers' process ids as they started.
     """
 
     def __init__(
@@ -227,8 +231,10 @@ class RayPrediction:
         resume: bool = False,
         overwrite: bool = False,
         output_format: Optional[str] = None,
+        tracking: Optional[TrackingOptions] = None,
     ):
         self.artifact = Path(artifact)
+        self.tracking = tracking
         self.inputs = [Path(p) for p in inputs]
         self.output = Path(output)
         self.cluster, self.options = cluster, options
@@ -244,6 +250,8 @@ class RayPrediction:
         self.spec = read_spec(self.artifact)
         if "centroids" in self.spec.input_names:
             raise InputError(f"A {self.spec.model_type} artifact crops around given centroids; --ray predicts on videos only.")
+        if tracking is not None:
+            refuse_untrackable(self.spec)
         self.writer = LabelsWriter(self.spec, self.artifact)
         self.parts = self.output / DIR_PARTS if self.per_video else self.output.with_name(self.output.name + ".parts")
         self.videos = [_Video(p, self.output / f"{p.stem}{self.suffix}" if self.per_video else None) for p in self.inputs]
@@ -524,10 +532,23 @@ class RayPrediction:
         """The output of these videos from their parts, as local predict writes it; counts per video in ``written``."""
         videos = [open_video(self.videos[i].path) for i in indices]
         per_video = [self._labeled_frames(i, video) for i, video in zip(indices, videos)]
-        self.writer.save(self.writer.labels([lf for frames in per_video for lf in frames], videos), output)
+        labels = self.writer.labels([lf for frames in per_video for lf in frames], videos)
+        if self.tracking is not None:
+            self._track(labels, per_video)
+        self.writer.save(labels, output)
         for i, video, frames in zip(indices, videos, per_video):
             self.written[i] = (len(frames), sum(len(lf.instances) for lf in frames))
             video.close()
+
+    def _track(self, labels: sio.Labels, per_video: list[list[sio.LabeledFrame]]) -> None:
+        """Track each video's frames here, in frame order, as local predict tracks them as they come;
+        optical flow reads the frames again on this machine."""
+        stage = TrackingStage(self.tracking, len(self.writer.skeleton.nodes))
+        for frames in per_video:
+            for lf in sorted(frames, key=lambda lf: lf.frame_idx):
+                image = frame_image(lf.video.__getitem__, lf.frame_idx) if self.tracking.use_flow else None
+                track_labeled_frame(stage, lf, image)
+        stage.apply(labels)
 
     def _write_video(self, index: int) -> None:
         self._write([index], self.videos[index].output)
