@@ -19,7 +19,7 @@ def track_labels(labels: sio.Labels, options: TrackingOptions) -> sio.Labels:
     for video in labels.videos:
         for lf in sorted((lf for lf in labels.labeled_frames if lf.video is video), key=lambda lf: lf.frame_idx):
             instances = lf.predicted_instances
-            points = np.array([inst.numpy() for inst in instances]).reshape(len(instances), n_nodes, 2)
+            values = np.array([inst.numpy(scores=True) for inst in instances]).reshape(len(instances), n_nodes, 3)
             scores = np.array([inst.score for inst in instances])
-            stage.track(video, lf.frame_idx, points, scores, lf.image if options.use_flow else None)
+            stage.track(video, lf.frame_idx, values[..., :2], scores, lf.image if options.use_flow else None, values[..., 2])
     return stage.apply(labels)

@@ -12,7 +12,8 @@ import numpy as np
 class TrackedPose:
     """One instance of one frame: its points (nodes, 2; NaN where unseen), instance score;
     ``track`` and ``tracking_score`` once assigned.
-    ``index`` is its position among the frame's instances as given."""
+    ``index`` is its position among the frame's instances as given; ``point_scores`` (nodes,)
+    where known (the MOT trackers score a pose by them)."""
 
     points: np.ndarray
     score: float
@@ -21,6 +22,7 @@ class TrackedPose:
     feature: object = None
     track: Optional[int] = None
     tracking_score: Optional[float] = None
+    point_scores: Optional[np.ndarray] = None
 
     @property
     def support(self) -> int:
