@@ -213,3 +213,23 @@ def test_live_command_tracks_into_the_hook_and_the_slp(topdown, tmp_path):
 def test_live_takes_predicts_tracking_options_and_refusals(args, message):
     done = installed("live", "model.onnx", "--source", VIDEO, *args)
     assert_one_line_error(done, message)
+
+
+def test_bench_prints_a_well_formed_tracking_line(topdown, tmp_path):
+    import json
+    import re
+
+    figures = tmp_path / "bench.json"
+    done = installed("bench", topdown, "--data", VIDEO, "-b", "1", "-n", "30", "--tracking", "--threads", "1",
+                     "--json", figures, check_rc=0)
+    line = re.search(r"^tracking \(classic, default options\), 30 frames, (\d+) instances: ours (\d+) frames/s, "
+                     r"sleap-nn (\d+) frames/s, (\d+\.\d)x; same tracks$", done.stdout, re.M)
+    assert line is not None, done.stdout
+    assert int(line.group(1)) > 40 and int(line.group(2)) > 0 and int(line.group(3)) > 0
+    tracking = json.loads(figures.read_text())["tracking"]
+    assert tracking["frames"] == 30 and tracking["same_tracks"] is True
+    assert f"{tracking['ratio']:.1f}" == line.group(4)
+
+
+def test_bench_tracking_needs_a_video():
+    assert_one_line_error(installed("bench", "model.onnx", "--tracking"), "bench --tracking tracks the poses predicted on a video; add --data")

@@ -78,6 +78,9 @@ def bench(
     latency: bool = typer.Option(
         False, "--latency", help="Instead: capture-to-pose latency percentiles with --data played as a camera (--frames frames), against the bare batch-1 network (timed in interleaved rounds)."
     ),
+    tracking: bool = typer.Option(
+        False, "--tracking", help="Also: our tracker's frames/s against sleap-nn's on the poses of --frames frames of --data (default options)."
+    ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON here."),
     runtime: Optional[str] = RUNTIME,
     precision: Optional[str] = RUNTIME_PRECISION,
@@ -113,10 +116,22 @@ def bench(
 
         if vs or names:
             raise InputError("--latency times the model alone; leave out --vs and --runners (scripts/live_bench.py compares with sleap-nn).")
+        if tracking:
+            raise InputError("--latency times the model alone; leave out --tracking (live --tracking tracks before the hook).")
         report = latency_report(models, data, frames, options=options, waiting=waiting(spin, warm_ahead))
     else:
+        if tracking and data is None:
+            raise InputError("bench --tracking tracks the poses predicted on a video; add --data video.mp4.")
         report = run_bench(models, data, sizes, frames, vs, names, options)
+    speed = None
+    if tracking:
+        from sleap_export.evaluation.tracking_speed import tracking_speed
+
+        speed = tracking_speed(models, data, frames, options)
     if not (is_quiet and json_path is not None):
         Console().print(report.render())
+        if speed is not None:
+            typer.echo(speed.line())
     if json_path is not None:
-        write_json_atomically(report.as_dict(), json_path)
+        figures = report.as_dict()
+        write_json_atomically(figures if speed is None else {**figures, "tracking": speed.as_dict()}, json_path)
