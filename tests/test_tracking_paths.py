@@ -233,3 +233,10 @@ def test_bench_prints_a_well_formed_tracking_line(topdown, tmp_path):
 
 def test_bench_tracking_needs_a_video():
     assert_one_line_error(installed("bench", "model.onnx", "--tracking"), "bench --tracking tracks the poses predicted on a video; add --data")
+
+
+def test_live_refuses_trackers_that_track_a_whole_video_at_its_end(topdown):
+    from sleap_export.runtime.drivers.live import LiveRunner
+
+    with pytest.raises(InputError, match="--tracker sort tracks a whole video once it is predicted, .*use --tracker classic"):
+        LiveRunner(topdown, np.zeros((1, 64, 64, 1), np.uint8), tracking=TrackingOptions(tracker="sort"))

@@ -427,6 +427,11 @@ class LiveRunner:
         if tracking is None:
             return None
         refuse_untrackable(self.runner.spec)
+        if tracking.is_mot:
+            raise InputError(
+                f"--tracker {tracking.tracker} tracks a whole video once it is predicted, so live cannot give its tracks "
+                "as frames come; use --tracker classic (the default)."
+            )
         return TrackingStage(tracking, len(output_skeleton(self.runner.spec).nodes))
 
     # The run -----------------------------------------------------------------

@@ -313,11 +313,11 @@ def refuse_culled_tracks(saved_provenance: dict, output: Path) -> None:
 
 def track_labeled_frame(stage, lf: sio.LabeledFrame, image: Optional[np.ndarray]) -> None:
     """One labeled frame's predicted instances through ``stage`` (a `TrackingStage`), as `TrackingStage.add`
-    tracks the `Outputs` they were written from (the same points and scores, in slot order)."""
+    tracks the `Outputs` they were written from (the same points, point and instance scores, in slot order)."""
     instances = lf.predicted_instances
-    points = np.array([inst.numpy() for inst in instances], np.float64).reshape(len(instances), stage.n_nodes, 2)
+    points = np.array([inst.numpy(scores=True) for inst in instances], np.float64).reshape(len(instances), stage.n_nodes, 3)
     scores = np.array([inst.score for inst in instances], np.float64)
-    stage.track(lf.video, lf.frame_idx, points, scores, image)
+    stage.track(lf.video, lf.frame_idx, points[..., :2], scores, image, points[..., 2])
 
 
 class EarlierFrames:
