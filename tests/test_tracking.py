@@ -216,10 +216,9 @@ def test_cli_tracks_with_sleap_nn_option_names(predicted, artifact, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--tracking", "--tracker", "sort"], "--tracker sort is not available here"),
+        (["--tracking", "--tracker", "deepsort"], "--tracker deepsort is not available here"),
         (["--tracking", "--scoring-method", "bogus"], "--scoring_method 'bogus' is not one of"),
         (["--use_flow"], "--use-flow is a tracking option; add --tracking"),
-        (["--tracking", "--ray", "auto"], "--tracking runs here, frame by frame"),
         (["--tracking", "--post-connect-single-breaks"], "needs --tracking_target_instance_count"),
     ],
 )

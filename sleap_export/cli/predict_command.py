@@ -59,7 +59,7 @@ def predict(
         None, "--chunk-size", min=1, help="--ray: frames per chunk, the unit of work, retry and --resume (default 500)."
     ),
     tracking: bool = typer.Option(False, "--tracking", "-t", help="Track the instances as frames are predicted (sleap-nn predict --tracking).", rich_help_panel=TRACKING),
-    tracker: str = typer.Option("classic", "--tracker", help="Tracker: classic (the only one here).", rich_help_panel=TRACKING),
+    tracker: str = typer.Option("classic", "--tracker", help="Tracker: classic, sort or bytetrack (sleap-nn's names).", rich_help_panel=TRACKING),
     tracking_window_size: int = typer.Option(5, "--tracking-window-size", "--tracking_window_size", help="Frames (fixed_window) or poses per track (local_queues) to match against.", rich_help_panel=TRACKING),
     candidates_method: str = typer.Option("fixed_window", "--candidates-method", "--candidates_method", help="fixed_window or local_queues (--max-tracks implies local_queues).", rich_help_panel=TRACKING),
     min_new_track_points: int = typer.Option(0, "--min-new-track-points", "--min_new_track_points", help="A pose starts a track only with more visible points than this.", rich_help_panel=TRACKING),
@@ -68,7 +68,7 @@ def predict(
     scoring_method: Optional[str] = typer.Option(None, "--scoring-method", "--scoring_method", help="oks, iou or euclidean_dist (default: oks; euclidean_dist for a one-node skeleton).", rich_help_panel=TRACKING),
     scoring_reduction: str = typer.Option("mean", "--scoring-reduction", "--scoring_reduction", help="mean, max or robust_quantile of a track's candidate scores.", rich_help_panel=TRACKING),
     robust_best_instance: float = typer.Option(1.0, "--robust-best-instance", "--robust_best_instance", help="Quantile for robust_quantile.", rich_help_panel=TRACKING),
-    oks_stddev: float = typer.Option(0.025, "--oks-stddev", "--oks_stddev", help="OKS keypoint spread.", rich_help_panel=TRACKING),
+    oks_stddev: Optional[float] = typer.Option(None, "--oks-stddev", "--oks_stddev", help="OKS keypoint spread (default: 0.025 classic, 0.1 sort/bytetrack).", rich_help_panel=TRACKING),
     track_matching_method: str = typer.Option("hungarian", "--track-matching-method", "--track_matching_method", help="hungarian or greedy.", rich_help_panel=TRACKING),
     max_tracks: Optional[int] = typer.Option(None, "--max-tracks", "--max_tracks", help="At most this many tracks (local_queues).", rich_help_panel=TRACKING),
     use_flow: bool = typer.Option(False, "--use-flow", "--use_flow", help="Shift candidates onto the frame by optical flow.", rich_help_panel=TRACKING),
@@ -81,6 +81,19 @@ def predict(
     tracking_clean_instance_count: int = typer.Option(0, "--tracking-clean-instance-count", "--tracking_clean_instance_count", help="After tracking: at most this many instances per frame, then single breaks connected.", rich_help_panel=TRACKING),
     tracking_clean_iou_threshold: float = typer.Option(0.0, "--tracking-clean-iou-threshold", "--tracking_clean_iou_threshold", help="After-tracking cull: overlap (IoU) removed first.", rich_help_panel=TRACKING),
     post_connect_single_breaks: bool = typer.Option(False, "--post-connect-single-breaks", "--post_connect_single_breaks", help="After tracking: connect single-frame track breaks.", rich_help_panel=TRACKING),
+    track_buffer: Optional[int] = typer.Option(None, "--track-buffer", "--track_buffer", help="sort/bytetrack: steps a lost track is kept (default 30).", rich_help_panel=TRACKING),
+    min_hits: Optional[int] = typer.Option(None, "--min-hits", "--min_hits", help="sort/bytetrack: matches that confirm a track (default 3 sort, 2 bytetrack).", rich_help_panel=TRACKING),
+    track_high_threshold: Optional[float] = typer.Option(None, "--track-high-threshold", "--track_high_threshold", help="sort/bytetrack: high-score detection threshold (default 0.1 sort, 0.5 bytetrack).", rich_help_panel=TRACKING),
+    track_low_threshold: Optional[float] = typer.Option(None, "--track-low-threshold", "--track_low_threshold", help="sort/bytetrack: detections at or below are ignored (default 0.1).", rich_help_panel=TRACKING),
+    new_track_threshold: Optional[float] = typer.Option(None, "--new-track-threshold", "--new_track_threshold", help="sort/bytetrack: lowest score that starts a track (default 0.1 sort, 0.6 bytetrack).", rich_help_panel=TRACKING),
+    min_match_similarity: Optional[float] = typer.Option(None, "--min-match-similarity", "--min_match_similarity", help="sort/bytetrack: lowest similarity of a match (default 0.3 sort, 0.2 bytetrack).", rich_help_panel=TRACKING),
+    filter_overlapping: bool = typer.Option(False, "--filter-overlapping", "--filter_overlapping", help="Before tracking: drop the lower-scoring of overlapping instances.", rich_help_panel=TRACKING),
+    filter_overlapping_method: str = typer.Option("iou", "--filter-overlapping-method", "--filter_overlapping_method", help="iou (boxes) or oks (poses).", rich_help_panel=TRACKING),
+    filter_overlapping_threshold: float = typer.Option(0.8, "--filter-overlapping-threshold", "--filter_overlapping_threshold", help="Overlap above which the lower-scoring instance is dropped.", rich_help_panel=TRACKING),
+    filter_min_visible_nodes: int = typer.Option(0, "--filter-min-visible-nodes", "--filter_min_visible_nodes", help="Before tracking: drop instances with fewer visible nodes.", rich_help_panel=TRACKING),
+    filter_min_visible_node_fraction: float = typer.Option(0.0, "--filter-min-visible-node-fraction", "--filter_min_visible_node_fraction", help="Before tracking: drop instances with a smaller visible fraction of nodes.", rich_help_panel=TRACKING),
+    filter_min_mean_node_score: float = typer.Option(0.0, "--filter-min-mean-node-score", "--filter_min_mean_node_score", help="Before tracking: drop instances with a lower mean node score.", rich_help_panel=TRACKING),
+    filter_min_instance_score: float = typer.Option(0.0, "--filter-min-instance-score", "--filter_min_instance_score", help="Before tracking: drop instances with a lower score.", rich_help_panel=TRACKING),
     quiet_flag: bool = QUIET,
 ):
     """Predict poses on videos or labels and write a .slp file, or analysis HDF5, NWB or CSV (see --format;
@@ -144,18 +157,23 @@ _TRACKING_FIELDS = {
     "tracking_pre_cull_iou_threshold": "tracking_pre_cull_iou_threshold",
     "tracking_clean_instance_count": "tracking_clean_instance_count", "tracking_clean_iou_threshold": "tracking_clean_iou_threshold",
     "post_connect_single_breaks": "post_connect_single_breaks",
+    **{name: name for name in (
+        "track_buffer", "min_hits", "track_high_threshold", "track_low_threshold", "new_track_threshold", "min_match_similarity",
+        "filter_overlapping", "filter_overlapping_method", "filter_overlapping_threshold", "filter_min_visible_nodes",
+        "filter_min_visible_node_fraction", "filter_min_mean_node_score", "filter_min_instance_score",
+    )},
 }
 
 
 def _tracking_options(tracking: bool, tracker: str, given: dict):
-    """The `TrackingOptions` of --tracking, or None; tracking options without --tracking, or another tracker, refused."""
+    """The `TrackingOptions` of --tracking, or None; tracking options without --tracking refused, and
+    options of another tracker family (TrackingOptions checks them)."""
     from sleap_export.runtime.tracking.tracking_options import TrackingOptions
 
-    if tracker != "classic":
-        raise InputError(f"--tracker {tracker} is not available here; sleap-export tracks with --tracker classic (the default).")
-    options = TrackingOptions(**{_TRACKING_FIELDS[name]: value for name, value in given.items()})
+    options = TrackingOptions(tracker=tracker, **{_TRACKING_FIELDS[name]: value for name, value in given.items()})
     if not tracking:
         changed = [name for name, value in given.items() if value != getattr(TrackingOptions(), _TRACKING_FIELDS[name])]
+        changed += ["tracker"] if tracker != "classic" else []
         if changed:
             raise InputError(f"--{changed[0].replace('_', '-')} is a tracking option; add --tracking, or leave it out.")
         return None

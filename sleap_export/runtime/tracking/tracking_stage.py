@@ -84,6 +84,17 @@ class TrackingStage:
             pose.index = int(rows[pose.index])
         return poses
 
+    def _read_point_scores(self, labels: sio.Labels) -> None:
+        """Point scores of the MOT poses given without them (frames tracked from labels), from
+        the labels' instances they index."""
+        frames = {(video, frame_idx): poses for video, frames in self.mot_frames.items() for frame_idx, poses in frames}
+        for lf in labels.labeled_frames:
+            poses = frames.get((id(lf.video), lf.frame_idx), ())
+            instances = lf.predicted_instances
+            for pose in poses:
+                if pose.point_scores is None:
+                    pose.point_scores = np.asarray(instances[pose.index].numpy(scores=True), np.float64)[:, 2]
+
     def _mot_tracked(self) -> tuple[dict, dict[int, int]]:
         """Each MOT-tracked video's frames, tracked now (frame order), and its tracks' count."""
         tracker_class, kalman = MOT_TRACKERS[self.options.tracker]
@@ -101,6 +112,7 @@ class TrackingStage:
         """The passes over each video's kept poses, then every tracked frame's instances given their
         track (``track_N``, numbered on across videos) and tracking score; dropped instances removed."""
         if self.options.is_mot:
+            self._read_point_scores(labels)
             tracked, counts = self._mot_tracked()
         else:
             tracked = {
