@@ -141,3 +141,19 @@ def test_cli_refuses_the_other_family_in_one_line(args, message, tmp_path):
     """docs/bad-inputs.md: "tracking-mot-bad-option"."""
     done = installed("predict", "model.onnx", VIDEO, "-o", tmp_path / "p.slp", *args)
     assert_one_line_error(done, message)
+
+
+@pytest.mark.parametrize("setting", ["sort-defaults", "bytetrack-oks-thresholds"])
+def test_predictor_tracks_with_mot_as_sleap_nn_does(setting, predicted, artifact, tmp_path):
+    """Through `Predictor` (point scores from the model's outputs, tracks assigned when the labels are built)."""
+    from sleap_export import Predictor
+
+    output = tmp_path / "tracked.slp"
+    predictor = Predictor.from_model_paths([artifact(PAIRS["bottomup6"], ".onnx")], threads=1, batch_size=8)
+    predictor.predict(str(VIDEO), frames="0-149", output=output, progress=None, tracking=TrackingOptions(**MOT_SETTINGS[setting]))
+    from sleap_nn.inference.tracking import TrackerConfig, apply_tracking
+
+    settings = MOT_SETTINGS[setting]
+    explicit = {"scoring_method_explicit": True} if "scoring_method" in settings else {}
+    theirs = apply_tracking(_load(predicted("bottomup6"), last_frame=149), TrackerConfig(**settings, **explicit))
+    assert assert_same_tracks(sio.load_slp(str(output)), theirs) > 200
