@@ -149,7 +149,7 @@ def tensorrt_double_downcast(model: onnx.ModelProto) -> onnx.ModelProto:
     "models",
     [
         [CENTROID, CENTERED], ["minimal_instance_bottomup"], ["minimal_instance_single_instance"], ["new_bbox_centernet"],
-        ["new_bbox_ssd"], ["new_bbox_ssd", "new_centered_instance_bbox"],
+        ["new_bbox_ssd"], ["new_bbox_ssd", "new_centered_instance_bbox"], [CENTROID, "new_embedding"],
     ],
     ids=str,
 )

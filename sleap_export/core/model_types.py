@@ -27,6 +27,7 @@ HEAD_TYPES = (
     "multi_class_topdown",
     "bbox_centernet",
     "bbox_ssd",
+    "embedding",
 )
 # Head types whose runs detect boxes rather than keypoints.
 BOX_HEAD_TYPES = ("bbox_centernet", "bbox_ssd")
@@ -48,6 +49,11 @@ class ModelType:
     def detects_boxes(self) -> bool:
         """A box detector runs first (alone, or seeding a centered-instance stage)."""
         return self.runs[0] in BOX_HEAD_TYPES
+
+    @property
+    def embeds(self) -> bool:
+        """An embedding run gives each instance an appearance vector."""
+        return "embedding" in self.runs
 
     @property
     def complete(self) -> Callable:
@@ -78,6 +84,8 @@ MODEL_TYPES: dict[str, ModelType] = {
         # Box-driven top-down: a detector's boxes seed the centered-instance crops (sleap-nn -m DET -m CI).
         ModelType("bbox_centernet_topdown", ("bbox_centernet", "centered_instance"), "CenterNetTopDownGraph", "box_topdown"),
         ModelType("bbox_ssd_topdown", ("bbox_ssd", "centered_instance"), "SsdTopDownGraph", "box_topdown"),
+        # Re-ID: an appearance vector per centroid, from the embedding run's crop (sleap-nn -m CENTROID -m EMBEDDING).
+        ModelType("centroid_embedding", ("centroid", "embedding"), "CentroidEmbeddingGraph", "centroid_embedding"),
     )
 }
 

@@ -292,7 +292,7 @@ class ModelSpec:
     @property
     def output_node_names(self) -> tuple[str, ...]:
         """Node names of the instances the artifact produces."""
-        if self.model_type == "centroid":
+        if self.model_type in ("centroid", "centroid_embedding"):
             anchor = self.stages[0].anchor_part
             return self.skeleton.nodes if anchor else ("centroid",)
         return self.skeleton.nodes

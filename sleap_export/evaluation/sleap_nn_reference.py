@@ -79,17 +79,28 @@ def sleap_nn_predict(
         advance(done - reported)
         reported = done
 
+    from sleap_export.exporting.checkpoints import model_type_of, resolve_run_dir
+
+    # An embedding run embeds the detections of the others, as sleap-nn's fused
+    # `predict -m ... -m EMBEDDING --save_embeddings slp` does.
+    embedding = [p for p in model_paths if model_type_of(resolve_run_dir(p)) == "embedding"]
+    detection = [p for p in model_paths if p not in embedding]
     logger.disable("sleap_nn")  # its per-run log lines would bury our report
     try:
         with mock.patch.object(loaders, "load_legacy_model", tensorflow_exact if keras_geometry else load_legacy_model):
-            return predict(
+            labels = predict(
                 source,
-                model_paths=[str(p) for p in model_paths],
+                model_paths=[str(p) for p in detection],
                 device="cpu",
                 batch_size=batch_size,
                 frames=None if frames is None else list(frames),
                 progress_callback=None if advance is None else report,
                 **settings,
             )
+        if embedding:
+            from sleap_nn.inference.embedding import embed_labels
+
+            embed_labels(str(embedding[0]), labels, device="cpu", batch_size=batch_size, include_untracked=True)
+        return labels
     finally:
         logger.enable("sleap_nn")

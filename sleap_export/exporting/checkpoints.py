@@ -109,6 +109,8 @@ def load_run(path: str | Path) -> LoadedRun:
         # The box head whose grid the boxes are read on (its stride), and the box categories.
         confmaps = bbox_head_leaf(model_type, config.model_config.head_configs)
         categories = tuple(bbox_head_categories(model_type, config.model_config.head_configs))
+    elif model_type == "embedding":
+        confmaps = heads["embedding"]  # its output stride and anchor, as a confmaps head's
     else:
         confmaps = heads["confmaps"]
     skeleton = get_skeleton_from_config(config.data_config.skeletons)[0]

@@ -77,6 +77,11 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         raise InputError("--box-nms-iou applies to box detectors (bbox_centernet, bbox_ssd) only; leave it out.")
     if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
+    if model_type.embeds and options.precision != "fp32":
+        raise InputError(
+            f"--precision {options.precision}: the accuracy gate of reduced precision holds poses, not appearance "
+            f"vectors, so {model_type.name} exports in fp32 only; leave out --precision."
+        )
     if options.raw_heads and len(runs) != 1:
         raise InputError("--raw-heads exports one model's heads; pass a single model folder.")
     instance_post = post
@@ -94,13 +99,15 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     ]
     # sleap-nn fits frames to the first run's max size that is set, centroid first; a detector
     # sizes frames to its own (the centered-instance stage sizes them again to its own).
-    sized_by = runs[:1] if model_type.detects_boxes else runs
+    # An embedding run sizes the frames it crops to its own, too.
+    sized_by = runs[:1] if model_type.detects_boxes or model_type.embeds else runs
     max_height = next((r.stage.max_height for r in sized_by if r.stage.max_height is not None), None)
     max_width = next((r.stage.max_width for r in sized_by if r.stage.max_width is not None), None)
     graph_cls = graphs.RawHeadsGraph if options.raw_heads else getattr(graphs, model_type.graph)
     module = graph_cls(stages, SizeMatch(max_height, max_width))
     module.eval()
-    instance_run = runs[-1]
+    # The run whose instances the artifact outputs (an embedding run only adds vectors to them).
+    instance_run = [r for r in runs if r.stage.head_type != "embedding"][-1]
     spec = ModelSpec(
         model_type=model_type.name,
         skeleton=instance_run.skeleton,

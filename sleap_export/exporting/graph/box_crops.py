@@ -38,13 +38,15 @@ def box_crop_windows(boxes: torch.Tensor, crop_size: int, rule: BoxCropSpec):
     return windows, scales, keep_half
 
 
-def _coverage(low: torch.Tensor, high: torch.Tensor, n: int, extent: torch.Tensor) -> torch.Tensor:
+def edge_coverage(low: torch.Tensor, high: torch.Tensor, n: int, extent: torch.Tensor) -> torch.Tensor:
     """``(m, n)``: the fraction of each output pixel's footprint inside ``[0, extent]``."""
     step = (high - low) / n
     start = low[:, None] + torch.arange(n, dtype=torch.float32)[None, :] * step[:, None]
     end = start + step[:, None]
-    inside = (torch.minimum(end, extent.to(torch.float32)) - start.clamp(min=0.0)).clamp(min=0.0)
-    return (inside / step[:, None]).clamp(max=1.0)
+    extent = extent.to(torch.float32)
+    inside = (torch.minimum(end, extent) - start.clamp(min=0.0)).clamp(min=0.0)
+    # A footprint wholly inside is exactly 1: ``end - start`` rounds away from ``step``, by up to 2e-5.
+    return torch.where((start >= 0.0) & (end <= extent), 1.0, (inside / step[:, None]).clamp(max=1.0))
 
 
 def box_crops(images: torch.Tensor, windows: torch.Tensor, keep_half: torch.Tensor, sample_index: torch.Tensor,
@@ -67,8 +69,8 @@ def box_crops(images: torch.Tensor, windows: torch.Tensor, keep_half: torch.Tens
     # One frame per crop: each output pixel is sampled alone, so this equals sleap-nn's per-frame stacking.
     frames = torch.index_select(images, 0, sample_index)
     crops = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    cover_x = _coverage(windows[:, 0], windows[:, 2], crop_size, width)
-    cover_y = _coverage(windows[:, 1], windows[:, 3], crop_size, height)
+    cover_x = edge_coverage(windows[:, 0], windows[:, 2], crop_size, width)
+    cover_y = edge_coverage(windows[:, 1], windows[:, 3], crop_size, height)
     crops = crops * (cover_y[:, None, :, None] * cover_x[:, None, None, :])
     if letterbox:
         offsets = torch.arange(crop_size, dtype=torch.float32) + 0.5 - crop_size / 2
@@ -81,3 +83,40 @@ def box_crops(images: torch.Tensor, windows: torch.Tensor, keep_half: torch.Tens
 def points_from_crop(points: torch.Tensor, windows: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """``(n, N, 2)`` crop pixels -> the frame the windows were cut from."""
     return (points + 0.5) / scales[:, None, :] + windows[:, None, :2] - 0.5
+
+
+def resampled_crops(images: torch.Tensor, windows: torch.Tensor, sample_index: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """``(n, C, crop, crop)`` whole-number crops of the ``(B, C, H, W)`` images in the ``(n, 4)`` windows, as
+    sleap-nn's Skia crop makes them: each output pixel's center mapped into the frame in float32 pixel
+    coordinates (not through a normalized grid, whose extra rounding moves ~3 of 9,216 pixels a grey level),
+    bilinear with the edge pixels repeated, faded where the window leaves the frame, rounded."""
+    shape = shape_of(images)
+    channels, height, width = shape[1], shape[2], shape[3]
+    centers = torch.arange(crop_size, dtype=torch.float32) + 0.5
+    # A product, not a quotient: runtimes divide by a broadcast divisor differently (torch via its reciprocal).
+    step = (windows[:, 2:] - windows[:, :2]) / float(crop_size)  # frame pixels per crop pixel, (n, 2)
+    xs = centers[None, :] * step[:, 0:1] + windows[:, 0:1] - 0.5
+    ys = centers[None, :] * step[:, 1:2] + windows[:, 1:2] - 0.5
+    x0, y0 = torch.floor(xs), torch.floor(ys)
+    fx, fy = (xs - x0)[:, None, None, :], (ys - y0)[:, None, :, None]
+    # Flat indices into the batch: no per-crop copy of its frame.
+    flat = images.reshape(-1)
+    plane = (sample_index[:, None] * channels + torch.arange(channels)[None, :]) * height  # (n, C)
+
+    def column(x):
+        return x.to(torch.int64).clamp(min=0).minimum(width - 1)[:, None, None, :]
+
+    def row(y):
+        return (plane[:, :, None] + y.to(torch.int64).clamp(min=0).minimum(height - 1)[:, None, :])[..., None] * width
+
+    def at(r, c):
+        return torch.index_select(flat, 0, (r + c).reshape(-1)).reshape(shape_of(r)[0], channels, crop_size, crop_size)
+
+    top_row, bottom_row, left, right = row(y0), row(y0 + 1), column(x0), column(x0 + 1)
+    top = at(top_row, left) + (at(top_row, right) - at(top_row, left)) * fx
+    bottom = at(bottom_row, left) + (at(bottom_row, right) - at(bottom_row, left)) * fx
+    crops = top + (bottom - top) * fy
+    cover_x = edge_coverage(windows[:, 0], windows[:, 2], crop_size, width)
+    cover_y = edge_coverage(windows[:, 1], windows[:, 3], crop_size, height)
+    crops = crops * (cover_y[:, None, :, None] * cover_x[:, None, None, :])
+    return crops.round().clamp(0, 255)

@@ -17,7 +17,7 @@ import torch
 
 from sleap_export.core.errors import InputError
 from sleap_export.core.spec import PostprocessSpec, StageSpec
-from sleap_export.exporting.graph.box_crops import box_crop_windows, box_crops, points_from_crop
+from sleap_export.exporting.graph.box_crops import box_crop_windows, box_crops, points_from_crop, resampled_crops
 from sleap_export.exporting.graph.box_decoding import (
     boxes_to_frame, centernet_detections, class_wise_nms, ssd_anchors, ssd_detections,
 )
@@ -494,6 +494,76 @@ class CenterNetTopDownGraph(BoxTopDownGraph):
 
 class SsdTopDownGraph(BoxTopDownGraph):
     detector_graph = SsdBoxGraph
+
+
+# sleap-nn standardizes each embedding crop over its pixels (0-255 scale), its std floored at one grey level.
+EMBEDDING_STD_EPS = 1e-5
+EMBEDDING_STD_FLOOR = 1.0
+
+
+class EmbeddedInstances(torch.nn.Module):
+    """The embedding (re-ID) stage on a crop around each valid centroid, as sleap-nn's
+    ``EmbeddingDataset`` cuts it for a pose detection.
+
+    The frame is size-matched to the embedding run's own training size; the crop is sleap-nn's
+    centered box (``crop_size - 1`` pixels between its corner pixels' centers) resampled to ``crop_size``
+    pixels as its Skia crop does (bilinear at each output pixel's center, edge fade, rounded to
+    whole grey levels); each crop is standardized and the network gives its vector.
+    """
+
+    def __init__(self, stage: Stage):
+        super().__init__()
+        spec = stage.spec
+        if spec.crop_size is None:
+            raise InputError(
+                f"{spec.source} sets no crop_size in its training config; "
+                "set data_config.preprocessing.crop_size to the size it was trained on."
+            )
+        self.stage = stage
+        self.crop_size = int(spec.crop_size)
+        self.size_match = SizeMatch(spec.max_height, spec.max_width)
+        self.head = stage.head_names[0]
+
+    def forward(self, images: torch.Tensor, centroids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``(B, K, D)`` vectors of the ``(B, K, 2)`` frame-pixel centroids marked ``valid``; NaN elsewhere."""
+        sized, size_scale = self.size_match(images)
+        # As `CroppedInstances`: a batch without any centroid runs one placeholder crop, its vector dropped.
+        shape = shape_of(valid)
+        first_slot = (torch.arange(shape[0]) == 0)[:, None] & (torch.arange(shape[1]) == 0)[None, :]
+        slots = torch.nonzero(valid | (first_slot & ~valid.any()))  # (n, 2): (frame, slot)
+        kept = valid[slots[:, 0], slots[:, 1]]
+        centers = nan_to_zero(centroids[slots[:, 0], slots[:, 1]]) * size_scale
+        # sleap-nn's centered box, in its float32 steps: corners at half the crop, then moved 0.5 in.
+        half = self.crop_size / 2
+        windows = torch.cat([(centers - half) + 0.5, (centers + half) - 0.5], dim=-1)
+        crops = resampled_crops(sized, windows, slots[:, 0], self.crop_size)
+        pixels = float(self.crop_size * self.crop_size)
+        mean = crops.sum(dim=(2, 3), keepdim=True) / pixels
+        std = (((crops - mean) ** 2).sum(dim=(2, 3), keepdim=True) / pixels).sqrt() + EMBEDDING_STD_EPS
+        vectors = self.stage.network((crops - mean) / std.clamp(min=EMBEDDING_STD_FLOOR))[self.head]
+        vectors = torch.where(kept[:, None], vectors, float("nan"))
+        full = torch.full((shape[0], shape[1], vectors.shape[1]), float("nan"))
+        return full.index_put_((slots[:, 0], slots[:, 1]), vectors)
+
+
+class CentroidEmbeddingGraph(PoseGraph):
+    """Centroids, and an appearance vector for each from the embedding run, in one graph
+    (sleap-nn's fused ``predict -m CENTROID -m EMBEDDING --save_embeddings slp``)."""
+
+    output_names = CentroidGraph.output_names + ("pred_embeddings",)
+    n_stages = 2
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.centroid = stages[0]
+        self.embedding = EmbeddedInstances(stages[1])
+
+    def forward(self, frames: torch.Tensor):
+        images = frames_to_images(frames)
+        sized, size_scale = self.size_match(images)
+        raw, values, valid = find_centroids(self.centroid, sized, self.centroid.post.max_instances)
+        centroids = raw / size_scale
+        return centroids, values, valid, raw, self.embedding(images, centroids, valid)
 
 
 class HalfPrecisionNetwork(torch.nn.Module):

@@ -57,6 +57,11 @@ def centroid(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
+def centroid_embedding(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    # Centroids as a centroid model's; the vectors ride along per slot.
+    return centroid(outputs, spec)
+
+
 def topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
     # sleap-nn scores a top-down instance by its centroid's confidence.
     return attrs.evolve(

@@ -28,6 +28,7 @@ ARRAY_FIELDS = (
     "class_ids",
     "instance_tracking_scores",
     "pred_forecast_keypoints",
+    "pred_embeddings",
 )
 
 
@@ -75,6 +76,8 @@ class Outputs:
     # Box-driven top-down: the instance slot each box seeded (its crop's pose), per box.
     pred_bbox_instance: Optional[Any] = None
     instance_tracking_scores: Optional[Any] = None
+    # Embedding (re-ID) models: each instance's appearance vector (instances, dim), unit length.
+    pred_embeddings: Optional[Any] = None
     # Live forward prediction (`runtime.live`): where each keypoint will be at the
     # frame's ``forecast_ns``, (instances, nodes, 2) like ``pred_keypoints``.
     pred_forecast_keypoints: Optional[Any] = None

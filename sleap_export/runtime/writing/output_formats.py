@@ -24,7 +24,8 @@ def _write_slp(labels: sio.Labels, path: str) -> None:
     with warnings.catch_warnings():
         # sleap-io moves provenance past HDF5's 64 kB attribute limit into a dataset of its own, and says so.
         warnings.filterwarnings("ignore", message="Labels metadata JSON")
-        sio.save_slp(labels, path)
+        # Appearance vectors are written only when asked for (sleap-nn --save_embeddings slp asks).
+        sio.save_slp(labels, path, save_embedding_vectors=True)
 
 
 def _write_analysis_h5(labels: sio.Labels, path: str) -> None:
@@ -85,6 +86,7 @@ class OutputFormat:
     one_video: bool = False
     not_resumable: Optional[str] = None
     keeps_boxes: bool = False
+    keeps_embeddings: bool = False
 
     @property
     def suffix(self) -> str:
@@ -132,7 +134,7 @@ class OutputFormat:
         return path.name[: len(path.name) - len(self.suffix_of(path))]
 
 
-SLP = OutputFormat("slp", (".slp",), "save_slp", _write_slp, sio.load_slp, keeps_boxes=True)
+SLP = OutputFormat("slp", (".slp",), "save_slp", _write_slp, sio.load_slp, keeps_boxes=True, keeps_embeddings=True)
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
     SLP,
     OutputFormat(

@@ -1,4 +1,4 @@
-"""Frames' poses (and a detector's boxes) as a few flat arrays: what crosses Ray's object store, lands in a Ray
+"""Frames' poses (and a detector's boxes, an embedding model's vectors) as a few flat arrays: what crosses Ray's object store, lands in a Ray
 job's parts and in a local prediction's journal, and reads back as `Outputs`."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def pack(outputs: Sequence[Outputs]) -> dict[str, np.ndarray]:
         arrays["tracking_scores"] = np.concatenate(
             [np.asarray(o.instance_tracking_scores)[s] for o, s in zip(outputs, slots)]
         )
+    if outputs[0].pred_embeddings is not None:
+        arrays["embeddings"] = np.concatenate([np.asarray(o.pred_embeddings)[s] for o, s in zip(outputs, slots)])
     if outputs[0].pred_bboxes is not None:
         arrays["box_counts"] = np.asarray([len(o.pred_bboxes) for o in outputs], np.int64)
         for key, field in BOX_FIELDS.items():
@@ -63,6 +65,8 @@ def unpack(arrays) -> list[Outputs]:
         identity = {}
         if "class_ids" in arrays:
             identity = {"class_ids": arrays["class_ids"][kept], "instance_tracking_scores": arrays["tracking_scores"][kept]}
+        if "embeddings" in arrays:
+            identity["pred_embeddings"] = arrays["embeddings"][kept]
         frames.append(
             Outputs(
                 pred_keypoints=arrays["keypoints"][kept],
