@@ -4,8 +4,10 @@ Makes (once, in a temporary folder) a video of ``--repeats`` copies of the input
 video back to back, then runs the installed command on its first N frames for
 each N given, and prints each run's peak RSS (the child process's ``ru_maxrss``)
 and wall time, with the .slp and the journal in flight checked at the end.
+``--tracking both`` runs each N without and with ``--tracking`` (extra options
+after ``--tracking-options``) and prints tracking's share of the wall time.
 
-    .venv/bin/python scripts/predict_memory.py MODEL.onnx VIDEO [--frames 1100 8800] [--repeats 8]
+    .venv/bin/python scripts/predict_memory.py MODEL.onnx VIDEO [--frames 1100 8800] [--repeats 8] [--tracking off|on|both]
 """
 
 from __future__ import annotations
@@ -54,23 +56,36 @@ def main() -> None:
     parser.add_argument("video", type=Path)
     parser.add_argument("--frames", type=int, nargs="+", default=[1100, 8800])
     parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--tracking", choices=("off", "on", "both"), default="off")
+    parser.add_argument("--tracking-options", nargs=argparse.REMAINDER, default=[], help="predict's tracking options, e.g. --max_tracks 2")
     args = parser.parse_args()
     command = str(Path(sys.executable).parent / "sleap-export")
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.tracking]
     results = []
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         video = long_video(args.video, args.repeats, work)
         for count in args.frames:
-            output = work / f"p{count}.slp"
-            peak, seconds = peak_rss_mb([command, "predict", args.model, str(video), "-o", str(output),
-                                         "--frames", f"0-{count - 1}", "-q"])
-            written = len(sio.load_slp(str(output)).labeled_frames)
-            journal_left = output.with_name(output.name + ".journal").exists()
-            results.append({"frames": count, "peak_rss_mb": round(peak, 1), "seconds": round(seconds, 1),
-                            "frames_written": written, "journal_left": journal_left})
-            print(json.dumps(results[-1]), flush=True)
-    growth = (results[-1]["peak_rss_mb"] - results[0]["peak_rss_mb"]) / max(1, results[-1]["frames"] - results[0]["frames"])
-    print(f"peak RSS growth: {1024 * growth:.2f} kB per frame ({time.strftime('%Y-%m-%d')}, {resource.getpagesize()} B pages)")
+            for tracking in modes:
+                output = work / f"p{count}{'-tracked' if tracking else ''}.slp"
+                extra = ["--tracking", *args.tracking_options] if tracking else []
+                peak, seconds = peak_rss_mb([command, "predict", args.model, str(video), "-o", str(output),
+                                             "--frames", f"0-{count - 1}", "-q", *extra])
+                labels = sio.load_slp(str(output))
+                journal_left = output.with_name(output.name + ".journal").exists()
+                results.append({"frames": count, "tracking": tracking, "peak_rss_mb": round(peak, 1), "seconds": round(seconds, 1),
+                                "frames_written": len(labels.labeled_frames), "tracks": len(labels.tracks),
+                                "journal_left": journal_left})
+                print(json.dumps(results[-1]), flush=True)
+    for tracking in modes:
+        runs = [r for r in results if r["tracking"] == tracking]
+        growth = (runs[-1]["peak_rss_mb"] - runs[0]["peak_rss_mb"]) / max(1, runs[-1]["frames"] - runs[0]["frames"])
+        print(f"peak RSS growth{' tracked' if tracking else ''}: {1024 * growth:.2f} kB per frame "
+              f"({time.strftime('%Y-%m-%d')}, {resource.getpagesize()} B pages)")
+    if len(modes) == 2:
+        for off, on in zip(results[::2], results[1::2]):
+            print(f"{off['frames']} frames: tracking adds {100 * (on['seconds'] - off['seconds']) / on['seconds']:.1f}% "
+                  f"of the tracked run's wall time, {on['peak_rss_mb'] - off['peak_rss_mb']:+.1f} MB peak RSS")
 
 
 if __name__ == "__main__":
