@@ -100,9 +100,9 @@ def test_the_spec_output_travels_through_a_graph_runtime_and_is_found_in_engine_
 # outputs, carried tensors of one shape), within their restrictions (TensorRT 10's matrix).
 TENSORRT_PARSER_OPS = frozenset(
     "Abs Add And ArgMax Cast Clip Concat Constant ConstantOfShape Conv ConvTranspose CumSum "
-    "DequantizeLinear Div Einsum Equal Exp Expand Flatten Floor Gather GatherElements Greater "
+    "DequantizeLinear Div Einsum Equal Exp Expand Flatten Floor Gather GatherElements Gemm GlobalAveragePool Greater "
     "GreaterOrEqual GridSample IsNaN Less LessOrEqual Loop MatMul Max MaxPool Min Mod Mul Neg NonZero Not Or Pad "
-    "Pow QuantizeLinear Range Reciprocal ReduceMax ReduceMean ReduceSum Relu Reshape Resize "
+    "Pow QuantizeLinear Range Reciprocal ReduceL2 ReduceMax ReduceMean ReduceSum Relu Reshape Resize "
     "Round ScatterND Shape Sigmoid Slice Softmax Sqrt Squeeze Sub TopK Transpose Unsqueeze Where".split()
 )
 
@@ -150,6 +150,7 @@ def tensorrt_double_downcast(model: onnx.ModelProto) -> onnx.ModelProto:
     [
         [CENTROID, CENTERED], ["minimal_instance_bottomup"], ["minimal_instance_single_instance"], ["new_bbox_centernet"],
         ["new_bbox_ssd"], ["new_bbox_ssd", "new_centered_instance_bbox"], [CENTROID, "new_embedding"],
+        [CENTROID, CENTERED, "new_embedding"],
     ],
     ids=str,
 )

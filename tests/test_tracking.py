@@ -158,13 +158,10 @@ def test_predictor_tracks_online_as_sleap_nn_does(kind, setting, predicted, arti
     assert assert_same_tracks(ours, sleap_nn_tracked(predicted(kind), setting, last_frame=99)) > 40
 
 
-def test_predictor_refuses_resume_identity_models_and_detectors(artifact, tmp_path):
+def test_predictor_refuses_identity_models_and_detectors(artifact, tmp_path):
     """docs/bad-inputs.md: "tracking-not-trackable"."""
     from sleap_export import Predictor
 
-    predictor = Predictor.from_model_paths([artifact(PAIRS["bottomup"], ".onnx")], threads=1)
-    with pytest.raises(InputError, match="--resume cannot continue the tracks"):
-        predictor.predict(str(VIDEO), frames="0-3", output=tmp_path / "p.slp", resume=True, tracking=TrackingOptions())
     multi_class = Predictor.from_model_paths([artifact(["minimal_instance_multiclass_bottomup"], ".onnx")], threads=1)
     with pytest.raises(InputError, match="already gives each instance its identity"):
         multi_class.predict(str(VIDEO), frames="0-3", tracking=TrackingOptions())

@@ -86,6 +86,10 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType("bbox_ssd_topdown", ("bbox_ssd", "centered_instance"), "SsdTopDownGraph", "box_topdown"),
         # Re-ID: an appearance vector per centroid, from the embedding run's crop (sleap-nn -m CENTROID -m EMBEDDING).
         ModelType("centroid_embedding", ("centroid", "embedding"), "CentroidEmbeddingGraph", "centroid_embedding"),
+        # Poses and their vectors: the embedding run's crop centred on each pose (sleap-nn -m CENTROID -m CI -m EMBEDDING).
+        ModelType(
+            "topdown_embedding", ("centroid", "centered_instance", "embedding"), "TopDownEmbeddingGraph", "topdown_embedding"
+        ),
     )
 }
 
@@ -98,6 +102,6 @@ def model_type_for_runs(head_types: Iterable[str]) -> Optional[ModelType]:
 
 def valid_run_combinations() -> str:
     """For error messages: which runs make an artifact."""
-    pairs = [" + ".join(t.runs) for t in MODEL_TYPES.values() if len(t.runs) == 2]
+    pairs = [" + ".join(t.runs) for t in MODEL_TYPES.values() if len(t.runs) > 1]
     singles = [t.runs[0] for t in MODEL_TYPES.values() if len(t.runs) == 1]
     return f"pairs {', '.join(pairs)}; or one run of {', '.join(singles)}"

@@ -73,6 +73,19 @@ def _box_crop(config) -> Optional[BoxCropSpec]:
     return BoxCropSpec(aspect=found.aspect, padding=float(found.padding), min_size=found.min_size)
 
 
+def _check_embedding_crop_center(head, run_dir: Path) -> None:
+    """An embedding run crops around each pose's anchor node or the mean of its visible nodes (the
+    graph's two ways, `EmbeddedInstances`); its config may name another (read by sleap-nn's own rule)."""
+    from sleap_nn.data.instance_centroids import resolve_centroid_method
+
+    method, fallback = resolve_centroid_method(head.get("anchor_part"), head.get("centroid_method"), head.get("centroid_fallback"))
+    if method not in ("anchor", "center_of_mass") or fallback not in (None, "center_of_mass"):
+        raise InputError(
+            f"{run_dir / CONFIG_NAME} centres embedding crops by {method} (fallback {fallback}); sleap-export crops at the "
+            "anchor node or the mean of the visible nodes: set centroid_method to center_of_mass (or anchor_part)."
+        )
+
+
 def load_run(path: str | Path) -> LoadedRun:
     """Build the network of a run folder (sleap-nn or SLEAP 1.x) and describe it."""
     import torch
@@ -111,6 +124,7 @@ def load_run(path: str | Path) -> LoadedRun:
         categories = tuple(bbox_head_categories(model_type, config.model_config.head_configs))
     elif model_type == "embedding":
         confmaps = heads["embedding"]  # its output stride and anchor, as a confmaps head's
+        _check_embedding_crop_center(confmaps, run_dir)
     else:
         confmaps = heads["confmaps"]
     skeleton = get_skeleton_from_config(config.data_config.skeletons)[0]

@@ -46,7 +46,7 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     from sleap_export.exporting.graph import model_graphs as graphs
     from sleap_export.exporting.graph.model_graphs import SizeMatch, Stage
 
-    if not 1 <= len(model_paths) <= 2:
+    if not 1 <= len(model_paths) <= 3:
         raise InputError(
             f"Got {len(model_paths)} model folders; pass one run, or a centroid run and "
             f"a centered-instance run. Valid: {valid_run_combinations()}."
@@ -64,7 +64,7 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     runs = sorted((load_run(p) for p in model_paths), key=lambda r: model_type.runs.index(r.stage.head_type))
     if len({r.stage.in_channels for r in runs}) > 1:
         raise InputError(
-            "The two runs take different channel counts (grayscale vs RGB); pair runs "
+            "The runs take different channel counts (grayscale vs RGB); pair runs "
             "trained on the same kind of frames."
         )
     post = attrs.evolve(options.postprocess, edge_order=paf_edge_order(runs[0].stage.paf_edges))

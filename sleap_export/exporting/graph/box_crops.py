@@ -38,15 +38,17 @@ def box_crop_windows(boxes: torch.Tensor, crop_size: int, rule: BoxCropSpec):
     return windows, scales, keep_half
 
 
-def edge_coverage(low: torch.Tensor, high: torch.Tensor, n: int, extent: torch.Tensor) -> torch.Tensor:
-    """``(m, n)``: the fraction of each output pixel's footprint inside ``[0, extent]``."""
+def edge_coverage(low: torch.Tensor, high: torch.Tensor, n: int, extent: torch.Tensor, exact_inside: bool = False) -> torch.Tensor:
+    """``(m, n)``: the fraction of each output pixel's footprint inside ``[0, extent]``; ``exact_inside``: 1
+    for a footprint wholly inside (as Skia draws it), not ``(end - start) / step``, which rounds to 1 - 2e-5
+    (as sleap-nn's box crops compute it)."""
     step = (high - low) / n
     start = low[:, None] + torch.arange(n, dtype=torch.float32)[None, :] * step[:, None]
     end = start + step[:, None]
     extent = extent.to(torch.float32)
     inside = (torch.minimum(end, extent) - start.clamp(min=0.0)).clamp(min=0.0)
-    # A footprint wholly inside is exactly 1: ``end - start`` rounds away from ``step``, by up to 2e-5.
-    return torch.where((start >= 0.0) & (end <= extent), 1.0, (inside / step[:, None]).clamp(max=1.0))
+    coverage = (inside / step[:, None]).clamp(max=1.0)
+    return torch.where((start >= 0.0) & (end <= extent), 1.0, coverage) if exact_inside else coverage
 
 
 def box_crops(images: torch.Tensor, windows: torch.Tensor, keep_half: torch.Tensor, sample_index: torch.Tensor,
@@ -116,7 +118,7 @@ def resampled_crops(images: torch.Tensor, windows: torch.Tensor, sample_index: t
     top = at(top_row, left) + (at(top_row, right) - at(top_row, left)) * fx
     bottom = at(bottom_row, left) + (at(bottom_row, right) - at(bottom_row, left)) * fx
     crops = top + (bottom - top) * fy
-    cover_x = edge_coverage(windows[:, 0], windows[:, 2], crop_size, width)
-    cover_y = edge_coverage(windows[:, 1], windows[:, 3], crop_size, height)
+    cover_x = edge_coverage(windows[:, 0], windows[:, 2], crop_size, width, exact_inside=True)
+    cover_y = edge_coverage(windows[:, 1], windows[:, 3], crop_size, height, exact_inside=True)
     crops = crops * (cover_y[:, None, :, None] * cover_x[:, None, None, :])
     return crops.round().clamp(0, 255)

@@ -496,6 +496,15 @@ class SsdTopDownGraph(BoxTopDownGraph):
     detector_graph = SsdBoxGraph
 
 
+def pose_centers(keypoints: torch.Tensor) -> torch.Tensor:
+    """``(..., 2)`` crop centres of ``(..., nodes, 2)`` poses as sleap-nn's ``generate_centroids`` without an
+    anchor: the mean of the visible nodes per axis (NaN for a pose with none)."""
+    seen = ~torch.isnan(keypoints)
+    counts = seen.sum(dim=-2).clamp(min=1).to(keypoints.dtype)
+    means = torch.where(seen, keypoints, torch.zeros_like(keypoints)).sum(dim=-2) / counts
+    return torch.where(seen.any(dim=-1).any(dim=-1, keepdim=True), means, float("nan"))
+
+
 # sleap-nn standardizes each embedding crop over its pixels (0-255 scale), its std floored at one grey level.
 EMBEDDING_STD_EPS = 1e-5
 EMBEDDING_STD_FLOOR = 1.0
@@ -564,6 +573,33 @@ class CentroidEmbeddingGraph(PoseGraph):
         raw, values, valid = find_centroids(self.centroid, sized, self.centroid.post.max_instances)
         centroids = raw / size_scale
         return centroids, values, valid, raw, self.embedding(images, centroids, valid)
+
+
+class TopDownEmbeddingGraph(PoseGraph):
+    """Top-down poses, and an appearance vector for each from the embedding run's crop centred on the
+    mean of the pose's visible nodes (sleap-nn's fused ``predict -m CENTROID -m CENTERED_INSTANCE -m
+    EMBEDDING --save_embeddings slp``)."""
+
+    output_names = TopDownGraph.output_names + ("pred_embeddings",)
+    n_stages = 3
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        if stages[2].spec.anchor_part is not None:
+            raise InputError(
+                f"{stages[2].spec.source} centres its crops on the anchor node {stages[2].spec.anchor_part!r}, which "
+                "sleap-export crops behind a centroid run only; pair it with the centroid run alone, or retrain with "
+                "anchor_part: null."
+            )
+        self.topdown = TopDownGraph(stages[:2], size_match)
+        self.embedding = EmbeddedInstances(stages[2])
+
+    def forward(self, frames: torch.Tensor):
+        keypoints, values, centroids, centroid_values, valid = self.topdown(frames)
+        centers = pose_centers(keypoints)
+        posed = valid & ~torch.isnan(centers).any(dim=-1)
+        vectors = self.embedding(frames_to_images(frames), centers, posed)
+        return keypoints, values, centroids, centroid_values, valid, vectors
 
 
 class HalfPrecisionNetwork(torch.nn.Module):

@@ -70,6 +70,11 @@ def topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
+def topdown_embedding(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    # Top-down poses; the vectors ride along per slot.
+    return topdown(outputs, spec)
+
+
 def centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
     # Given centroids carry no confidence; sleap-nn scores them 1 (its GT-centroid path).
     valid = np.asarray(outputs.instance_valid)

@@ -414,9 +414,9 @@ class CenteredInstancePredictor(Predictor):
     """The centered-instance stage on given centroids (a .slp's labeled instances)."""
 
 
-@_predicts("centroid_embedding")
-class CentroidEmbeddingPredictor(Predictor):
-    """Centroids, each with the appearance vector of the crop around it (re-ID)."""
+@_predicts("centroid_embedding", "topdown_embedding")
+class EmbeddingPredictor(Predictor):
+    """Centroids or top-down poses, each with the appearance vector of the crop around it (re-ID)."""
 
 
 @_predicts("topdown")
