@@ -53,6 +53,15 @@ SETTINGS = {
     "post-connect": {"tracking_target_instance_count": 2, "post_connect_single_breaks": True},
     "pre-cull": {"tracking_target_instance_count": 1, "tracking_pre_cull_to_target": 1, "tracking_pre_cull_iou_threshold": 0.5},
     "min-points-oks-stddev": {"min_new_track_points": 1, "min_match_points": 1, "oks_stddev": 0.05},
+    "kalman": {"use_kalman": True, "tracking_target_instance_count": 2},
+    "kalman-keypoints-nodes-max-tracks": {
+        "use_kalman": True,
+        "max_tracks": 2,
+        "kf_track_features": "keypoints",
+        "kf_init_frame_count": 5,
+        "kf_node_indices": [0, 1],
+        "kf_reset_gap_size": 2,
+    },
 }
 
 
@@ -144,6 +153,7 @@ def test_same_tracks_as_sleap_nn(kind, setting, predicted):
         ("topdown", {"use_flow": True}),
         ("bottomup", {"max_tracks": 2, "tracking_clean_instance_count": 2}),
         ("box_topdown", {"use_flow": True}),
+        ("bottomup6", {"use_kalman": True, "tracking_target_instance_count": 2, "kf_track_features": "keypoints"}),
     ],
 )
 def test_predictor_tracks_online_as_sleap_nn_does(kind, setting, predicted, artifact, tmp_path):
@@ -178,6 +188,10 @@ def test_predictor_refuses_identity_models_and_detectors(artifact, tmp_path):
         ({"window_size": 0}, "--tracking_window_size must be at least 1"),
         ({"robust_best_instance": 0.0}, "--robust_best_instance must be in (0, 1]"),
         ({"post_connect_single_breaks": True, "max_tracks": 2}, "add --tracking_target_instance_count 2"),
+        ({"use_kalman": True}, "--use_kalman needs the number of animals"),
+        ({"use_kalman": True, "use_flow": True, "max_tracks": 2}, "--use_kalman and --use_flow are two motion models"),
+        ({"kf_track_features": "pose"}, "--kf_track_features 'pose' is not one of centroid, keypoints"),
+        ({"tracker": "sort", "use_kalman": True}, "--use_kalman only applies to --tracker classic"),
     ],
 )
 def test_options_refuse_bad_values_in_one_line(bad, value):
@@ -217,6 +231,7 @@ def test_cli_tracks_with_sleap_nn_option_names(predicted, artifact, tmp_path):
         (["--tracking", "--scoring-method", "bogus"], "--scoring_method 'bogus' is not one of"),
         (["--use_flow"], "--use-flow is a tracking option; add --tracking"),
         (["--tracking", "--post-connect-single-breaks"], "needs --tracking_target_instance_count"),
+        (["--tracking", "--use-kalman", "--max_tracks", "2", "--kf_node_indices", "0,x"], "--kf_node_indices '0,x' is not"),
     ],
 )
 def test_cli_refuses_bad_tracking_options_in_one_line(args, message, tmp_path):

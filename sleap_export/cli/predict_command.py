@@ -75,6 +75,11 @@ def predict(
     of_img_scale: float = typer.Option(1.0, "--of-img-scale", "--of_img_scale", help="Optical flow: image scale.", rich_help_panel=TRACKING),
     of_window_size: int = typer.Option(21, "--of-window-size", "--of_window_size", help="Optical flow: window size per pyramid level.", rich_help_panel=TRACKING),
     of_max_levels: int = typer.Option(3, "--of-max-levels", "--of_max_levels", help="Optical flow: pyramid levels.", rich_help_panel=TRACKING),
+    use_kalman: bool = typer.Option(False, "--use-kalman", "--use_kalman", help="Move each track's last pose by a constant-velocity Kalman filter's prediction (needs --tracking-target-instance-count or --max-tracks).", rich_help_panel=TRACKING),
+    kf_track_features: str = typer.Option("centroid", "--kf-track-features", "--kf_track_features", help="Kalman: filter the centroid, or each node (keypoints).", rich_help_panel=TRACKING),
+    kf_init_frame_count: int = typer.Option(10, "--kf-init-frame-count", "--kf_init_frame_count", help="Kalman: frames tracked without it before the filters are fit (EM).", rich_help_panel=TRACKING),
+    kf_node_indices: Optional[str] = typer.Option(None, "--kf-node-indices", "--kf_node_indices", help="Kalman: comma-separated node indices it follows (default: all).", rich_help_panel=TRACKING),
+    kf_reset_gap_size: int = typer.Option(5, "--kf-reset-gap-size", "--kf_reset_gap_size", help="Kalman: a track's filter is dropped after more missed frames than this.", rich_help_panel=TRACKING),
     tracking_target_instance_count: Optional[int] = typer.Option(None, "--tracking-target-instance-count", "--tracking_target_instance_count", help="Instances per frame expected (pre-cull, --post-connect-single-breaks).", rich_help_panel=TRACKING),
     tracking_pre_cull_to_target: int = typer.Option(0, "--tracking-pre-cull-to-target", "--tracking_pre_cull_to_target", help="Non-zero: cull to the target count before tracking.", rich_help_panel=TRACKING),
     tracking_pre_cull_iou_threshold: float = typer.Option(0.0, "--tracking-pre-cull-iou-threshold", "--tracking_pre_cull_iou_threshold", help="Pre-cull: overlap (IoU) removed first.", rich_help_panel=TRACKING),
@@ -158,6 +163,7 @@ _TRACKING_FIELDS = {
     "tracking_clean_instance_count": "tracking_clean_instance_count", "tracking_clean_iou_threshold": "tracking_clean_iou_threshold",
     "post_connect_single_breaks": "post_connect_single_breaks",
     **{name: name for name in (
+        "use_kalman", "kf_track_features", "kf_init_frame_count", "kf_node_indices", "kf_reset_gap_size",
         "track_buffer", "min_hits", "track_high_threshold", "track_low_threshold", "new_track_threshold", "min_match_similarity",
         "filter_overlapping", "filter_overlapping_method", "filter_overlapping_threshold", "filter_min_visible_nodes",
         "filter_min_visible_node_fraction", "filter_min_mean_node_score", "filter_min_instance_score",
@@ -170,14 +176,13 @@ def _tracking_options(tracking: bool, tracker: str, given: dict):
     options of another tracker family (TrackingOptions checks them)."""
     from sleap_export.runtime.tracking.tracking_options import TrackingOptions
 
-    options = TrackingOptions(tracker=tracker, **{_TRACKING_FIELDS[name]: value for name, value in given.items()})
     if not tracking:
         changed = [name for name, value in given.items() if value != getattr(TrackingOptions(), _TRACKING_FIELDS[name])]
         changed += ["tracker"] if tracker != "classic" else []
         if changed:
             raise InputError(f"--{changed[0].replace('_', '-')} is a tracking option; add --tracking, or leave it out.")
         return None
-    return options
+    return TrackingOptions(tracker=tracker, **{_TRACKING_FIELDS[name]: value for name, value in given.items()})
 
 
 def _destinations(models, inputs, output: Path, output_format, video_index, resume: bool, overwrite: bool) -> list[tuple[list[Path], Path]]:

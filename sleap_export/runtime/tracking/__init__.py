@@ -1,5 +1,5 @@
 """Pose tracking, torch-free: sleap-nn's classic tracker (candidates, scoring, matching, optical-flow
-shift, culling and break-connecting passes), run online as frames are predicted."""
+and Kalman shift, culling and break-connecting passes), run online as frames are predicted."""
 
 from sleap_export.runtime.tracking.tracking_options import TrackingOptions
 

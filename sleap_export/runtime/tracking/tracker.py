@@ -9,6 +9,7 @@ import numpy as np
 
 from sleap_export.runtime.tracking.candidates import FixedWindow, LocalQueues
 from sleap_export.runtime.tracking.flow import shifted_candidates
+from sleap_export.runtime.tracking.kalman_shift import KalmanShift
 from sleap_export.runtime.tracking.matching import MATCHERS
 from sleap_export.runtime.tracking.poses import TrackedPose
 from sleap_export.runtime.tracking.post_passes import (
@@ -39,6 +40,12 @@ class PoseTracker:
         self.similarity = similarity_function(options.scoring_method, options.oks_stddev)
         self.reduce = reduction_function(options.scoring_reduction, options.robust_best_instance)
         self.match = MATCHERS[options.track_matching_method]
+        self.motion: Optional[KalmanShift] = None
+        if options.use_kalman:
+            self.motion = KalmanShift(
+                options.kf_track_features, options.kf_init_frame_count, options.kf_node_indices, options.kf_reset_gap_size,
+                n_nodes,
+            )
         # Images of the frames candidates come from (optical flow only), pruned as they leave.
         self.images: dict[int, np.ndarray] = {}
         # Every frame's index and kept poses, for the passes at the end (points, score and track only).
@@ -65,7 +72,7 @@ class PoseTracker:
             kept = self.candidates.first(poses)
         else:
             columns = self.candidates.tracks()
-            cost = -self._scores(poses, columns, image)
+            cost = -self._scores(poses, columns, frame_idx, image)
             cost[np.isnan(cost)] = np.inf
             pairs = self._feasible(poses, self.match(cost), cost)
             kept = self.candidates.update(poses, pairs, columns, [-cost[r, c] for r, c in pairs])
@@ -73,11 +80,13 @@ class PoseTracker:
             self.images[frame_idx] = image
             referenced = {poses[0].frame_idx for poses in self.candidates.reference_frames()}
             self.images = {i: im for i, im in self.images.items() if i in referenced}
+        if self.motion is not None:
+            self.motion.observe(self.candidates)
         self.frame_indices.append(frame_idx)
         self.frames.append(kept)
         return kept
 
-    def _scores(self, poses: list[TrackedPose], columns: list, image) -> np.ndarray:
+    def _scores(self, poses: list[TrackedPose], columns: list, frame_idx: int, image) -> np.ndarray:
         """Rows: poses; columns: tracks; each the reduced similarity to the track's candidates with
         more than min_match_points visible points (NaN for none)."""
         options = self.options
@@ -91,6 +100,8 @@ class PoseTracker:
                 options.of_window_size,
                 options.of_max_levels,
             )
+        elif self.motion is not None:
+            by_track = self.motion.candidates(columns, self.candidates, frame_idx, options.features)
         else:
             by_track = {track: [(c.feature, c.support) for c in self.candidates.candidates(track)] for track in columns}
         matchable = [

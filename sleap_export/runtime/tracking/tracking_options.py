@@ -17,6 +17,7 @@ TRACKERS = ("classic", "sort", "bytetrack")
 # sleap-nn's other MOT trackers (appearance re-ID, OC-SORT's momentum), not implemented here.
 OTHER_SLEAP_NN_TRACKERS = ("deepsort", "strongsort", "botsort", "ocsort", "deepocsort")
 OVERLAP_METHODS = ("iou", "oks")
+KALMAN_TRACK_FEATURES = ("centroid", "keypoints")
 # Options only the MOT trackers read (None: the tracker's preset).
 MOT_ONLY = ("track_buffer", "min_hits", "track_high_threshold", "track_low_threshold", "new_track_threshold", "min_match_similarity")
 # Options only the classic tracker reads, each with its default.
@@ -24,10 +25,14 @@ CLASSIC_ONLY = {
     "window_size": 5, "min_new_track_points": 0, "candidates_method": "fixed_window", "min_match_points": 0,
     "scoring_reduction": "mean", "robust_best_instance": 1.0, "track_matching_method": "hungarian",
     "use_flow": False, "of_img_scale": 1.0, "of_window_size": 21, "of_max_levels": 3,
+    "use_kalman": False, "kf_track_features": "centroid", "kf_init_frame_count": 10, "kf_node_indices": None,
+    "kf_reset_gap_size": 5,
     "tracking_target_instance_count": None, "tracking_pre_cull_to_target": 0, "tracking_pre_cull_iou_threshold": 0.0,
     "tracking_clean_instance_count": 0, "tracking_clean_iou_threshold": 0.0, "post_connect_single_breaks": False,
 }
 CLASSIC_OKS_STDDEV = 0.025
+# sleap-nn's default for --kf_track_features keypoints, whose per-node predictions are noisier.
+KALMAN_KEYPOINTS_OKS_STDDEV = 0.1
 
 
 def _flag(name: str) -> str:
@@ -46,6 +51,17 @@ def _one_of(choices: tuple[str, ...]):
 def _unit(instance, attribute, value) -> None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise InputError(f"{_flag(attribute.name)} must be in [0, 1], got {value}; pass a similarity or score in [0, 1].")
+
+
+def _node_indices(value) -> Optional[tuple[int, ...]]:
+    """sleap-nn's --kf_node_indices: comma-separated integers ("0,1,2"), or a list of them; empty: all nodes."""
+    if value is None or isinstance(value, str) and not value.strip():
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        return tuple(int(item) for item in items if not isinstance(item, str) or item.strip())
+    except ValueError:
+        raise InputError(f"--kf_node_indices {value!r} is not a comma-separated list of integers; pass e.g. 0,1,2.") from None
 
 
 def _at_least(minimum: float, optional: bool = False):
@@ -81,6 +97,11 @@ class TrackingOptions:
     of_img_scale: float = attrs.field(default=1.0, validator=_at_least(1e-6))
     of_window_size: int = attrs.field(default=21, validator=_at_least(3))
     of_max_levels: int = attrs.field(default=3, validator=_at_least(0))
+    use_kalman: bool = False
+    kf_track_features: str = attrs.field(default="centroid", validator=_one_of(KALMAN_TRACK_FEATURES))
+    kf_init_frame_count: int = attrs.field(default=10, validator=_at_least(1))
+    kf_node_indices: Optional[tuple[int, ...]] = attrs.field(default=None, converter=_node_indices)
+    kf_reset_gap_size: int = attrs.field(default=5, validator=_at_least(0))
     tracking_target_instance_count: Optional[int] = attrs.field(default=None, validator=_at_least(0, optional=True))
     tracking_pre_cull_to_target: int = 0
     tracking_pre_cull_iou_threshold: float = 0.0
@@ -108,6 +129,12 @@ class TrackingOptions:
         if not 0 < self.robust_best_instance <= 1:
             raise InputError(
                 f"--robust_best_instance must be in (0, 1], got {self.robust_best_instance}; 1 takes the best score, 0.95 a robust one."
+            )
+        if self.use_kalman and self.use_flow:
+            raise InputError("--use_kalman and --use_flow are two motion models and sleap-nn takes one; drop one of them.")
+        if self.use_kalman and self.tracking_target_instance_count is None and self.max_tracks is None:
+            raise InputError(
+                "--use_kalman needs the number of animals, as sleap-nn does; add --tracking_target_instance_count N (or --max_tracks N)."
             )
         if self.post_connect_single_breaks and not self.tracking_target_instance_count:
             count = self.max_tracks or "N"
@@ -186,5 +213,8 @@ class TrackingOptions:
             self,
             features=self.features or ("centroids" if single else "keypoints"),
             scoring_method=self.scoring_method or ("euclidean_dist" if single else "oks"),
-            oks_stddev=CLASSIC_OKS_STDDEV if self.oks_stddev is None else self.oks_stddev,
+            oks_stddev=self._default_oks_stddev() if self.oks_stddev is None else self.oks_stddev,
         )
+
+    def _default_oks_stddev(self) -> float:
+        return KALMAN_KEYPOINTS_OKS_STDDEV if self.use_kalman and self.kf_track_features == "keypoints" else CLASSIC_OKS_STDDEV
