@@ -547,8 +547,11 @@ class EmbeddedInstances(torch.nn.Module):
         windows = torch.cat([(centers - half) + 0.5, (centers + half) - 0.5], dim=-1)
         crops = resampled_crops(sized, windows, slots[:, 0], self.crop_size)
         pixels = float(self.crop_size * self.crop_size)
-        mean = crops.sum(dim=(2, 3), keepdim=True) / pixels
-        std = (((crops - mean) ** 2).sum(dim=(2, 3), keepdim=True) / pixels).sqrt() + EMBEDDING_STD_EPS
+        mean = crops.sum(dim=(2, 3), keepdim=True) / pixels  # exact: a sum of whole numbers under 2**24
+        # The squares summed in float64: a float32 sum's error depends on its order, which runtimes choose
+        # (ONNX Runtime's moved the std 1e-5 from torch's and the vectors 4e-5).
+        squares = ((crops - mean).to(torch.float64) ** 2).sum(dim=(2, 3), keepdim=True)
+        std = (squares / pixels).to(torch.float32).sqrt() + EMBEDDING_STD_EPS
         vectors = self.stage.network((crops - mean) / std.clamp(min=EMBEDDING_STD_FLOOR))[self.head]
         vectors = torch.where(kept[:, None], vectors, float("nan"))
         full = torch.full((shape[0], shape[1], vectors.shape[1]), float("nan"))
