@@ -123,6 +123,24 @@ class CentroidGraph(PoseGraph):
         return raw / size_scale, values, valid, raw
 
 
+def crop_slots(valid: torch.Tensor):
+    """``(slots (n, 2), kept (n,))``: the ``(frame, slot)`` pairs of ``(B, K)`` ``valid`` to crop, and which of
+    them are valid. A batch without any runs one placeholder crop (frame 0, slot 0; its results dropped):
+    OpenVINO cannot run a network on zero crops."""
+    shape = shape_of(valid)
+    first_slot = (torch.arange(shape[0]) == 0)[:, None] & (torch.arange(shape[1]) == 0)[None, :]
+    slots = torch.nonzero(valid | (first_slot & ~valid.any()))
+    return slots, valid[slots[:, 0], slots[:, 1]]
+
+
+def into_slots(values: torch.Tensor, slots: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-crop ``(n, ...)`` values in NaN-filled ``(B, K, ...)`` slots shaped like ``valid``. index_put_, not
+    item assignment: assignment drops a leading 1 of the values' shape, which a trace on one crop would freeze."""
+    shape = shape_of(valid)
+    full = torch.full((shape[0], shape[1], *values.shape[1:]), float("nan"))
+    return full.index_put_((slots[:, 0], slots[:, 1]), values)
+
+
 class CroppedInstances(torch.nn.Module):
     """The centered-instance stage on crops around the valid centroids only.
 
@@ -143,12 +161,7 @@ class CroppedInstances(torch.nn.Module):
         self.with_classes = stage.class_head is not None
 
     def forward(self, sized, size_scale, centroids_sized, valid):
-        # A batch without any instance still runs one placeholder crop (frame 0, slot 0, at the
-        # origin; its results dropped): OpenVINO cannot run a network on zero crops.
-        shape = shape_of(valid)
-        first_slot = (torch.arange(shape[0]) == 0)[:, None] & (torch.arange(shape[1]) == 0)[None, :]
-        slots = torch.nonzero(valid | (first_slot & ~valid.any()))  # (n, 2): (frame, slot)
-        kept = valid[slots[:, 0], slots[:, 1]]
+        slots, kept = crop_slots(valid)
         crops, top_left = centered_crops(
             sized, nan_to_zero(centroids_sized[slots[:, 0], slots[:, 1]]), slots[:, 0], self.crop_size
         )
@@ -156,18 +169,11 @@ class CroppedInstances(torch.nn.Module):
         keypoints, values = self.stage.global_keypoints(heads[self.stage.confmap_head])
         keypoints = torch.where(kept[:, None, None], (keypoints + top_left.unsqueeze(1)) / size_scale, float("nan"))
         values = torch.where(kept[:, None], values, float("nan"))
-        batch, max_instances = valid.shape[0], valid.shape[1]
-        n_nodes = keypoints.shape[1]
-        full_keypoints = torch.full((batch, max_instances, n_nodes, 2), float("nan"))
-        full_keypoints[slots[:, 0], slots[:, 1]] = keypoints
-        full_values = torch.full((batch, max_instances, n_nodes), float("nan"))
-        full_values[slots[:, 0], slots[:, 1]] = values
+        full_keypoints, full_values = into_slots(keypoints, slots, valid), into_slots(values, slots, valid)
         if not self.with_classes:
             return full_keypoints, full_values
         vectors = torch.where(kept[:, None], heads[self.stage.class_head], float("nan"))
-        full_vectors = torch.full((batch, max_instances, vectors.shape[1]), float("nan"))
-        full_vectors[slots[:, 0], slots[:, 1]] = vectors
-        return full_keypoints, full_values, full_vectors
+        return full_keypoints, full_values, into_slots(vectors, slots, valid)
 
 
 class TopDownGraph(PoseGraph):
@@ -420,11 +426,7 @@ class BoxSeededInstances(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, boxes: torch.Tensor, seeded: torch.Tensor):
         sized, size_scale = self.size_match(images)
-        # As `CroppedInstances`: a batch without boxes runs one placeholder crop, its results dropped.
-        shape = shape_of(seeded)
-        first_slot = (torch.arange(shape[0]) == 0)[:, None] & (torch.arange(shape[1]) == 0)[None, :]
-        slots = torch.nonzero(seeded | (first_slot & ~seeded.any()))  # (n, 2): (frame, slot)
-        kept = seeded[slots[:, 0], slots[:, 1]]
+        slots, kept = crop_slots(seeded)
         frame_boxes = nan_to_zero(boxes[slots[:, 0], slots[:, 1]])
         if self.box_crop is not None:
             windows, scales, keep_half = box_crop_windows(frame_boxes * size_scale, self.crop_size, self.box_crop)
@@ -440,13 +442,7 @@ class BoxSeededInstances(torch.nn.Module):
             keypoints = keypoints + top_left.unsqueeze(1)
         keypoints = torch.where(kept[:, None, None], keypoints / size_scale, float("nan"))
         values = torch.where(kept[:, None], values, float("nan"))
-        n_nodes = keypoints.shape[1]
-        # index_put_, not item assignment: assignment drops a leading 1 of the values' shape, which
-        # a trace on one crop would freeze.
-        index = (slots[:, 0], slots[:, 1])
-        full_keypoints = torch.full((shape[0], shape[1], n_nodes, 2), float("nan")).index_put_(index, keypoints)
-        full_values = torch.full((shape[0], shape[1], n_nodes), float("nan")).index_put_(index, values)
-        return full_keypoints, full_values
+        return into_slots(keypoints, slots, seeded), into_slots(values, slots, seeded)
 
 
 class BoxTopDownGraph(PoseGraph):
@@ -536,11 +532,7 @@ class EmbeddedInstances(torch.nn.Module):
     def forward(self, images: torch.Tensor, centroids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``(B, K, D)`` vectors of the ``(B, K, 2)`` frame-pixel centroids marked ``valid``; NaN elsewhere."""
         sized, size_scale = self.size_match(images)
-        # As `CroppedInstances`: a batch without any centroid runs one placeholder crop, its vector dropped.
-        shape = shape_of(valid)
-        first_slot = (torch.arange(shape[0]) == 0)[:, None] & (torch.arange(shape[1]) == 0)[None, :]
-        slots = torch.nonzero(valid | (first_slot & ~valid.any()))  # (n, 2): (frame, slot)
-        kept = valid[slots[:, 0], slots[:, 1]]
+        slots, kept = crop_slots(valid)
         centers = nan_to_zero(centroids[slots[:, 0], slots[:, 1]]) * size_scale
         # sleap-nn's centered box, in its float32 steps: corners at half the crop, then moved 0.5 in.
         half = self.crop_size / 2
@@ -553,9 +545,7 @@ class EmbeddedInstances(torch.nn.Module):
         squares = ((crops - mean).to(torch.float64) ** 2).sum(dim=(2, 3), keepdim=True)
         std = (squares / pixels).to(torch.float32).sqrt() + EMBEDDING_STD_EPS
         vectors = self.stage.network((crops - mean) / std.clamp(min=EMBEDDING_STD_FLOOR))[self.head]
-        vectors = torch.where(kept[:, None], vectors, float("nan"))
-        full = torch.full((shape[0], shape[1], vectors.shape[1]), float("nan"))
-        return full.index_put_((slots[:, 0], slots[:, 1]), vectors)
+        return into_slots(torch.where(kept[:, None], vectors, float("nan")), slots, valid)
 
 
 class CentroidEmbeddingGraph(PoseGraph):
