@@ -123,6 +123,16 @@ class CentroidGraph(PoseGraph):
         return raw / size_scale, values, valid, raw
 
 
+def crop_size_of(spec: StageSpec) -> int:
+    """The crop size a cropping stage was trained on; one line when its config lacks it."""
+    if spec.crop_size is None:
+        raise InputError(
+            f"{spec.source} sets no crop_size in its training config; "
+            "set data_config.preprocessing.crop_size to the size it was trained on."
+        )
+    return int(spec.crop_size)
+
+
 def crop_slots(valid: torch.Tensor):
     """``(slots (n, 2), kept (n,))``: the ``(frame, slot)`` pairs of ``(B, K)`` ``valid`` to crop, and which of
     them are valid. A batch without any runs one placeholder crop (frame 0, slot 0; its results dropped):
@@ -151,13 +161,8 @@ class CroppedInstances(torch.nn.Module):
 
     def __init__(self, stage: Stage):
         super().__init__()
-        if stage.spec.crop_size is None:
-            raise InputError(
-                f"{stage.spec.source} sets no crop_size in its training config; "
-                "set data_config.preprocessing.crop_size to the size it was trained on."
-            )
         self.stage = stage
-        self.crop_size = int(stage.spec.crop_size)
+        self.crop_size = crop_size_of(stage.spec)
         self.with_classes = stage.class_head is not None
 
     def forward(self, sized, size_scale, centroids_sized, valid):
@@ -414,13 +419,8 @@ class BoxSeededInstances(torch.nn.Module):
     def __init__(self, stage: Stage):
         super().__init__()
         spec = stage.spec
-        if spec.crop_size is None:
-            raise InputError(
-                f"{spec.source} sets no crop_size in its training config; "
-                "set data_config.preprocessing.crop_size to the size it was trained on."
-            )
         self.stage = stage
-        self.crop_size = int(spec.crop_size)
+        self.crop_size = crop_size_of(spec)
         self.box_crop = spec.box_crop
         self.size_match = SizeMatch(spec.max_height, spec.max_width)
 
@@ -519,13 +519,8 @@ class EmbeddedInstances(torch.nn.Module):
     def __init__(self, stage: Stage):
         super().__init__()
         spec = stage.spec
-        if spec.crop_size is None:
-            raise InputError(
-                f"{spec.source} sets no crop_size in its training config; "
-                "set data_config.preprocessing.crop_size to the size it was trained on."
-            )
         self.stage = stage
-        self.crop_size = int(spec.crop_size)
+        self.crop_size = crop_size_of(spec)
         self.size_match = SizeMatch(spec.max_height, spec.max_width)
         self.head = stage.head_names[0]
 
