@@ -84,11 +84,12 @@ MODEL_TYPES: dict[str, ModelType] = {
         # Box-driven top-down: a detector's boxes seed the centered-instance crops (sleap-nn -m DET -m CI).
         ModelType("bbox_centernet_topdown", ("bbox_centernet", "centered_instance"), "CenterNetTopDownGraph", "box_topdown"),
         ModelType("bbox_ssd_topdown", ("bbox_ssd", "centered_instance"), "SsdTopDownGraph", "box_topdown"),
-        # Re-ID: an appearance vector per centroid, from the embedding run's crop (sleap-nn -m CENTROID -m EMBEDDING).
-        ModelType("centroid_embedding", ("centroid", "embedding"), "CentroidEmbeddingGraph", "centroid_embedding"),
+        # Re-ID: an appearance vector per centroid, from the embedding run's crop (sleap-nn -m CENTROID -m EMBEDDING);
+        # completed as the detections are, the vectors riding along per slot.
+        ModelType("centroid_embedding", ("centroid", "embedding"), "CentroidEmbeddingGraph", "centroid"),
         # Poses and their vectors: the embedding run's crop centred on each pose (sleap-nn -m CENTROID -m CI -m EMBEDDING).
         ModelType(
-            "topdown_embedding", ("centroid", "centered_instance", "embedding"), "TopDownEmbeddingGraph", "topdown_embedding"
+            "topdown_embedding", ("centroid", "centered_instance", "embedding"), "TopDownEmbeddingGraph", "topdown"
         ),
     )
 }

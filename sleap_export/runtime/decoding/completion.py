@@ -57,22 +57,12 @@ def centroid(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
-def centroid_embedding(outputs: Outputs, spec: ModelSpec) -> Outputs:
-    # Centroids as a centroid model's; the vectors ride along per slot.
-    return centroid(outputs, spec)
-
-
 def topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
     # sleap-nn scores a top-down instance by its centroid's confidence.
     return attrs.evolve(
         outputs,
         instance_scores=np.where(outputs.instance_valid, outputs.pred_centroid_values, np.nan).astype(np.float32),
     )
-
-
-def topdown_embedding(outputs: Outputs, spec: ModelSpec) -> Outputs:
-    # Top-down poses; the vectors ride along per slot.
-    return topdown(outputs, spec)
 
 
 def centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
