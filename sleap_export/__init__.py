@@ -37,6 +37,8 @@ _LAZY = {
     "MultiClassTopDownPredictor": "sleap_export.runtime.drivers.predictor",
     "BottomUpPredictor": "sleap_export.runtime.drivers.predictor",
     "MultiClassBottomUpPredictor": "sleap_export.runtime.drivers.predictor",
+    "SegmentationPredictor": "sleap_export.runtime.drivers.predictor",
+    "MaskOptions": "sleap_export.core.mask_options",
     "LiveRunner": "sleap_export.runtime.drivers.live",
     "LiveRecording": "sleap_export.runtime.drivers.live",
     "read_times": "sleap_export.runtime.drivers.live",

@@ -48,13 +48,14 @@ def test_each_suffix_belongs_to_one_format_with_a_runner_and_an_exporter():
 
 def test_each_model_type_names_runs_a_graph_a_completer_and_a_predictor():
     from sleap_export.exporting.graph import model_graphs as graphs
+    from sleap_export.exporting.graph_builder import graph_class
     from sleap_export.runtime.drivers.predictor import PREDICTORS
 
     output_fields = {field for field in Outputs.__annotations__}
     for name, model_type in MODEL_TYPES.items():
         assert set(model_type.runs) <= set(HEAD_TYPES)
         assert model_type_for_runs(reversed(model_type.runs)) is model_type
-        graph = getattr(graphs, model_type.graph)
+        graph = graph_class(model_type)
         assert issubclass(graph, graphs.PoseGraph) and graph.n_stages == len(model_type.runs), name
         assert set(graph.output_names) <= output_fields, name
         assert callable(model_type.complete)

@@ -34,6 +34,14 @@ class ExportFlags:
         None, "--box-nms-iou", min=0.0, max=1.0,
         help="Box detectors: class-wise IoU-NMS threshold, sleap-nn's --bbox_nms_iou (default: off for CenterNet, 0.45 for SSD; 1 turns it off).",
     )
+    fg_threshold: Optional[float] = _option(
+        None, "--fg-threshold", "--fg_threshold", min=0.0, max=1.0,
+        help="Segmentation: foreground probability a mask pixel exceeds (default 0.5, sleap-nn's).",
+    )
+    center_nms_kernel: Optional[int] = _option(
+        None, "--center-nms-kernel", "--center_nms_kernel", min=1,
+        help="Bottom-up segmentation: odd window of the instance-center peak test (default 3; larger merges near centers).",
+    )
     check: Optional[Path] = _option(None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails.")
     check_frames: int = _option(50, "--check-frames", min=1, help="Frames `--check` compares.")
     precision: str = _option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized; symmetric for TensorRT).")
@@ -48,7 +56,8 @@ class ExportFlags:
     def option_fields(self, raw_heads: bool = False, engine=None) -> dict:
         """The export option fields these flags give (a preset's are filled in under them by `export`)."""
         given = dict(
-            max_instances=self.max_instances, peak_threshold=self.peak_threshold, grouping=self.grouping, box_nms_iou=self.box_nms_iou
+            max_instances=self.max_instances, peak_threshold=self.peak_threshold, grouping=self.grouping,
+            box_nms_iou=self.box_nms_iou, fg_threshold=self.fg_threshold, center_nms_kernel=self.center_nms_kernel,
         )
         fields = {k: v for k, v in given.items() if v is not None}
         if self.refinement is not None:

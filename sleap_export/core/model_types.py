@@ -1,7 +1,8 @@
 """Model types: one record each (spec name, the runs it takes, its graph, its completer).
 
 `MODEL_TYPES` is the one table of model types. The export side builds
-``graph`` (a class of `sleap_export.exporting.graph.model_graphs`) from the runs
+``graph`` (a class of `sleap_export.exporting.graph.model_graphs`, or of `segmentation_graphs` for
+mask types) from the runs
 ``runs`` names; the runtime completes the graph's outputs with ``complete``, the
 function ``completer`` names in `sleap_export.runtime.decoding.completion`. Both are
 named, not imported, so this table depends on neither side (as artifact formats
@@ -28,9 +29,14 @@ HEAD_TYPES = (
     "bbox_centernet",
     "bbox_ssd",
     "embedding",
+    "bottomup_segmentation",
+    "centered_instance_segmentation",
+    "semantic_segmentation",
 )
 # Head types whose runs detect boxes rather than keypoints.
 BOX_HEAD_TYPES = ("bbox_centernet", "bbox_ssd")
+# Head types whose runs predict masks rather than keypoints.
+MASK_HEAD_TYPES = ("bottomup_segmentation", "centered_instance_segmentation", "semantic_segmentation")
 
 
 @attrs.frozen
@@ -40,7 +46,8 @@ class ModelType:
     name: str
     # Head types of the training runs it is made of, in stage order (the centroid or detector run first).
     runs: tuple[str, ...] = attrs.field(validator=attrs.validators.deep_iterable(attrs.validators.in_(HEAD_TYPES)))
-    # Its graph class in `sleap_export.exporting.graph.model_graphs`; every one is built as ``cls(stages, size_match)``.
+    # Its graph class in `sleap_export.exporting.graph.model_graphs` (`segmentation_graphs` when it segments);
+    # every one is built as ``cls(stages, size_match)``.
     graph: str
     # Its function in `COMPLETION_MODULE`: raw graph outputs of one frame -> completed `Outputs`.
     completer: str
@@ -54,6 +61,11 @@ class ModelType:
     def embeds(self) -> bool:
         """An embedding run gives each instance an appearance vector."""
         return "embedding" in self.runs
+
+    @property
+    def segments(self) -> bool:
+        """Its predictions are masks (`Outputs.masks`), not poses."""
+        return self.runs[-1] in MASK_HEAD_TYPES
 
     @property
     def complete(self) -> Callable:
@@ -90,6 +102,13 @@ MODEL_TYPES: dict[str, ModelType] = {
         # Poses and their vectors: the embedding run's crop centred on each pose (sleap-nn -m CENTROID -m CI -m EMBEDDING).
         ModelType(
             "topdown_embedding", ("centroid", "centered_instance", "embedding"), "TopDownEmbeddingGraph", "topdown"
+        ),
+        # Masks: sleap-nn's three segmentation heads (graphs in `segmentation_graphs`, completed by
+        # `runtime.decoding.mask_completion` through the completers named here).
+        ModelType("semantic_segmentation", ("semantic_segmentation",), "SemanticSegmentationGraph", "semantic_masks"),
+        ModelType("bottomup_segmentation", ("bottomup_segmentation",), "BottomUpSegmentationGraph", "instance_masks"),
+        ModelType(
+            "topdown_segmentation", ("centroid", "centered_instance_segmentation"), "TopDownSegmentationGraph", "crop_masks"
         ),
     )
 }

@@ -135,6 +135,15 @@ class PostprocessSpec:
     # None: none beyond CenterNet's max-pool peak NMS). Their score threshold is peak_threshold,
     # their detections per frame max_instances.
     box_nms_iou: Optional[float] = attrs.field(default=None, validator=_CONFIDENCE)
+    # Segmentation: foreground probability threshold, and the window of the instance-center peak test
+    # (bottom-up masks; odd, sleap-nn's center_nms_kernel). Their center threshold is peak_threshold.
+    fg_threshold: float = attrs.field(default=0.5, validator=_CONFIDENCE)
+    center_nms_kernel: int = attrs.field(default=3, validator=within(1))
+
+    @center_nms_kernel.validator
+    def _odd(self, attribute, value):
+        if value % 2 == 0:
+            raise ValueError(f"center_nms_kernel must be odd (a window centred on each pixel), got {value}")
 
 
 # onnxruntime's calibrators, by the names options and specs use.

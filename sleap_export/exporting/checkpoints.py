@@ -19,7 +19,7 @@ from typing import Optional
 import attrs
 
 from sleap_export.core.errors import InputError
-from sleap_export.core.model_types import BOX_HEAD_TYPES, HEAD_TYPES
+from sleap_export.core.model_types import BOX_HEAD_TYPES, HEAD_TYPES, MASK_HEAD_TYPES
 from sleap_export.core.spec import BoxCropSpec, SkeletonSpec, StageSpec
 from sleap_export.core.training_runs import (
     CHECKPOINT_NAME,
@@ -86,6 +86,16 @@ def _check_embedding_crop_center(head, run_dir: Path) -> None:
         )
 
 
+def _check_one_stride(heads, run_dir: Path) -> None:
+    """Bottom-up masks read foreground, centers and offsets on one grid, as sleap-nn does."""
+    strides = {name: int(head.output_stride) for name, head in heads.items() if head is not None}
+    if len(set(strides.values())) > 1:
+        raise InputError(
+            f"{run_dir / CONFIG_NAME} gives its segmentation heads different output strides ({strides}); sleap-nn "
+            "groups them on one grid: train them at one output_stride."
+        )
+
+
 def load_run(path: str | Path) -> LoadedRun:
     """Build the network of a run folder (sleap-nn or SLEAP 1.x) and describe it."""
     import torch
@@ -122,6 +132,9 @@ def load_run(path: str | Path) -> LoadedRun:
         # The box head whose grid the boxes are read on (its stride), and the box categories.
         confmaps = bbox_head_leaf(model_type, config.model_config.head_configs)
         categories = tuple(bbox_head_categories(model_type, config.model_config.head_configs))
+    elif model_type in MASK_HEAD_TYPES:
+        confmaps = heads["segmentation"]  # every mask head shares its output stride
+        _check_one_stride(heads, run_dir)
     elif model_type == "embedding":
         confmaps = heads["embedding"]  # its output stride and anchor, as a confmaps head's
         _check_embedding_crop_center(confmaps, run_dir)

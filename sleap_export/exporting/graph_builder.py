@@ -14,7 +14,7 @@ from typing import Sequence
 import attrs
 
 from sleap_export.core.errors import InputError
-from sleap_export.core.model_types import BOX_HEAD_TYPES, model_type_for_runs, valid_run_combinations
+from sleap_export.core.model_types import BOX_HEAD_TYPES, ModelType, model_type_for_runs, valid_run_combinations
 from sleap_export.core.spec import ExportRecord, ModelSpec, PostprocessSpec
 from sleap_export.exporting.options import ExportOptions
 from sleap_export.runtime.decoding.peak_grouping import paf_edge_order
@@ -38,6 +38,13 @@ def package_version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def graph_class(model_type: ModelType) -> type:
+    """The graph class a model type names: in `model_graphs`, or `segmentation_graphs` for mask types."""
+    from sleap_export.exporting.graph import model_graphs, segmentation_graphs
+
+    return getattr(segmentation_graphs if model_type.segments else model_graphs, model_type.graph)
 
 
 def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = ExportOptions()) -> BuiltGraph:
@@ -103,7 +110,7 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     sized_by = runs[:1] if model_type.detects_boxes or model_type.embeds else runs
     max_height = next((r.stage.max_height for r in sized_by if r.stage.max_height is not None), None)
     max_width = next((r.stage.max_width for r in sized_by if r.stage.max_width is not None), None)
-    graph_cls = graphs.RawHeadsGraph if options.raw_heads else getattr(graphs, model_type.graph)
+    graph_cls = graphs.RawHeadsGraph if options.raw_heads else graph_class(model_type)
     module = graph_cls(stages, SizeMatch(max_height, max_width))
     module.eval()
     # The run whose instances the artifact outputs (an embedding run only adds vectors to them).

@@ -13,6 +13,11 @@ from sleap_export.core.spec import ModelSpec
 # (and in confidence units for values). Runtimes differ in convolution
 # summation order only, which moves refined peaks by ~1e-4 px.
 VERIFY_TOLERANCE = 1e-2
+# Masks decided by exact comparisons of verified maps (thresholds, peak windows): on the flat
+# backgrounds of sample frames, summation order flips tied pixels, so these may differ in a share of
+# their pixels up to this.
+TIED_MASKS = ("pred_foreground", "pred_center_candidates", "pred_crop_masks")
+TIED_MASK_SHARE = 1e-2
 
 
 def sample_frames(spec: ModelSpec, batch: int = 2, size: Optional[tuple[int, int]] = None) -> np.ndarray:
@@ -60,6 +65,14 @@ def verify_outputs(spec: ModelSpec, expected, actual, label: str) -> None:
         else:
             both_nan = np.isnan(want) & np.isnan(got)
             diff = np.nan_to_num(np.where(both_nan, 0.0, np.abs(want.astype(np.float64) - got)), nan=np.inf)
+        if name in TIED_MASKS:
+            share = float(diff.mean()) if diff.size else 0.0
+            if share > TIED_MASK_SHARE:
+                raise SleapExportError(
+                    f"{label} mask {name} differs from the eager model's at {share:.2%} of its pixels "
+                    f"(tolerance {TIED_MASK_SHARE:.0%}); report this as a sleap-export bug."
+                )
+            continue
         error = float(diff.max(initial=0.0))
         if error > VERIFY_TOLERANCE:
             raise SleapExportError(

@@ -29,6 +29,14 @@ ARRAY_FIELDS = (
     "instance_tracking_scores",
     "pred_forecast_keypoints",
     "pred_embeddings",
+    "pred_foreground",
+    "pred_center_candidates",
+    "pred_center_heatmap",
+    "pred_center_offsets",
+    "pred_mask_scores",
+    "pred_crop_masks",
+    "pred_crop_origins",
+    "pred_size_scale",
 )
 
 
@@ -78,6 +86,24 @@ class Outputs:
     instance_tracking_scores: Optional[Any] = None
     # Embedding (re-ID) models: each instance's appearance vector (instances, dim), unit length.
     pred_embeddings: Optional[Any] = None
+    # Segmentation, before completion (output-stride grids): the foreground mask (h, w) uint8 and its
+    # scores (semantic: (1,); top-down: per slot); bottom-up's instance-center candidates (h, w),
+    # heatmap (h, w) and offsets (2, h, w); top-down's crop masks (slots, h, w) and their first pixels
+    # (slots, 2) on the size-matched frame; the size matching's scale.
+    pred_foreground: Optional[Any] = None
+    pred_center_candidates: Optional[Any] = None
+    pred_center_heatmap: Optional[Any] = None
+    pred_center_offsets: Optional[Any] = None
+    pred_mask_scores: Optional[Any] = None
+    pred_crop_masks: Optional[Any] = None
+    pred_crop_origins: Optional[Any] = None
+    pred_size_scale: Optional[Any] = None
+    # Completed segmentation: `sio.PredictedSegmentationMask`s (run-length coded, with the scale and
+    # offset that place them on the frame) and, for mask_output polygon/both, their `sio.PredictedROI`s.
+    masks: tuple = ()
+    rois: tuple = ()
+    # The frame's (height, width): where masks are cropped back to the frame.
+    frame_size: tuple = ()
     # Live forward prediction (`runtime.live`): where each keypoint will be at the
     # frame's ``forecast_ns``, (instances, nodes, 2) like ``pred_keypoints``.
     pred_forecast_keypoints: Optional[Any] = None
@@ -96,7 +122,8 @@ class Outputs:
             if (value := getattr(self, name)) is not None
         ]
         nodes = [f"nodes=({', '.join(self.node_names)})"] if self.node_names else []
-        return f"Outputs({', '.join(where + arrays + nodes + [f'device={self.device!r}'])})"
+        shapes = [f"{name}={len(getattr(self, name))}" for name in ("masks", "rois") if getattr(self, name)]
+        return f"Outputs({', '.join(where + arrays + shapes + nodes + [f'device={self.device!r}'])})"
 
     def as_dict(self) -> dict[str, Any]:
         """The fields that are set."""

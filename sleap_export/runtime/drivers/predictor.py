@@ -449,6 +449,9 @@ class BoxTopDownPredictor(Predictor):
     """A detector's boxes, then poses in the crops they seed, in one graph; each box linked to its instance."""
 
 
+@_predicts("semantic_segmentation", "bottomup_segmentation", "topdown_segmentation")
+class SegmentationPredictor(Predictor):
+    """Masks: sleap-nn's segmentation models (semantic, bottom-up, top-down)."""
 
 
 class PredictionInterrupted(KeyboardInterrupt):

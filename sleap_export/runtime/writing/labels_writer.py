@@ -131,7 +131,10 @@ class LabelsWriter:
             by_slot = dict(zip(np.flatnonzero(np.asarray(outputs.instance_valid)), instances))
             for box, slot in zip(boxes, outputs.pred_bbox_instance):
                 box.instance = by_slot.get(int(slot))
-        return sio.LabeledFrame(video=video, frame_idx=int(outputs.frame_idx), instances=instances, bboxes=boxes)
+        return sio.LabeledFrame(
+            video=video, frame_idx=int(outputs.frame_idx), instances=instances, bboxes=boxes,
+            masks=list(outputs.masks), rois=list(outputs.rois),
+        )
 
     def boxes(self, outputs: Outputs) -> list[sio.PredictedBoundingBox]:
         """A detector's boxes as sleap-nn writes them: score, and the category unless the detector
@@ -174,6 +177,11 @@ class LabelsWriter:
                 f"A {self.spec.model_type} detector predicts boxes and {found.name} files keep none; "
                 f"write {found.stem(output)}.slp instead."
             )
+        if MODEL_TYPES[self.spec.model_type].segments and not found.keeps_masks:
+            raise InputError(
+                f"A {self.spec.model_type} model predicts masks and {found.name} files keep none; "
+                f"write {found.stem(output)}.slp instead."
+            )
         if MODEL_TYPES[self.spec.model_type].embeds and not found.keeps_embeddings:
             raise InputError(
                 f"A {self.spec.model_type} model gives each instance an appearance vector and {found.name} files keep "
@@ -207,7 +215,7 @@ class LabelsWriter:
             adopted = {id(i): self._adopt(i) for i in lf.instances}
             moved.append(sio.LabeledFrame(
                 video=video, frame_idx=lf.frame_idx, instances=list(adopted.values()),
-                bboxes=[self._adopt_box(b, adopted) for b in lf.bboxes],
+                bboxes=[self._adopt_box(b, adopted) for b in lf.bboxes], masks=list(lf.masks), rois=list(lf.rois),
             ))
         return moved
 

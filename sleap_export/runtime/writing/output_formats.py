@@ -87,6 +87,7 @@ class OutputFormat:
     not_resumable: Optional[str] = None
     keeps_boxes: bool = False
     keeps_embeddings: bool = False
+    keeps_masks: bool = False
 
     @property
     def suffix(self) -> str:
@@ -134,7 +135,9 @@ class OutputFormat:
         return path.name[: len(path.name) - len(self.suffix_of(path))]
 
 
-SLP = OutputFormat("slp", (".slp",), "save_slp", _write_slp, sio.load_slp, keeps_boxes=True, keeps_embeddings=True)
+SLP = OutputFormat(
+    "slp", (".slp",), "save_slp", _write_slp, sio.load_slp, keeps_boxes=True, keeps_embeddings=True, keeps_masks=True
+)
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
     SLP,
     OutputFormat(

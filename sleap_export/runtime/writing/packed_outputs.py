@@ -1,11 +1,14 @@
-"""Frames' poses (and a detector's boxes, an embedding model's vectors) as a few flat arrays: what crosses Ray's object store, lands in a Ray
-job's parts and in a local prediction's journal, and reads back as `Outputs`."""
+"""Frames' poses (and a detector's boxes, an embedding model's vectors, a segmentation model's masks)
+as a few flat arrays: what crosses Ray's object store, lands in a Ray job's parts and in a local
+prediction's journal, and reads back as `Outputs`. Masks stay run-length coded; their polygons travel
+as well-known binary (no pickles)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+import sleap_io as sio
 
 from sleap_export.runtime.decoding.outputs import Outputs
 
@@ -37,7 +40,60 @@ def pack(outputs: Sequence[Outputs]) -> dict[str, np.ndarray]:
             np.asarray([np.searchsorted(s, slot) if slot in s else -1 for slot in o.pred_bbox_instance], np.int64)
             for o, s in zip(outputs, slots)
         ])
+    if any(o.masks or o.rois for o in outputs):
+        arrays.update(_pack_masks(outputs))
     return arrays
+
+
+def _pack_masks(outputs: Sequence[Outputs]) -> dict[str, np.ndarray]:
+    """Each frame's masks (run lengths, grids, placement, scores) and polygons (WKB) as flat arrays."""
+    import shapely
+
+    masks = [m for o in outputs for m in o.masks]
+    rois = [r for o in outputs for r in o.rois]
+    wkb = [shapely.to_wkb(r.geometry) for r in rois]
+    return {
+        "mask_counts": np.asarray([len(o.masks) for o in outputs], np.int64),
+        "mask_run_counts": np.asarray([len(m.rle_counts) for m in masks], np.int64),
+        "mask_runs": np.concatenate([np.asarray(m.rle_counts, np.uint32) for m in masks] or [np.zeros(0, np.uint32)]),
+        "mask_grids": np.asarray([(m.height, m.width) for m in masks], np.int64).reshape(-1, 2),
+        "mask_scales": np.asarray([m.scale for m in masks], np.float64).reshape(-1, 2),
+        "mask_offsets": np.asarray([m.offset for m in masks], np.float64).reshape(-1, 2),
+        "mask_scores": np.asarray([m.score for m in masks], np.float64),
+        "roi_counts": np.asarray([len(o.rois) for o in outputs], np.int64),
+        "roi_wkb_lengths": np.asarray([len(b) for b in wkb], np.int64),
+        "roi_wkb": np.frombuffer(b"".join(wkb), np.uint8),
+        "roi_scores": np.asarray([r.score for r in rois], np.float64),
+    }
+
+
+def _masks_of_frames(arrays) -> list[dict]:
+    """Each frame's ``masks`` and ``rois`` from `pack`'s arrays (none without a segmentation model's)."""
+    if "mask_counts" not in arrays:
+        return [{} for _ in arrays["frame_idx"]]
+    import shapely
+
+    run_ends = np.cumsum(arrays["mask_run_counts"])
+    masks = [
+        sio.PredictedSegmentationMask(
+            rle_counts=arrays["mask_runs"][end - count : end], height=int(grid[0]), width=int(grid[1]),
+            scale=tuple(map(float, scale)), offset=tuple(map(float, offset)), score=float(score),
+        )
+        for count, end, grid, scale, offset, score in zip(
+            arrays["mask_run_counts"], run_ends, arrays["mask_grids"], arrays["mask_scales"], arrays["mask_offsets"],
+            arrays["mask_scores"],
+        )
+    ]
+    wkb_ends = np.cumsum(arrays["roi_wkb_lengths"])
+    rois = [
+        sio.PredictedROI(geometry=shapely.from_wkb(arrays["roi_wkb"][end - length : end].tobytes()), score=float(score))
+        for length, end, score in zip(arrays["roi_wkb_lengths"], wkb_ends, arrays["roi_scores"])
+    ]
+    mask_ends, roi_ends = np.cumsum(arrays["mask_counts"]), np.cumsum(arrays["roi_counts"])
+    return [
+        {"masks": tuple(masks[m_end - m_count : m_end]), "rois": tuple(rois[r_end - r_count : r_end])}
+        for m_count, m_end, r_count, r_end in zip(arrays["mask_counts"], mask_ends, arrays["roi_counts"], roi_ends)
+    ]
 
 
 # A detector's completed box fields, by their packed names.
@@ -59,7 +115,8 @@ def _boxes_of_frames(arrays) -> list[dict]:
 def unpack(arrays) -> list[Outputs]:
     """`pack`'s frames back as `Outputs` holding only their valid instances, in slot order."""
     frames, start = [], 0
-    for frame_idx, count, boxes in zip(arrays["frame_idx"], arrays["counts"], _boxes_of_frames(arrays)):
+    frame_fields = zip(arrays["frame_idx"], arrays["counts"], _boxes_of_frames(arrays), _masks_of_frames(arrays))
+    for frame_idx, count, boxes, masks in frame_fields:
         kept = slice(start, start + int(count))
         start += int(count)
         identity = {}
@@ -76,6 +133,7 @@ def unpack(arrays) -> list[Outputs]:
                 frame_idx=int(frame_idx),
                 **identity,
                 **boxes,
+                **masks,
             )
         )
     return frames
