@@ -84,10 +84,20 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         raise InputError("--box-nms-iou applies to box detectors (bbox_centernet, bbox_ssd) only; leave it out.")
     if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
-    if model_type.embeds and options.precision != "fp32":
+    if (model_type.embeds or model_type.segments) and options.precision != "fp32":
+        what = "appearance vectors" if model_type.embeds else "masks"
         raise InputError(
-            f"--precision {options.precision}: the accuracy gate of reduced precision holds poses, not appearance "
-            f"vectors, so {model_type.name} exports in fp32 only; leave out --precision."
+            f"--precision {options.precision}: the accuracy gate of reduced precision holds poses, not {what}, "
+            f"so {model_type.name} exports in fp32 only; leave out --precision."
+        )
+    if not model_type.segments and post.fg_threshold != defaults.fg_threshold.default:
+        raise InputError("--fg-threshold applies to segmentation models only; leave it out.")
+    if model_type.name != "bottomup_segmentation" and post.center_nms_kernel != defaults.center_nms_kernel.default:
+        raise InputError("--center-nms-kernel applies to bottom-up segmentation models only; leave it out.")
+    if model_type.runs[0] in ("semantic_segmentation", "bottomup_segmentation") and post.max_instances != defaults.max_instances.default:
+        raise InputError(
+            f"--max-instances: a {model_type.name} graph keeps every mask; cap bottom-up masks when predicting "
+            "(sleap-export predict --max-instances N)."
         )
     if options.raw_heads and len(runs) != 1:
         raise InputError("--raw-heads exports one model's heads; pass a single model folder.")

@@ -19,6 +19,8 @@ from typing import Callable, Optional, Sequence
 import attrs
 
 from sleap_export.core.errors import InputError
+from sleap_export.core.mask_options import MaskOptions
+from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.training_runs import is_training_run
 from sleap_export.runtime.artifacts.formats import ONNX, SLEAP_NN_FOLDER, artifact_suffixes, format_by_content, format_of, read_spec
 from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, VIDEO_SUFFIXES
@@ -57,6 +59,7 @@ class ModelOptions:
     ``device``: cpu, cuda or cuda:N (default: cuda for TensorRT engines, else cpu).
     ``runtime``: for ONNX artifacts, onnxruntime (default) or openvino.
     ``precision``: OpenVINO's network precision, fp32 or bf16 (needs ``runtime="openvino"``).
+    ``masks``: how a segmentation model's masks are decoded and written (`MaskOptions`).
     ``threads``: CPU threads in all, ``parallel_batches``: batches run at once sharing them
     (ONNX artifacts). ``throughput``: set up for many batches (a video) rather than the
     lowest latency per batch; the options given explicitly win.
@@ -69,6 +72,8 @@ class ModelOptions:
     threads: Optional[int] = attrs.field(default=None, validator=_at_least_one)
     parallel_batches: Optional[int] = attrs.field(default=None, validator=_at_least_one)
     throughput: bool = False
+    # A segmentation model's predict-time settings (sleap-nn's names); refused for other models.
+    masks: MaskOptions = MaskOptions()
 
     def __attrs_post_init__(self):
         if self.precision in EXPORT_PRECISIONS:
@@ -183,15 +188,46 @@ def open_model(paths: str | Path | Sequence[str | Path], options: ModelOptions =
     models = check_models([paths] if isinstance(paths, (str, Path)) else paths)
     options.check_applies_to(models[0])
     if not is_artifact(models[0]):
-        return training_run_opener()(models, device=options.device or "cpu")
-    path = models[0]
-    spec = read_spec(path)
-    runner_class = format_of(path).runner_class(options.runtime)
-    device = options.device or runner_class.default_device
-    keywords = options.runner_keywords()
-    if options.throughput:
-        keywords = {**runner_class.throughput_options(device), **keywords}
-    return runner_class.from_path(path, spec, device=device, **keywords)
+        runner = training_run_opener()(models, device=options.device or "cpu")
+    else:
+        path = models[0]
+        spec = read_spec(path)
+        runner_class = format_of(path).runner_class(options.runtime)
+        device = options.device or runner_class.default_device
+        keywords = options.runner_keywords()
+        if options.throughput:
+            keywords = {**runner_class.throughput_options(device), **keywords}
+        runner = runner_class.from_path(path, spec, device=device, **keywords)
+    check_mask_options(options.masks, runner.spec)
+    runner.mask_options = options.masks
+    return runner
+
+
+def mask_settings_read_by(model_type: str) -> tuple[str, ...]:
+    """The `MaskOptions` fields a segmentation model type reads (sleap-nn's layers read no others)."""
+    placing = ("mask_output", "polygon_epsilon")
+    if model_type == "topdown_segmentation":
+        return placing
+    if model_type == "semantic_segmentation":
+        return ("min_mask_area", "full_res_masks", *placing)
+    return tuple(f.name for f in attrs.fields(MaskOptions))
+
+
+def check_mask_options(masks: MaskOptions, spec) -> None:
+    """Refuse mask settings a model does not read, in one line naming the first."""
+    changed = [f.name for f in attrs.fields(MaskOptions) if getattr(masks, f.name) != f.default]
+    if not changed:
+        return
+    flag = f"--{changed[0].replace('_', '-')}"
+    if not MODEL_TYPES[spec.model_type].segments:
+        raise InputError(f"{flag} applies to segmentation models and this is a {spec.model_type} model; leave it out.")
+    read = mask_settings_read_by(spec.model_type)
+    unread = [name for name in changed if name not in read]
+    if unread:
+        raise InputError(
+            f"--{unread[0].replace('_', '-')} does not apply to {spec.model_type} models (they read "
+            f"{', '.join('--' + n.replace('_', '-') for n in read)}); leave it out."
+        )
 
 
 def load(paths: str | Path | Sequence[str | Path], device: Optional[str] = None, for_throughput: bool = False, **options) -> Runner:

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from sleap_export.core.errors import InputError
+from sleap_export.core.mask_options import MaskOptions
 from sleap_export.core.spec import ModelSpec
 from sleap_export.core.stage_clock import StageClock
 from sleap_export.runtime.decoding.completion import complete
@@ -88,6 +89,8 @@ class Runner(abc.ABC):
         self.spec = spec
         self.device = device
         self.is_active = False
+        # How a segmentation model's masks are decoded and written (`ModelOptions.masks`).
+        self.mask_options = MaskOptions()
         # "host pre" (validation, channels), "network" (the graph), "host post" (decoding).
         self.clock = StageClock()
 
@@ -171,9 +174,10 @@ class Runner(abc.ABC):
             edges=self.spec.skeleton.edges if self.spec.model_type != "centroid" else (),
             frame_idx=None if frame_indices is None else int(frame_indices[i]),
             video_idx=video_idx,
+            frame_size=tuple(batch.shape[1:3]),
             **{name: value[i] for name, value in raw.items()},
         )
-        return complete(outputs, self.spec)
+        return complete(outputs, self.spec, self.mask_options)
 
     @abc.abstractmethod
     def activate_impl(self) -> None: ...

@@ -1,7 +1,8 @@
 """Per-model-type completion of `Outputs` from a graph's raw outputs.
 
 Each model type's record (`core.model_types.MODEL_TYPES`) names its completer here;
-`complete` runs it.
+`complete` runs it. Segmentation models' completers live in `mask_completion`
+(they take the predict-time `MaskOptions` too) and are named here as well.
 
 After completion every `Outputs` has ``pred_keypoints`` ``(I, nodes, 2)``,
 ``pred_peak_values`` ``(I, nodes)``, ``instance_scores`` ``(I,)`` and
@@ -16,9 +17,14 @@ import warnings
 import attrs
 import numpy as np
 
+from sleap_export.core.mask_options import MaskOptions
 from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.spec import ModelSpec
+from sleap_export.runtime.decoding.mask_completion import crop_masks, instance_masks, semantic_masks
 from sleap_export.runtime.decoding.outputs import Outputs
+
+# Segmentation models' completers (`mask_completion`), named by their model types here with the others'.
+MASK_COMPLETERS = (semantic_masks, instance_masks, crop_masks)
 
 
 def drop_empty_instances(completed: Outputs) -> Outputs:
@@ -203,6 +209,10 @@ def box_topdown(outputs: Outputs, spec: ModelSpec) -> Outputs:
     )
 
 
-def complete(outputs: Outputs, spec: ModelSpec) -> Outputs:
-    """One frame's raw graph outputs, completed by the artifact's model type."""
-    return drop_empty_instances(MODEL_TYPES[spec.model_type].complete(outputs, spec))
+def complete(outputs: Outputs, spec: ModelSpec, masks: MaskOptions = MaskOptions()) -> Outputs:
+    """One frame's raw graph outputs, completed by the artifact's model type (a segmentation
+    model's masks as ``masks`` ask)."""
+    model_type = MODEL_TYPES[spec.model_type]
+    if model_type.segments:
+        return model_type.complete(outputs, spec, masks)
+    return drop_empty_instances(model_type.complete(outputs, spec))

@@ -361,7 +361,7 @@ class FewInstancesWarning(UserWarning):
 
 
 class FramesWithInstances:
-    """How many predicted frames hold an instance (for `FewInstancesWarning`)."""
+    """How many predicted frames hold an instance, a box or a mask (for `FewInstancesWarning`)."""
 
     # Below this share of frames with instances, over at least MIN_FRAMES frames, a run warns.
     SHARE = 0.05
@@ -373,7 +373,9 @@ class FramesWithInstances:
     def add(self, results) -> None:
         self.frames += len(results)
         self.with_instances += sum(
-            bool(np.asarray(o.instance_valid).any()) or (o.pred_bboxes is not None and len(o.pred_bboxes) > 0) for o in results
+            bool(np.asarray(o.instance_valid).any()) or (o.pred_bboxes is not None and len(o.pred_bboxes) > 0)
+            or bool(o.masks or o.rois)
+            for o in results
         )
 
     def warn_if_few(self) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import sleap_io as sio
 
 from sleap_export.core.errors import InputError
-from sleap_export.core.model_types import BOX_HEAD_TYPES
+from sleap_export.core.model_types import BOX_HEAD_TYPES, MODEL_TYPES
 from sleap_export.core.spec import ModelSpec
 from sleap_export.runtime.tracking.bytetrack_tracker import ByteTracker
 from sleap_export.runtime.tracking.instance_filters import kept_instances
@@ -31,6 +31,10 @@ def refuse_untrackable(spec: ModelSpec) -> None:
     if spec.model_type in BOX_HEAD_TYPES:
         raise InputError(
             f"A {spec.model_type} detector predicts boxes, not poses, so there is nothing to track; drop --tracking."
+        )
+    if MODEL_TYPES[spec.model_type].segments:
+        raise InputError(
+            f"A {spec.model_type} model predicts masks, not poses, and sleap-export tracks poses; drop --tracking."
         )
     if spec.model_type.startswith("multi_class"):
         raise InputError(
