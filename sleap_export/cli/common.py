@@ -83,11 +83,13 @@ def model_options(
     precision: Optional[str] = None,
     threads: Optional[int] = None,
     parallel_batches: Optional[int] = None,
+    masks=None,
 ):
-    """The `ModelOptions` the model flags ask for (validated there)."""
+    """The `ModelOptions` the model flags ask for (validated there); ``masks``: a `MaskOptions`."""
     from sleap_export.runtime.open_model import ModelOptions
 
-    return ModelOptions(device=device, runtime=runtime, precision=precision, threads=threads, parallel_batches=parallel_batches)
+    extra = {} if masks is None else {"masks": masks}
+    return ModelOptions(device=device, runtime=runtime, precision=precision, threads=threads, parallel_batches=parallel_batches, **extra)
 
 
 def waiting(spin: Optional[bool], warm_ahead: bool):

@@ -13,6 +13,7 @@ from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_
 from sleap_export.core.errors import InputError, SleapExportError
 
 TRACKING = "Tracking (sleap-nn's classic tracker, its option names; docs/tracking.md)"
+MASKS = "Segmentation masks (sleap-nn's option names; docs/segmentation.md)"
 
 
 def predict(
@@ -99,6 +100,20 @@ def predict(
     filter_min_visible_node_fraction: float = typer.Option(0.0, "--filter-min-visible-node-fraction", "--filter_min_visible_node_fraction", help="Before tracking: drop instances with a smaller visible fraction of nodes.", rich_help_panel=TRACKING),
     filter_min_mean_node_score: float = typer.Option(0.0, "--filter-min-mean-node-score", "--filter_min_mean_node_score", help="Before tracking: drop instances with a lower mean node score.", rich_help_panel=TRACKING),
     filter_min_instance_score: float = typer.Option(0.0, "--filter-min-instance-score", "--filter_min_instance_score", help="Before tracking: drop instances with a lower score.", rich_help_panel=TRACKING),
+    min_mask_area: int = typer.Option(0, "--min-mask-area", "--min_mask_area", help="Drop masks smaller than this many frame pixels.", rich_help_panel=MASKS),
+    max_instances: Optional[int] = typer.Option(None, "--max-instances", "--max_instances", help="Bottom-up: keep the N strongest instance centers per frame (other models fix it at export).", rich_help_panel=MASKS),
+    mask_cleanup: bool = typer.Option(False, "--mask-cleanup", "--mask_cleanup", help="Bottom-up: keep each mask's largest part and fill its holes.", rich_help_panel=MASKS),
+    mask_cleanup_radius: int = typer.Option(0, "--mask-cleanup-radius", "--mask_cleanup_radius", help="Bottom-up, with --mask-cleanup: open then close with an ellipse of this radius (grid cells) first.", rich_help_panel=MASKS),
+    distance_gate_alpha: Optional[float] = typer.Option(None, "--distance-gate-alpha", "--distance_gate_alpha", help="Bottom-up: drop pixels voting farther than alpha*sqrt(area/pi) from their center.", rich_help_panel=MASKS),
+    merge_fragments: bool = typer.Option(False, "--merge-fragments", "--merge_fragments", help="Bottom-up: re-join fragments of one animal.", rich_help_panel=MASKS),
+    merge_method: str = typer.Option("greedy", "--merge-method", "--merge_method", help="Fragment merge: greedy or multicut.", rich_help_panel=MASKS),
+    merge_thresholds: str = typer.Option("0.85,0.6,0.4", "--merge-thresholds", "--merge_thresholds", help="Greedy merge: decreasing affinity thresholds, comma-separated.", rich_help_panel=MASKS),
+    merge_w_valley: float = typer.Option(1.0, "--merge-w-valley", "--merge_w_valley", help="Fragment merge: weight of the center-valley term.", rich_help_panel=MASKS),
+    merge_w_offset: float = typer.Option(0.25, "--merge-w-offset", "--merge_w_offset", help="Fragment merge: weight of the offset-agreement term.", rich_help_panel=MASKS),
+    merge_dilate: int = typer.Option(1, "--merge-dilate", "--merge_dilate", help="Fragment merge: dilations of the contact test.", rich_help_panel=MASKS),
+    full_res_masks: bool = typer.Option(False, "--full-res-masks", "--full_res_masks", help="Masks at the frame's resolution instead of the heads' stride.", rich_help_panel=MASKS),
+    mask_output: str = typer.Option("mask", "--mask-output", "--mask_output", help="mask (run-length masks), polygon (simplified outlines) or both.", rich_help_panel=MASKS),
+    polygon_epsilon: float = typer.Option(0.01, "--polygon-epsilon", "--polygon_epsilon", help="Polygons: simplification tolerance, a fraction of each outline's perimeter.", rich_help_panel=MASKS),
     quiet_flag: bool = QUIET,
 ):
     """Predict poses on videos or labels and write a .slp file, or analysis HDF5, NWB or CSV (see --format;
@@ -122,7 +137,9 @@ def predict(
 
     started = time.perf_counter()
     is_quiet = quiet(quiet_flag)
-    tracking_options = _tracking_options(tracking, tracker, {name: value for name, value in locals().items() if name in _TRACKING_FIELDS})
+    given = locals()
+    tracking_options = _tracking_options(tracking, tracker, {name: value for name, value in given.items() if name in _TRACKING_FIELDS})
+    masks = _mask_options({name: given[name] for name in _MASK_FIELDS})
     if resume and overwrite:
         raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
     models, inputs = split_models_and_inputs([model, *inputs])
@@ -136,14 +153,14 @@ def predict(
         if overlay is not None:
             raise InputError("--overlay draws the frames on this machine and --ray predicts them on the cluster; drop --ray, or leave out --overlay.")
         cluster = RayCluster(ray_address, workers, threads or 1, gpus_per_worker, chunk_size or DEFAULT_CHUNK_FRAMES)
-        options = model_options(device, runtime, precision, parallel_batches=parallel_batches)
+        options = model_options(device, runtime, precision, parallel_batches=parallel_batches, masks=masks)
         return _predict_on_ray(
             models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started,
             tracking_options,
         )
     if workers is not None or chunk_size is not None or gpus_per_worker:
         raise InputError("--workers, --gpus-per-worker and --chunk-size apply with --ray; add --ray ADDRESS or leave them out.")
-    options = model_options(device, runtime, precision, threads, parallel_batches)
+    options = model_options(device, runtime, precision, threads, parallel_batches, masks=masks)
     options.check_applies_to(models[0])
     destinations = _destinations(models, inputs, output, output_format, video_index, resume, overwrite)
     if overlay is not None:
@@ -169,6 +186,20 @@ _TRACKING_FIELDS = {
         "filter_min_visible_node_fraction", "filter_min_mean_node_score", "filter_min_instance_score",
     )},
 }
+
+
+# predict's mask options: `MaskOptions` fields of the same names.
+_MASK_FIELDS = (
+    "min_mask_area", "max_instances", "mask_cleanup", "mask_cleanup_radius", "distance_gate_alpha", "merge_fragments",
+    "merge_method", "merge_thresholds", "merge_w_valley", "merge_w_offset", "merge_dilate", "full_res_masks",
+    "mask_output", "polygon_epsilon",
+)
+
+
+def _mask_options(given: dict):
+    from sleap_export.core.mask_options import MaskOptions
+
+    return MaskOptions(**given)
 
 
 def _tracking_options(tracking: bool, tracker: str, given: dict):
@@ -246,6 +277,7 @@ def _check_overlay(overlay: Path, models, inputs, video_index, resume: bool, ove
 
 
 def _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay=None, tracking=None):
+    from sleap_export.core.model_types import MODEL_TYPES
     from sleap_export.runtime.drivers.predictor import Predictor
     from sleap_export.runtime.drivers.progress import progress_for
 
@@ -260,10 +292,15 @@ def _predict_here(models, destinations, options, frames, batch_size, video_index
         if progress is not None:
             n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
             n_boxes = sum(len(lf.bboxes) for lf in labels.labeled_frames)
+            n_masks = sum(len(lf.masks) for lf in labels.labeled_frames)
+            n_polygons = sum(len(lf.rois) for lf in labels.labeled_frames)
+            segments = MODEL_TYPES[predictor.runner.spec.model_type].segments
+            counts = ((n_masks, "masks"), (n_polygons, "polygons")) if segments else ((n_instances, "instances"), (n_boxes, "boxes"))
+            found = ", ".join(f"{n} {what}" for n, what in counts if n or what in ("instances", "masks"))
             rate = progress.rate
             typer.echo(
-                f"wrote {output}: {len(labels.labeled_frames)} frames, {n_instances} instances"
-                f"{f', {n_boxes} boxes' if n_boxes else ''}{f', {len(labels.tracks)} tracks' if tracking else ''}; "
+                f"wrote {output}: {len(labels.labeled_frames)} frames, {found}"
+                f"{f', {len(labels.tracks)} tracks' if tracking else ''}; "
                 f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
             )
             for drawn in predictor.overlays_written:
