@@ -162,3 +162,59 @@ def test_torchscript_masks_equal_onnx_masks(kind, artifact, clip_sources):
     torchscript = predicted_masks(artifact(runs, ".pt"), settings[0], source, frames[:12])
     comparison = compare_masks(masks_by_frame(torchscript), masks_by_frame(onnx), frame_size, min_identical_share=1.0)
     assert comparison and comparison.matched > 0, comparison.summary()
+
+
+SWEEP_CASES = 120
+
+
+def sleap_nn_layer_masks(layer, frame: np.ndarray) -> list:
+    """sleap-nn's layer on one frame, its masks as sleap-nn writes them."""
+    import torch
+    from sleap_nn.inference.segmentation_convert import build_predicted_segmentation_mask
+
+    with torch.no_grad():
+        found = layer.predict(torch.from_numpy(frame)[None]).pred_masks[0]
+    return [
+        build_predicted_segmentation_mask(m["mask"], m["score"], m["scale"], m["offset"])
+        for m in found
+        if np.asarray(m["mask"]).any()
+    ]
+
+
+@pytest.mark.parametrize("kind", ["semantic", "bottomup", "topdown"])
+def test_masks_equal_sleap_nns_over_a_sweep_of_frame_sizes(kind, artifact):
+    """120 frame sizes per type (real frames stretched by nearest-neighbour sampling, 48-1500 px a side,
+    most resized by the runs' 384 x 384 size matching): the ONNX artifact's masks equal sleap-nn's layer's
+    on the same frame: counts on every frame, pixels, scale and offset."""
+    from loguru import logger
+    from sleap_nn.inference.predictor import Predictor
+
+    import sleap_export
+    from sleap_export.core.mask_comparison import compare_masks
+
+    runs, _ = SETTINGS[kind]
+    logger.disable("sleap_nn")
+    layer = Predictor.from_model_paths([str(model_dir(r)) for r in runs], device="cpu").layer
+    runner = sleap_export.load(artifact(runs, ".onnx"))
+    video = sio.load_video(str(VIDEO))
+    rng = np.random.default_rng(35)
+    ours, theirs, sizes = {}, {}, {}
+    for case in range(SWEEP_CASES):
+        height, width = (int(round(np.exp(rng.uniform(np.log(48), np.log(1500))))) for _ in range(2))
+        source = video[(case * 89) % len(video)]
+        frame = np.ascontiguousarray(
+            source[np.arange(height) * source.shape[0] // height][:, np.arange(width) * source.shape[1] // width]
+        )
+        ours[(0, case)] = list(runner.predict(frame[None])[0].masks)
+        theirs[(0, case)] = sleap_nn_layer_masks(layer, frame)
+        sizes[case] = (height, width)
+    per_case = [
+        compare_masks({k: ours[k]}, {k: theirs[k]}, sizes[k[1]], min_identical_share=0.999) for k in sorted(theirs)
+    ]
+    matched = sum(c.matched for c in per_case)
+    identical = sum(c.identical for c in per_case)
+    # Stretched frames can hold no foreground (measured: semantic 91 masks over 120 frames).
+    assert matched >= SWEEP_CASES // 2, f"the sweep must compare masks, not empty frames ({matched})"
+    mismatched = [sizes[k[1]] for k, c in zip(sorted(theirs), per_case) if c.count_mismatches]
+    assert not mismatched, f"mask counts differ at frame sizes {mismatched[:10]}"
+    assert identical >= 0.999 * matched, f"{identical} of {matched} masks identical"
