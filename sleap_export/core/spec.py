@@ -17,6 +17,7 @@ import cattrs
 
 from sleap_export.core.errors import SleapExportError
 from sleap_export.core.model_types import HEAD_TYPES, MODEL_TYPES
+from sleap_export.core.tiling_spec import TilingSpec
 
 # Bump when a field changes meaning or a required field is added; readers refuse
 # artifacts whose schema is newer than they understand.
@@ -96,6 +97,9 @@ class StageSpec:
     crop_size: Optional[int] = None
     # Centered-instance runs trained on box-scaled crops; None: fixed crops around a center.
     box_crop: Optional[BoxCropSpec] = None
+    # Runs sleap-nn infers in tiles (single instance, semantic and bottom-up segmentation trained with
+    # data_config.preprocessing.tiling): their frames are not size-matched, and the graph tiles them.
+    tiling: Optional[TilingSpec] = None
     anchor_part: Optional[str] = None
     paf_stride: Optional[int] = None
     class_maps_stride: Optional[int] = None

@@ -21,6 +21,7 @@ import attrs
 from sleap_export.core.errors import InputError
 from sleap_export.core.model_types import BOX_HEAD_TYPES, HEAD_TYPES, MASK_HEAD_TYPES
 from sleap_export.core.spec import BoxCropSpec, SkeletonSpec, StageSpec
+from sleap_export.core.tiling_spec import TilingSpec
 from sleap_export.core.training_runs import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -30,6 +31,8 @@ from sleap_export.core.training_runs import (
     resolve_run_dir,
 )
 
+# The head types sleap-nn infers in tiles when their training config enables tiling (others ignore it).
+TILED_HEAD_TYPES = ("single_instance", "semantic_segmentation", "bottomup_segmentation")
 # Globals a sleap-nn checkpoint may reference besides tensors (its saved config).
 _SAFE_GLOBAL_PREFIXES = ("sleap_nn.config.", "omegaconf.", "typing.", "builtins.")
 _SAFE_GLOBALS = {"collections.defaultdict", "_operator.getitem"}
@@ -161,6 +164,9 @@ def load_run(path: str | Path) -> LoadedRun:
         max_width=_optional_int(preprocessing.get("max_width")),
         crop_size=_optional_int(preprocessing.get("crop_size")),
         box_crop=None if legacy else _box_crop(config),
+        tiling=None if legacy or model_type not in TILED_HEAD_TYPES else TilingSpec.from_training_config(
+            config, str(run_dir / CONFIG_NAME)
+        ),
         anchor_part=confmaps.get("anchor_part"),
         paf_stride=None if pafs is None else int(pafs.output_stride),
         class_maps_stride=None if class_maps is None else int(class_maps.output_stride),

@@ -118,6 +118,8 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     # sizes frames to its own (the centered-instance stage sizes them again to its own).
     # An embedding run sizes the frames it crops to its own, too.
     sized_by = runs[:1] if model_type.detects_boxes or model_type.embeds else runs
+    if runs[0].stage.tiling is not None:
+        sized_by = []  # sleap-nn tiles frames at their own size
     max_height = next((r.stage.max_height for r in sized_by if r.stage.max_height is not None), None)
     max_width = next((r.stage.max_width for r in sized_by if r.stage.max_width is not None), None)
     graph_cls = graphs.RawHeadsGraph if options.raw_heads else graph_class(model_type)

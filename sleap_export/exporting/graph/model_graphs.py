@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from sleap_export.core.errors import InputError
+from sleap_export.core.model_types import MASK_HEAD_TYPES
 from sleap_export.core.spec import PostprocessSpec, StageSpec
 from sleap_export.exporting.graph.box_crops import box_crop_windows, box_crops, points_from_crop, resampled_crops
 from sleap_export.exporting.graph.box_decoding import (
@@ -27,6 +28,7 @@ from sleap_export.exporting.graph.paf_grouping import group_in_graph
 from sleap_export.exporting.graph.peaks import global_peaks, integral_offsets, local_peaks, nan_to_zero
 from sleap_export.exporting.graph.preprocess import ScaleAndPad, SizeMatch, frames_to_images
 from sleap_export.exporting.graph.shapes import shape_of
+from sleap_export.exporting.graph.tiling import TiledHeads
 
 
 class Stage(torch.nn.Module):
@@ -40,7 +42,16 @@ class Stage(torch.nn.Module):
         # Box detectors have none.
         self.confmap_head = next((n for n in self.head_names if n.endswith("ConfmapsHead")), None)
         self.class_head = "ClassVectorsHead" if "ClassVectorsHead" in self.head_names else None
-        self.prepare = ScaleAndPad(spec.input_scale, spec.max_stride)
+        # Segmentation's foreground head leaves as probabilities: sleap-nn's training modules apply
+        # the sigmoid (before blending tiles, where they tile).
+        self.probability_heads = ("SegmentationHead",) if spec.head_type in MASK_HEAD_TYPES else ()
+        if spec.tiling is None:
+            self.prepare = ScaleAndPad(spec.input_scale, spec.max_stride)
+        else:
+            # sleap-nn pads a tiled frame to the output stride only; the tiles pad it there.
+            self.prepare = ScaleAndPad(spec.input_scale, 1)
+            self.network = TiledHeads(network, spec.tiling, spec.output_stride, spec.max_stride, self.probability_heads)
+            self.probability_heads = ()
         self.output_stride = float(spec.output_stride)
         self.input_scale = float(spec.input_scale)
         self.post = post
@@ -49,7 +60,8 @@ class Stage(torch.nn.Module):
 
     def heads(self, images: torch.Tensor) -> dict:
         """Run the network on float32 whole-number images (before scaling)."""
-        return self.network(self.prepare(images))
+        heads = self.network(self.prepare(images))
+        return {name: torch.sigmoid(maps) if name in self.probability_heads else maps for name, maps in heads.items()}
 
     def refine(self, confmaps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Integral refinement of ``(B, C, K, 2)`` grid points where the spec asks."""

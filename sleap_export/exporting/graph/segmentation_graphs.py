@@ -30,12 +30,12 @@ CENTER_HEAD = "InstanceCenterHead"
 OFFSET_HEAD = "CenterOffsetHead"
 
 
-def foreground_of(logits: torch.Tensor, threshold: float):
-    """``(N, 1, h, w)`` foreground logits -> ``(N, h, w)`` uint8 mask and ``(N,)`` score.
+def foreground_of(probabilities: torch.Tensor, threshold: float):
+    """``(N, 1, h, w)`` foreground probabilities -> ``(N, h, w)`` uint8 mask and ``(N,)`` score.
 
     The score is sleap-nn's: the mean probability over the mask's pixels (0 for an empty mask).
     """
-    probabilities = torch.sigmoid(logits[:, 0])
+    probabilities = probabilities[:, 0]
     mask = probabilities > threshold
     counts = mask.sum(dim=(1, 2)).to(torch.float32)
     score = (probabilities * mask).sum(dim=(1, 2)) / torch.clamp(counts, min=1.0)
