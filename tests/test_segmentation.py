@@ -218,3 +218,41 @@ def test_masks_equal_sleap_nns_over_a_sweep_of_frame_sizes(kind, artifact):
     mismatched = [sizes[k[1]] for k, c in zip(sorted(theirs), per_case) if c.count_mismatches]
     assert not mismatched, f"mask counts differ at frame sizes {mismatched[:10]}"
     assert identical >= 0.999 * matched, f"{identical} of {matched} masks identical"
+
+
+@pytest.fixture(scope="session")
+def tiled_bottom_up_run(assets, session_cache) -> Path:
+    """The shared bottom-up segmentation run with tiling enabled in its config (160 px tiles, 48 px
+    overlap): sleap-nn tiles it with `TiledSegmentationLayer` (4 blended maps); no other change."""
+
+    def produce(folder: Path) -> None:
+        import shutil
+
+        import yaml
+
+        shutil.copytree(model_dir(BOTTOM_UP[0]), folder)
+        config = yaml.safe_load((folder / "training_config.yaml").read_text())
+        config["data_config"]["preprocessing"]["tiling"].update(enabled=True, tile_size=160, overlap=48)
+        (folder / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    return cached(session_cache, "tiled-bottomup-segmentation", produce)
+
+
+@pytest.mark.parametrize(
+    "setting", [Setting("default"), Setting("cleanup-merge", masks={"mask_cleanup": True, "merge_fragments": True})],
+    ids=lambda s: s.name,
+)
+def test_tiled_bottom_up_masks_match_sleap_nn(setting, tiled_bottom_up_run, clip_sources, session_cache):
+    """Bottom-up segmentation in tiles: foreground, centers and offsets blended as sleap-nn blends them."""
+    from sleap_export import export
+    from sleap_export.core.mask_comparison import compare_masks, masks_by_frame
+    from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict
+
+    model = cached(session_cache, "tiled-bottomup-segmentation.onnx", lambda path: export([tiled_bottom_up_run], path))
+    for clip, source, frames, frame_size in clip_sources:
+        frames = None if frames is None else frames[:20]
+        theirs = sleap_nn_predict(source, [tiled_bottom_up_run], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **setting.sleap_nn)
+        ours = predicted_masks(model, setting, source, frames)
+        comparison = compare_masks(masks_by_frame(ours), masks_by_frame(theirs), frame_size)
+        assert comparison and comparison.matched > 0, f"{setting.name} {clip}: {comparison.summary()}"
+        assert comparison.max_score_difference <= SCORE_TOLERANCE, comparison.summary()
