@@ -89,3 +89,13 @@ class MaskOptions:
     @property
     def writes_polygons(self) -> bool:
         return self.mask_output in ("polygon", "both")
+
+
+def settings_read_by(model_type: str) -> tuple[str, ...]:
+    """The `MaskOptions` fields a segmentation model type reads (sleap-nn's layers read no others)."""
+    placing = ("mask_output", "polygon_epsilon")
+    if model_type == "topdown_segmentation":
+        return placing
+    if model_type == "semantic_segmentation":
+        return ("min_mask_area", "full_res_masks", *placing)
+    return tuple(f.name for f in attrs.fields(MaskOptions))

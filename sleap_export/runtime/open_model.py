@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 import attrs
 
 from sleap_export.core.errors import InputError
-from sleap_export.core.mask_options import MaskOptions
+from sleap_export.core.mask_options import MaskOptions, settings_read_by
 from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.training_runs import is_training_run
 from sleap_export.runtime.artifacts.formats import ONNX, SLEAP_NN_FOLDER, artifact_suffixes, format_by_content, format_of, read_spec
@@ -203,16 +203,6 @@ def open_model(paths: str | Path | Sequence[str | Path], options: ModelOptions =
     return runner
 
 
-def mask_settings_read_by(model_type: str) -> tuple[str, ...]:
-    """The `MaskOptions` fields a segmentation model type reads (sleap-nn's layers read no others)."""
-    placing = ("mask_output", "polygon_epsilon")
-    if model_type == "topdown_segmentation":
-        return placing
-    if model_type == "semantic_segmentation":
-        return ("min_mask_area", "full_res_masks", *placing)
-    return tuple(f.name for f in attrs.fields(MaskOptions))
-
-
 def check_mask_options(masks: MaskOptions, spec) -> None:
     """Refuse mask settings a model does not read, in one line naming the first."""
     changed = [f.name for f in attrs.fields(MaskOptions) if getattr(masks, f.name) != f.default]
@@ -221,7 +211,7 @@ def check_mask_options(masks: MaskOptions, spec) -> None:
     flag = f"--{changed[0].replace('_', '-')}"
     if not MODEL_TYPES[spec.model_type].segments:
         raise InputError(f"{flag} applies to segmentation models and this is a {spec.model_type} model; leave it out.")
-    read = mask_settings_read_by(spec.model_type)
+    read = settings_read_by(spec.model_type)
     unread = [name for name in changed if name not in read]
     if unread:
         raise InputError(
