@@ -256,3 +256,40 @@ def test_tiled_bottom_up_masks_match_sleap_nn(setting, tiled_bottom_up_run, clip
         comparison = compare_masks(masks_by_frame(ours), masks_by_frame(theirs), frame_size)
         assert comparison and comparison.matched > 0, f"{setting.name} {clip}: {comparison.summary()}"
         assert comparison.max_score_difference <= SCORE_TOLERANCE, comparison.summary()
+
+
+REFUSALS = {
+    # id: (command after `sleap-export`, a phrase of its one-line error); docs/bad-inputs.md lists each.
+    "mask-format": (["predict", "{semantic}", "{video}", "-o", "{out}/masks.csv"], "keep none; write masks.slp instead"),
+    "mask-precision": (
+        ["onnx", "{run}", "-o", "{out}/m.onnx", "--precision", "fp16", "--calibration", "{video}"], "exports in fp32 only",
+    ),
+    "mask-option-unread": (
+        ["predict", "{semantic}", "{video}", "-o", "{out}/m.slp", "--merge-fragments"], "does not apply to semantic_segmentation",
+    ),
+    "mask-option-pose": (["predict", "{pose}", "{video}", "-o", "{out}/m.slp", "--min-mask-area", "5"], "applies to segmentation models"),
+    "mask-tracking": (["predict", "{semantic}", "{video}", "-o", "{out}/m.slp", "--tracking"], "drop --tracking"),
+    "mask-export-max-instances": (["onnx", "{run}", "-o", "{out}/m.onnx", "--max-instances", "3"], "predict --max-instances N"),
+    "fg-threshold-pose": (["onnx", "{pose_run}", "-o", "{out}/m.onnx", "--fg-threshold", "0.3"], "segmentation models only"),
+    "center-kernel-even": (["onnx", "{bottom_up_run}", "-o", "{out}/m.onnx", "--center-nms-kernel", "4"], "must be odd"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_bad_segmentation_input_is_one_line_exit_2_and_no_file(case, artifact, tmp_path):
+    """Through the installed command: one line naming the problem and a fix, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    args, phrase = REFUSALS[case]
+    values = {
+        "semantic": artifact(SEMANTIC, ".onnx"), "pose": artifact(["minimal_instance_centroid"], ".onnx"),
+        "run": model_dir(SEMANTIC[0]), "pose_run": model_dir("minimal_instance_centroid"),
+        "bottom_up_run": model_dir(BOTTOM_UP[0]), "video": VIDEO, "out": tmp_path,
+    }
+    command = [str(Path(sys.executable).parent / "sleap-export"), *(a.format(**values) for a in args)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], done.stderr
+    assert not list(tmp_path.iterdir())

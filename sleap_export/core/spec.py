@@ -147,7 +147,7 @@ class PostprocessSpec:
     @center_nms_kernel.validator
     def _odd(self, attribute, value):
         if value % 2 == 0:
-            raise ValueError(f"center_nms_kernel must be odd (a window centred on each pixel), got {value}")
+            raise ValueError(f"center-nms-kernel must be odd (a window centred on each pixel), got {value}; use 3, 5 or 7")
 
 
 # onnxruntime's calibrators, by the names options and specs use.
