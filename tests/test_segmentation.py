@@ -268,6 +268,7 @@ REFUSALS = {
         ["predict", "{semantic}", "{video}", "-o", "{out}/m.slp", "--merge-fragments"], "does not apply to semantic_segmentation",
     ),
     "mask-option-pose": (["predict", "{pose}", "{video}", "-o", "{out}/m.slp", "--min-mask-area", "5"], "applies to segmentation models"),
+    "mask-layout": (["onnx", "{run}", "-o", "{out}/folder", "--layout", "sleap-nn"], "no place for masks"),
     "mask-tracking": (["predict", "{semantic}", "{video}", "-o", "{out}/m.slp", "--tracking"], "drop --tracking"),
     "mask-export-max-instances": (["onnx", "{run}", "-o", "{out}/m.onnx", "--max-instances", "3"], "predict --max-instances N"),
     "fg-threshold-pose": (["onnx", "{pose_run}", "-o", "{out}/m.onnx", "--fg-threshold", "0.3"], "segmentation models only"),

@@ -73,6 +73,11 @@ def write_sleap_nn_folder(model_paths: Sequence[str | Path], folder: str | Path,
             f"sleap-nn's export layout holds an embedding model as a bare network on crops it cuts itself, and no "
             f"detector + embedding pair; export {built.spec.model_type} as a sleap-export artifact (-o model.onnx, no --layout)."
         )
+    if MODEL_TYPES[built.spec.model_type].segments:
+        raise InputError(
+            f"sleap-nn's exporter refuses segmentation models, so its export layout has no place for masks; export "
+            f"{built.spec.model_type} as a sleap-export artifact (-o model.onnx, no --layout)."
+        )
     if built.spec.model_type not in {kind.ours for kind in layout.LAYOUT_TYPES.values()}:
         raise InputError(
             f"A {built.spec.model_type} graph takes crops around given centroids, which sleap-nn's layout cannot "
