@@ -103,6 +103,9 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType(
             "topdown_embedding", ("centroid", "centered_instance", "embedding"), "TopDownEmbeddingGraph", "topdown"
         ),
+        # A lone embedding run: the vector of each instance of a frame, its crop centred on the centre the caller
+        # gives (sleap-nn's predict_embeddings_to_slp on an existing .slp's instances).
+        ModelType("embedding", ("embedding",), "EmbeddingGraph", "embedding"),
         # Masks: sleap-nn's three segmentation heads (graphs in `segmentation_graphs`, completed by
         # `runtime.decoding.mask_completion` through the completers named here).
         ModelType("semantic_segmentation", ("semantic_segmentation",), "SemanticSegmentationGraph", "semantic_masks"),

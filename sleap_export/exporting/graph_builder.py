@@ -126,7 +126,7 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
     module = graph_cls(stages, SizeMatch(max_height, max_width))
     module.eval()
     # The run whose instances the artifact outputs (an embedding run only adds vectors to them).
-    instance_run = [r for r in runs if r.stage.head_type != "embedding"][-1]
+    instance_run = ([r for r in runs if r.stage.head_type != "embedding"] or runs)[-1]  # a lone embedding run: its own
     spec = ModelSpec(
         model_type=model_type.name,
         skeleton=instance_run.skeleton,

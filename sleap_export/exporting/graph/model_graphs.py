@@ -602,6 +602,26 @@ class TopDownEmbeddingGraph(PoseGraph):
         return keypoints, values, centroids, centroid_values, valid, vectors
 
 
+class EmbeddingGraph(PoseGraph):
+    """The embedding run alone, on crop centres the caller supplies: the vector of each given instance
+    (sleap-nn's ``predict_embeddings_to_slp`` with a lone embedding model, on an existing .slp's poses).
+
+    Inputs: frames ``(B, H, W, C)`` uint8, centroids ``(B, K, 2)`` float32 in frame pixels (each pose's
+    crop centre: its anchor node, else the mean of its visible nodes), centroid_valid ``(B, K)`` bool.
+    """
+
+    input_names = ("frames", "centroids", "centroid_valid")
+    output_names = ("pred_centroids", "instance_valid", "pred_embeddings")
+
+    def __init__(self, stages: Sequence[Stage], size_match: SizeMatch):
+        super().__init__(stages, size_match)
+        self.embedding = EmbeddedInstances(stages[0])
+
+    def forward(self, frames: torch.Tensor, centroids: torch.Tensor, centroid_valid: torch.Tensor):
+        vectors = self.embedding(frames_to_images(frames), centroids, centroid_valid)
+        return torch.where(centroid_valid[..., None], centroids, float("nan")), centroid_valid, vectors
+
+
 class HalfPrecisionNetwork(torch.nn.Module):
     """A network run in fp16: its input cast down, its head maps cast back to fp32.
 

@@ -141,7 +141,7 @@ class Runner(abc.ABC):
             batch = match_channels(as_batch(frames), self.spec.input_channels)
             inputs = [batch]
             if "centroids" in self.spec.input_names:
-                inputs.extend(_centroid_inputs(centroids, len(batch)))
+                inputs.extend(_centroid_inputs(centroids, len(batch), self.spec.model_type))
             elif centroids is not None:
                 raise InputError(f"A {self.spec.model_type} artifact finds its own centroids; do not pass centroids.")
         return inputs
@@ -190,9 +190,14 @@ class Runner(abc.ABC):
         """Release what activate_impl acquired (nothing by default)."""
 
 
-def _centroid_inputs(centroids, n_frames: int) -> list[np.ndarray]:
+def _centroid_inputs(centroids, n_frames: int, model_type: str = "centered_instance") -> list[np.ndarray]:
     """``(N, K, 2)`` centroids (NaN = empty slot) -> the graph's centroids and validity."""
     if centroids is None:
+        if model_type == "embedding":
+            raise InputError(
+                "This embedding artifact embeds the crops around centres you supply; pass centroids=(N, K, 2) "
+                "frame pixels (each instance's crop centre), or predict on a .slp with instances."
+            )
         raise InputError(
             "This centered-instance artifact crops around centroids you supply; pass "
             "centroids=(N, K, 2) frame pixels, or predict on a .slp with instances."

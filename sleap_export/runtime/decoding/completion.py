@@ -77,6 +77,27 @@ def centered_instance(outputs: Outputs, spec: ModelSpec) -> Outputs:
     return attrs.evolve(outputs, instance_scores=np.where(valid, 1.0, np.nan).astype(np.float32))
 
 
+def embedding(outputs: Outputs, spec: ModelSpec) -> Outputs:
+    """A lone embedding run: each given centre an instance on its anchor node (else the first node), scored
+    1 as given centroids are, with its vector; the instances themselves are the caller's (`EmbeddingPredictor`
+    writes the vectors onto them)."""
+    centres = np.asarray(outputs.pred_centroids)
+    valid = np.asarray(outputs.instance_valid)
+    nodes = spec.output_node_names
+    anchor = spec.stages[0].anchor_part
+    column = nodes.index(anchor) if anchor in nodes else 0
+    keypoints = np.full((len(centres), len(nodes), 2), np.nan, np.float32)
+    keypoints[:, column] = centres
+    peak_values = np.full((len(centres), len(nodes)), np.nan, np.float32)
+    peak_values[valid, column] = 1.0
+    return attrs.evolve(
+        outputs,
+        pred_keypoints=keypoints,
+        pred_peak_values=peak_values,
+        instance_scores=np.where(valid, 1.0, np.nan).astype(np.float32),
+    )
+
+
 def assign_identities(outputs: Outputs) -> Outputs:
     """One Hungarian assignment per frame of instances to classes (sleap-nn's rule).
 

@@ -421,6 +421,133 @@ class EmbeddingPredictor(Predictor):
     """Centroids or top-down poses, each with the appearance vector of the crop around it (re-ID)."""
 
 
+def crop_centre(instance, anchor_part: Optional[str]) -> Optional[np.ndarray]:
+    """Where sleap-nn's embedding dataset centres an instance's crop (``generate_centroids`` in float32): its
+    anchor node where the run names one its skeleton has and it is visible, else the mean of its visible nodes
+    per axis; None for a pose with no visible node (sleap-nn gives it no vector)."""
+    points = np.asarray(instance.numpy(), np.float64).astype(np.float32)
+    names = [node.name for node in instance.skeleton.nodes]
+    if anchor_part in names and not np.isnan(points[names.index(anchor_part)]).any():
+        centre = points[names.index(anchor_part)]
+    else:
+        seen = ~np.isnan(points)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centre = (np.where(seen, points, 0).sum(axis=0, dtype=np.float32) / seen.sum(axis=0)).astype(np.float32)
+    return centre if np.isfinite(centre).all() else None
+
+
+@_predicts("embedding")
+class LabelsEmbeddingPredictor(Predictor):
+    """A lone embedding run: the appearance vector of every pose instance of an existing .slp, written onto
+    those instances, which keep their points, scores, tracks and skeleton (sleap-nn's
+    ``predict_embeddings_to_slp(..., save_embeddings="slp", include_untracked=True)``)."""
+
+    def predict(
+        self, source, frames=None, output=None, progress="auto", resume=False, video_index=None, as_labels=True,
+        overlay=None, tracking=None,
+    ):
+        """Embed the instances of one .slp (path or `sio.Labels`, changed in place); with ``output``, write them
+        (.slp only). ``as_labels=False`` returns each embedded frame's `Outputs` instead. ``frames``, ``resume``,
+        ``video_index``, ``overlay`` and ``tracking`` are refused: the labels are embedded whole, in one pass."""
+        inputs = source if isinstance(source, (list, tuple)) else [source]
+        for option, given in (
+            ("--frames", frames), ("--resume", resume or None), ("--video-index", video_index), ("--overlay", overlay),
+            ("--tracking", tracking),
+        ):
+            if given is not None:
+                raise InputError(
+                    f"{option}: a lone embedding model embeds every instance of the .slp it is given, in one pass; "
+                    f"leave out {option}."
+                )
+        if len(inputs) != 1:
+            raise InputError(
+                f"A lone embedding model embeds one .slp into one output, got {len(inputs)} inputs; pass one .slp "
+                "(or -o FOLDER for one output per .slp)."
+            )
+        item = inputs[0]
+        if not isinstance(item, sio.Labels) and not str(item).lower().endswith(".slp"):
+            name = Path(item).name if isinstance(item, (str, Path)) else type(item).__name__
+            raise InputError(
+                f"{name} is not a .slp: a lone embedding model embeds the instances of an existing .slp; pass a .slp "
+                "of detections, or export the embedding run with a centroid run to embed a video's."
+            )
+        if output is not None:
+            output = Path(output)
+            self.writer.check_destination(output, inputs)
+        if isinstance(item, sio.Labels):
+            labels = item
+        else:
+            path = Path(item)
+            if not path.is_file():
+                raise InputError(f"{path} does not exist; pass a .slp of detections to embed.")
+            labels = sio.load_slp(str(path))
+        sink = progress_sink(progress)
+        try:
+            if output is None:
+                results = self._embed(labels, item, sink)
+            else:
+                with self.writer.locked(output):
+                    results = self._embed(labels, item, sink)
+                    labels.provenance = {**(labels.provenance or {}), **self.writer.provenance}
+                    self.writer.save(labels, output)
+        finally:
+            if progress == "auto" and sink is not None:
+                sink.stop()
+        return labels if as_labels else results
+
+    def _embed(self, labels: sio.Labels, item, sink) -> list:
+        """Every pose instance of ``labels`` given its vector (in place); the `Outputs` of each frame embedded."""
+        # As sleap-nn: no detection keeps a vector of an earlier model.
+        for lf in labels.labeled_frames:
+            for detection in [*lf.instances, *(getattr(lf, "masks", None) or [])]:
+                detection.identity_embedding = None
+        anchor_part = self.runner.spec.stages[0].anchor_part
+        # (video, frame) -> the instances embedded there, in slot order, and their crop centres.
+        owners: dict[tuple[int, int], tuple[list, np.ndarray]] = {}
+        for lf in labels.labeled_frames:
+            centred = [(instance, crop_centre(instance, anchor_part)) for instance in lf.instances]
+            centred = [(instance, centre) for instance, centre in centred if centre is not None]
+            if centred:
+                owners[(id(lf.video), lf.frame_idx)] = (
+                    [instance for instance, _ in centred], np.stack([centre for _, centre in centred]).astype(np.float32)
+                )
+        if not owners:
+            name = Path(item).name if isinstance(item, (str, Path)) else "The labels"
+            raise InputError(
+                f"{name} holds no pose instance with a visible node to embed; pass a .slp of detections (a pose "
+                "model's predictions or labeled poses)."
+            )
+        sources = [
+            attrs.evolve(
+                source,
+                frame_indices=tuple(i for i in source.frame_indices if (id(source.video), i) in owners),
+                centroids=lambda i, anchor, video=id(source.video): owners[(video, i)][1],
+            )
+            for source in frame_sources(labels)
+        ]
+        sources = [source for source in sources if source.frame_indices]
+        if sink is not None:
+            sink.start(total=len(owners), done=0)
+        results = []
+        with self.runner:
+            for batch in decode_batches(sources, self.batch_size, None, True, self.clock):
+                video = id(sources[batch.video_index].video)
+                outputs = self.runner.predict(
+                    batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
+                )
+                with self.clock.section("labels"):
+                    for result in outputs:
+                        instances, _ = owners[(video, int(result.frame_idx))]
+                        vectors = np.asarray(result.pred_embeddings, np.float32)
+                        for slot, instance in enumerate(instances):
+                            # As sleap-nn --save_embeddings slp: the vector in the instance's re-ID slot.
+                            instance.identity_embedding = sio.Embedding(vectors[slot])
+                results.extend(outputs)
+                if sink is not None:
+                    sink.advance(len(batch.frame_indices))
+        return results
+
+
 @_predicts("topdown")
 class TopDownPredictor(Predictor):
     """Centroids, then poses in crops around them, in one graph."""
