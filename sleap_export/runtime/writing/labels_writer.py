@@ -183,8 +183,9 @@ class LabelsWriter:
                 f"write {found.stem(output)}.slp instead."
             )
         if MODEL_TYPES[self.spec.model_type].embeds and not found.keeps_embeddings:
+            article = "An" if self.spec.model_type[0] in "aeiou" else "A"
             raise InputError(
-                f"A {self.spec.model_type} model gives each instance an appearance vector and {found.name} files keep "
+                f"{article} {self.spec.model_type} model gives each instance an appearance vector and {found.name} files keep "
                 f"none; write {found.stem(output)}.slp instead."
             )
 
