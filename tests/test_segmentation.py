@@ -105,12 +105,14 @@ def mask_reference(assets, session_cache):
     return compute
 
 
-def predicted_masks(model: Path, setting: Setting, source, frames) -> sio.Labels:
+def predicted_masks(model: Path, setting: Setting, source, frames, output: Path) -> sio.Labels:
+    """Our masks as the .slp ``output`` holds them (sleap-io stores mask placement in float32, as the reference's)."""
     from sleap_export import Predictor
     from sleap_export.core.mask_options import MaskOptions
 
     predictor = Predictor.from_model_paths(model, masks=MaskOptions(**setting.masks), batch_size=REFERENCE_BATCH_SIZE)
-    return predictor.predict(source, frames=frames, progress=None)
+    predictor.predict(source, frames=frames, progress=None, output=output)
+    return sio.load_slp(str(output))
 
 
 def rois_by_frame(labels: sio.Labels) -> dict[int, list]:
@@ -132,14 +134,14 @@ def assert_same_rois(ours: sio.Labels, theirs: sio.Labels) -> int:
 
 
 @pytest.mark.parametrize("kind,setting", CASES, ids=[f"{k}-{s.name}" for k, s in CASES])
-def test_masks_match_sleap_nn(kind, setting, artifact, mask_reference, clip_sources, record_property):
+def test_masks_match_sleap_nn(kind, setting, artifact, mask_reference, clip_sources, record_property, tmp_path):
     from sleap_export.core.mask_comparison import compare_masks, masks_by_frame
 
     runs, _ = SETTINGS[kind]
     model = artifact(runs, ".onnx", **setting.export)
     for clip, source, frames, frame_size in clip_sources:
         theirs = mask_reference(runs, setting, clip, source, frames)
-        ours = predicted_masks(model, setting, source, frames)
+        ours = predicted_masks(model, setting, source, frames, tmp_path / f"{clip}.slp")
         comparison = compare_masks(masks_by_frame(ours), masks_by_frame(theirs), frame_size)
         record_property(f"{clip}", comparison.summary())
         assert comparison.matched > 0 or setting.masks.get("mask_output") == "polygon", "nothing to compare"
@@ -152,14 +154,14 @@ def test_masks_match_sleap_nn(kind, setting, artifact, mask_reference, clip_sour
 
 
 @pytest.mark.parametrize("kind", ["semantic", "bottomup", "topdown"])
-def test_torchscript_masks_equal_onnx_masks(kind, artifact, clip_sources):
+def test_torchscript_masks_equal_onnx_masks(kind, artifact, clip_sources, tmp_path):
     """The TorchScript artifact gives the ONNX artifact's masks (default knobs, training size)."""
     from sleap_export.core.mask_comparison import compare_masks, masks_by_frame
 
     runs, settings = SETTINGS[kind]
     _, source, frames, frame_size = clip_sources[0]
-    onnx = predicted_masks(artifact(runs, ".onnx"), settings[0], source, frames[:12])
-    torchscript = predicted_masks(artifact(runs, ".pt"), settings[0], source, frames[:12])
+    onnx = predicted_masks(artifact(runs, ".onnx"), settings[0], source, frames[:12], tmp_path / "onnx.slp")
+    torchscript = predicted_masks(artifact(runs, ".pt"), settings[0], source, frames[:12], tmp_path / "pt.slp")
     comparison = compare_masks(masks_by_frame(torchscript), masks_by_frame(onnx), frame_size, min_identical_share=1.0)
     assert comparison and comparison.matched > 0, comparison.summary()
 
@@ -242,7 +244,7 @@ def tiled_bottom_up_run(assets, session_cache) -> Path:
     "setting", [Setting("default"), Setting("cleanup-merge", masks={"mask_cleanup": True, "merge_fragments": True})],
     ids=lambda s: s.name,
 )
-def test_tiled_bottom_up_masks_match_sleap_nn(setting, tiled_bottom_up_run, clip_sources, session_cache):
+def test_tiled_bottom_up_masks_match_sleap_nn(setting, tiled_bottom_up_run, clip_sources, session_cache, tmp_path):
     """Bottom-up segmentation in tiles: foreground, centers and offsets blended as sleap-nn blends them."""
     from sleap_export import export
     from sleap_export.core.mask_comparison import compare_masks, masks_by_frame
@@ -252,7 +254,9 @@ def test_tiled_bottom_up_masks_match_sleap_nn(setting, tiled_bottom_up_run, clip
     for clip, source, frames, frame_size in clip_sources:
         frames = None if frames is None else frames[:20]
         theirs = sleap_nn_predict(source, [tiled_bottom_up_run], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **setting.sleap_nn)
-        ours = predicted_masks(model, setting, source, frames)
+        sio.save_slp(theirs, str(tmp_path / f"theirs-{clip}.slp"))
+        theirs = sio.load_slp(str(tmp_path / f"theirs-{clip}.slp"))
+        ours = predicted_masks(model, setting, source, frames, tmp_path / f"{clip}.slp")
         comparison = compare_masks(masks_by_frame(ours), masks_by_frame(theirs), frame_size)
         assert comparison and comparison.matched > 0, f"{setting.name} {clip}: {comparison.summary()}"
         assert comparison.max_score_difference <= SCORE_TOLERANCE, comparison.summary()
