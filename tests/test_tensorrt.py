@@ -98,13 +98,25 @@ def test_the_spec_output_travels_through_a_graph_runtime_and_is_found_in_engine_
 # purpose: older parsers lack it, so the graphs do not use torch.nan_to_num. The box-driven
 # top-down graphs add CumSum (its axis a constant), GridSample (4D) and Loop (the NMS: no scan
 # outputs, carried tensors of one shape), within their restrictions (TensorRT 10's matrix).
+# The top-down segmentation graph adds Split (of int64 index tensors; TensorRT 10: FP32-INT64, BOOL).
 TENSORRT_PARSER_OPS = frozenset(
     "Abs Add And ArgMax Cast Clip Concat Constant ConstantOfShape Conv ConvTranspose CumSum "
     "DequantizeLinear Div Einsum Equal Exp Expand Flatten Floor Gather GatherElements Gemm GlobalAveragePool Greater "
     "GreaterOrEqual GridSample IsNaN Less LessOrEqual Loop MatMul Max MaxPool Min Mod Mul Neg NonZero Not Or Pad "
     "Pow QuantizeLinear Range Reciprocal ReduceL2 ReduceMax ReduceMean ReduceSum Relu Reshape Resize "
-    "Round ScatterND Shape Sigmoid Slice Softmax Sqrt Squeeze Sub TopK Transpose Unsqueeze Where".split()
+    "Round ScatterND Shape Sigmoid Slice Softmax Split Sqrt Squeeze Sub TopK Transpose Unsqueeze Where".split()
 )
+# Types, beside ops. TensorRT keeps UINT8 for network inputs and outputs (onnx-tensorrt's matrix for
+# TensorRT 10: "UINT8 is only supported as network input or output tensor types"): a uint8 tensor
+# may be cast (ICastLayer converts between all its types, TensorRT 10.6 on), transposed or reshaped
+# (shuffles: every graph transposes its uint8 frames before casting them, and those engines build
+# on TensorRT 10.13) and have its shape taken; any other op refuses it, e.g. the ScatterND importer
+# ("Found unsupported input type of UINT8", addScatterLayer's notInvalidType check) and elementwise
+# layers (PROD, SUM: int8, int32, int64 and float types only). The parser's elementwiseCheck refuses
+# BOOL inputs to arithmetic.
+UINT8_CONSUMERS = frozenset({"Cast", "Reshape", "Shape", "Transpose"})
+UINT8_PRODUCERS = frozenset({"Cast", "Reshape", "Transpose"})
+NO_BOOL_ARITHMETIC = frozenset({"Add", "Div", "Max", "Min", "Mul", "Pow", "Sub", "Sum"})
 
 
 def ops_of(graph: onnx.GraphProto) -> set[str]:
@@ -116,6 +128,35 @@ def ops_of(graph: onnx.GraphProto) -> set[str]:
             if attribute.type == onnx.AttributeProto.GRAPH:
                 found |= ops_of(attribute.g)
     return found
+
+
+def tensorrt_type_problems(model: onnx.ModelProto) -> list[str]:
+    """Nodes of ``model`` whose tensor types TensorRT refuses (see UINT8_CONSUMERS), one line each:
+    ``"ScatterND (node name): uint8 input"``. Types come from ONNX shape inference; Loop bodies are
+    left out (their uint8-free index arithmetic is checked by the op list)."""
+    from onnx import TensorProto
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.TENSOR:
+                    types[node.output[0]] = attribute.t.data_type
+    problems = []
+    for node in graph.node:
+        inputs = {types.get(name) for name in node.input if name}
+        outputs = {types.get(name) for name in node.output if name}
+        where = f"{node.op_type} ({node.name or node.output[0]})"
+        if TensorProto.UINT8 in inputs and node.op_type not in UINT8_CONSUMERS:
+            problems.append(f"{where}: uint8 input")
+        if TensorProto.UINT8 in outputs and node.op_type not in UINT8_PRODUCERS:
+            problems.append(f"{where}: uint8 output")
+        if TensorProto.BOOL in inputs and node.op_type in NO_BOOL_ARITHMETIC:
+            problems.append(f"{where}: bool input to arithmetic")
+    return problems
 
 
 def tensorrt_double_downcast(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -158,6 +199,8 @@ def test_engine_graphs_use_only_ops_the_tensorrt_parser_imports(models, artifact
     onnx_path = artifact(models, ".onnx")
     used = ops_of(engine_graph(onnx.load(str(onnx_path)), read_spec(onnx_path)).graph)
     assert used <= TENSORRT_PARSER_OPS, f"check onnx-tensorrt's operator matrix for {sorted(used - TENSORRT_PARSER_OPS)}"
+    problems = tensorrt_type_problems(engine_graph(onnx.load(str(onnx_path)), read_spec(onnx_path)))
+    assert not problems, f"TensorRT refuses these tensor types: {problems}"
 
 
 def test_engine_graphs_survive_tensorrts_float64_downcast(artifact):

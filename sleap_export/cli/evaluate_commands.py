@@ -21,7 +21,9 @@ def check(
     data: Path = typer.Option(..., "--data", "-d", help="Video, or .slp labels (ground-truth errors are reported too)."),
     frames: int = typer.Option(50, "--frames", "-n", min=1, help="Frames to compare (spread over a video; first labeled frames of a .slp)."),
     max_deviation: Optional[float] = typer.Option(
-        None, "--max-deviation", min=0.0, help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3, bf16 3)."
+        None, "--max-deviation", min=0.0,
+        help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3, bf16 3); "
+        "pose models only (masks must be identical).",
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
     runtime: Optional[str] = RUNTIME,
@@ -29,6 +31,10 @@ def check(
     quiet_flag: bool = QUIET,
 ):
     """Compare a model with sleap-nn's own inference on the same frames; exit 1 when out of tolerance.
+
+    Pose models: instance counts and keypoint deviations. Segmentation models: mask
+    counts per frame and mask IoU (equal counts on every frame, >= 99.9% of masks
+    identical), sleap-nn run with the thresholds baked into the artifact.
 
     The model is an artifact, held to the runs it was exported from (-r), or
     training run(s), whose graph is built and run eagerly by PyTorch and held
@@ -122,6 +128,8 @@ def bench(
     else:
         if tracking and data is None:
             raise InputError("bench --tracking tracks the poses predicted on a video; add --data video.mp4.")
+        if tracking:
+            _refuse_tracking_masks(models)
         report = run_bench(models, data, sizes, frames, vs, names, options)
     speed = None
     if tracking:
@@ -135,3 +143,16 @@ def bench(
     if json_path is not None:
         figures = report.as_dict()
         write_json_atomically(figures if speed is None else {**figures, "tracking": speed.as_dict()}, json_path)
+
+
+def _refuse_tracking_masks(models: List[Path]) -> None:
+    """bench --tracking times pose trackers; a segmentation model's frames hold masks, no poses."""
+    from sleap_export.core.model_types import MODEL_TYPES
+    from sleap_export.evaluation.throughput import model_type_of_models
+    from sleap_export.runtime.open_model import check_models
+
+    model_type = model_type_of_models(check_models(models))
+    if MODEL_TYPES[model_type].segments:
+        raise InputError(
+            f"bench --tracking times pose tracking and a {model_type} model predicts masks; leave out --tracking."
+        )

@@ -28,6 +28,7 @@ import attrs
 import numpy as np
 
 from sleap_export.core.errors import InputError
+from sleap_export.evaluation.throughput import predicted_kind
 from sleap_export.runtime.backends.runner import Runner
 from sleap_export.runtime.drivers.live import LatencySummary, LiveRunner, TimesLog, Waiting, refuse_unless_live
 from sleap_export.runtime.open_model import ModelOptions, check_models, model_name, open_model
@@ -159,6 +160,8 @@ class LatencyReport:
     # With warming ahead: the warm runs in the live runs, and how many a frame stopped midway.
     warm_runs: int = 0
     warm_runs_stopped: int = 0
+    # What a frame becomes ("poses", "boxes", or a segmentation model's "masks", decoded in `Runner.predict`).
+    predicts: str = "poses"
 
     @property
     def p50_overhead(self) -> float:
@@ -197,7 +200,7 @@ class LatencyReport:
             table.add_column(column, justify="right" if column else "left")
         rows = (("bare: Runner.predict, frames in memory", self.bare_ms),
                 (f"bare, calls paced at {self.fps:g} fps", self.paced_ms),
-                ("live: capture -> pose ready", self.live.pose_ms),
+                (f"live: capture -> {'pose' if self.predicts == 'poses' else self.predicts} ready", self.live.pose_ms),
                 ("  of which handoff (idle inference thread)", self.live_split_ms["handoff"]),
                 ("  of which inference (Runner.predict)", self.live_split_ms["inference"]),
                 ("live: capture -> hook done", self.live.hook_ms))
@@ -251,4 +254,5 @@ def latency_report(models, video: Optional[Path], frames: int = 200, fps: Option
     return LatencyReport(name, str(video), timed.lives[0][0].source.fps, pooled_ms(timed.bare_ms), pooled_ms(timed.paced_ms),
                          pooled_summary(timed.lives[0]), live_split_ms(*timed.lives[0]), runner_label(runner),
                          timed.lives[0][0].waiting, timed.p50_overhead_by_round(),
-                         sum(w.runs for w in warmed), sum(w.stopped for w in warmed))
+                         sum(w.runs for w in warmed), sum(w.stopped for w in warmed),
+                         predicted_kind(runner.spec.model_type))

@@ -5,6 +5,11 @@ run on the same frames; the report holds instance-count agreement, matched
 keypoint deviation per node, score deviation and track agreement, and, for
 labels with ground truth, both sides' error against it. The report is truthy
 when within tolerance (Polygraphy's comparator style).
+
+Segmentation models are held to their masks instead (`MaskCheckReport`): equal
+mask counts on every frame and identical masks (pixels, scale and offset) on
+>= 99.9% of the matched ones (`core.mask_comparison`), with the IoU of any that
+differ and the largest score difference reported beside.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from sleap_export.core.comparison import (
     scores_by_frame,
     tracks_by_frame,
 )
-from sleap_export.core.model_types import BOX_HEAD_TYPES
+from sleap_export.core.mask_comparison import MaskComparison, compare_masks
+from sleap_export.core.model_types import BOX_HEAD_TYPES, MODEL_TYPES
 from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.core.tolerances import Tolerance, tolerance_for
 from sleap_export.core.training_runs import weights_file
@@ -175,6 +181,159 @@ class CheckReport:
         return table
 
 
+def _count_stats(counts: Sequence[int]) -> dict[str, float]:
+    values = np.asarray(counts, np.float64)
+    if values.size == 0:
+        return {"total": 0, "min": 0, "mean": 0.0, "max": 0}
+    return {"total": int(values.sum()), "min": int(values.min()), "mean": float(values.mean()), "max": int(values.max())}
+
+
+@attrs.frozen
+class MaskCheckReport:
+    """The outcome of checking a segmentation model: its masks against sleap-nn's, frame by frame.
+
+    Truthy by `MaskComparison`'s rule: equal mask counts on every frame and identical
+    masks (pixels, scale and offset) on at least ``comparison.min_identical_share`` of
+    the matched ones. The IoU of masks that differ and the score differences are reported.
+    """
+
+    artifact: str
+    references: tuple[str, ...]
+    data: str
+    precision: str
+    model_type: str
+    comparison: MaskComparison
+    # Masks on each checked frame, in frame order: the model's and sleap-nn's.
+    counts_artifact: tuple[int, ...]
+    counts_reference: tuple[int, ...]
+
+    @property
+    def failures(self) -> list[str]:
+        """What is out of tolerance, one phrase each."""
+        found = []
+        comparison = self.comparison
+        if comparison.frames == 0:
+            found.append("no frames were compared")
+        mismatched = comparison.count_mismatches
+        if mismatched:
+            video, frame = mismatched[0]
+            found.append(
+                f"mask counts differ on {len(mismatched)} of {comparison.frames} frames (first: frame {frame}"
+                + (f" of video {video}" if video else "") + ")"
+            )
+        if comparison.identical_share < comparison.min_identical_share:
+            found.append(
+                f"{comparison.identical_share:.2%} of {comparison.matched} matched masks identical "
+                f"(< {comparison.min_identical_share:.1%})"
+            )
+        return found
+
+    def __bool__(self) -> bool:
+        return not self.failures
+
+    @property
+    def worst_iou(self) -> Optional[float]:
+        """The lowest IoU among matched masks that are not identical (None: all identical)."""
+        return min(self.comparison.differing_ious) if self.comparison.differing_ious else None
+
+    def as_dict(self) -> dict:
+        comparison = self.comparison
+        return {
+            "passed": bool(self),
+            "failures": self.failures,
+            "artifact": self.artifact,
+            "references": list(self.references),
+            "data": self.data,
+            "precision": self.precision,
+            "model_type": self.model_type,
+            "compared": "masks",
+            "frames": comparison.frames,
+            "count_agreement": comparison.count_agreement,
+            "count_mismatch_frames": [list(k) for k in comparison.count_mismatches],
+            "masks_per_frame_artifact": _count_stats(self.counts_artifact),
+            "masks_per_frame_reference": _count_stats(self.counts_reference),
+            "matched_masks": comparison.matched,
+            "identical_masks": comparison.identical,
+            "identical_share": comparison.identical_share,
+            "min_identical_share": comparison.min_identical_share,
+            "differing_mask_ious": list(comparison.differing_ious),
+            "worst_iou": self.worst_iou,
+            "max_score_difference": comparison.max_score_difference,
+        }
+
+    def render(self) -> "object":
+        """A rich table of the report."""
+        from rich.table import Table
+
+        verdict = "PASS" if self else "FAIL: " + "; ".join(self.failures)
+        name = " + ".join(Path(part).name for part in self.artifact.split(" + "))
+        comparison = self.comparison
+        table = Table(title=f"check {name} ({self.model_type}, {self.precision}): {verdict}", min_width=80)
+        for column in ("masks per frame", "total", "min", "mean", "max"):
+            table.add_column(column, justify="left" if column == "masks per frame" else "right")
+        for side, counts in (("artifact", self.counts_artifact), ("sleap-nn", self.counts_reference)):
+            stats = _count_stats(counts)
+            table.add_row(side, str(stats["total"]), str(stats["min"]), f"{stats['mean']:.2f}", str(stats["max"]))
+        differing = len(comparison.differing_ious)
+        worst = "-" if self.worst_iou is None else f"{self.worst_iou:.4f}"
+        table.caption = "\n".join([
+            f"{comparison.frames} frames of {Path(self.data).name}; mask counts agree on {comparison.count_agreement:.1%} "
+            f"({len(comparison.count_mismatches)} differ)",
+            f"mask IoU: {comparison.matched} matched, {comparison.identical} identical "
+            f"({comparison.identical_share:.2%}), {differing} differ, worst IoU {worst}",
+            f"score difference max {comparison.max_score_difference:.2e}",
+            f"tolerance: equal counts on every frame, >= {comparison.min_identical_share:.1%} of masks identical",
+        ])
+        table.caption_justify = "left"
+        return table
+
+
+def _frame_sizes(source) -> dict[int, tuple[int, int]]:
+    """``video index -> (height, width)`` of the frames checked."""
+    import sleap_io as sio
+
+    videos = source.videos if isinstance(source, sio.Labels) else [source]
+    return {i: tuple(int(n) for n in video.shape[1:3]) for i, video in enumerate(videos)}
+
+
+def _all_masks_by_frame(labels, keys) -> dict[tuple[int, int], list]:
+    """Each checked frame's masks (none where a side predicted nothing), keyed as `masks_by_frame` keys them."""
+    videos = {id(v): i for i, v in enumerate(labels.videos)}
+    found = {key: [] for key in keys}
+    for lf in labels.labeled_frames:
+        found.setdefault((videos[id(lf.video)], int(lf.frame_idx)), []).extend(lf.masks)
+    return found
+
+
+def compare_frame_masks(source, indices, ours, theirs) -> tuple[MaskComparison, tuple[int, ...], tuple[int, ...]]:
+    """``(comparison, counts of ours, counts of theirs)`` over the checked frames, each video on its own frame grid."""
+    if indices is not None:  # frames of a video
+        keys = [(0, int(i)) for i in indices]
+    else:  # labels: their labeled frames
+        videos = {id(v): i for i, v in enumerate(source.videos)}
+        keys = [(videos[id(lf.video)], int(lf.frame_idx)) for lf in source.labeled_frames]
+    mine, reference = _all_masks_by_frame(ours, keys), _all_masks_by_frame(theirs, keys)
+    frames = sorted(set(mine) | set(reference))
+    sizes = _frame_sizes(source)
+    parts = [
+        compare_masks(
+            {k: mine.get(k, []) for k in frames if k[0] == video},
+            {k: reference.get(k, []) for k in frames if k[0] == video},
+            sizes[video],
+        )
+        for video in sorted({k[0] for k in frames})
+    ]
+    comparison = MaskComparison(
+        frames=sum(p.frames for p in parts),
+        count_mismatches=tuple(k for p in parts for k in p.count_mismatches),
+        matched=sum(p.matched for p in parts),
+        identical=sum(p.identical for p in parts),
+        differing_ious=tuple(iou for p in parts for iou in p.differing_ious),
+        max_score_difference=max((p.max_score_difference for p in parts), default=0.0),
+    )
+    return comparison, tuple(len(mine.get(k, [])) for k in frames), tuple(len(reference.get(k, [])) for k in frames)
+
+
 def _frames_to_check(data: Path, frames: int):
     """(source, frame indices or None): labels' first labeled frames, or frames spread over a video."""
     import sleap_io as sio
@@ -257,14 +416,29 @@ def _check_sources(checked: set[str], count: int, references: Sequence[Path], ar
             )
 
 
-def _reference_settings(spec) -> dict:
-    """How sleap-nn runs the reference: decoding as the artifact's graph does; for a folder written by
-    sleap-nn's own exporter, sleap-nn's checkpoint defaults (what its export stands in for) at its threshold."""
+def _reference_settings(spec, masks=None) -> dict:
+    """How sleap-nn runs the reference: decoding as the artifact's graph does (and, for masks, with the
+    model's `MaskOptions`); for a folder written by sleap-nn's own exporter, sleap-nn's checkpoint
+    defaults (what its export stands in for) at its threshold."""
     from sleap_export.evaluation.sleap_nn_reference import reference_settings
 
     if written_by_sleap_nn(spec):
         spec = attrs.evolve(spec, postprocess=PostprocessSpec(peak_threshold=spec.postprocess.peak_threshold))
-    return reference_settings(spec)
+    return reference_settings(spec, masks=masks)
+
+
+def _refuse_pose_settings_for_masks(spec, max_deviation: Optional[float], options: ModelOptions) -> None:
+    """A segmentation model's masks are held to identity, not to a keypoint tolerance; and they must be written."""
+    if max_deviation is not None:
+        raise InputError(
+            f"--max-deviation is a keypoint tolerance and {spec.model_type} models predict masks, held to equal "
+            "counts and >= 99.9% identical masks; leave it out."
+        )
+    if not options.masks.writes_masks:
+        raise InputError(
+            f"check compares masks and mask_output={options.masks.mask_output!r} writes none; "
+            "leave mask_output at 'mask' (or 'both')."
+        )
 
 
 def check_artifact(
@@ -276,8 +450,10 @@ def check_artifact(
     batch_size: int = 4,
     progress: Optional[Callable[[str], object]] = None,
     options: ModelOptions = ModelOptions(),
-) -> CheckReport:
-    """Run the artifact and sleap-nn on the same frames of ``data`` and compare them.
+) -> CheckReport | MaskCheckReport:
+    """Run the artifact and sleap-nn on the same frames of ``data`` and compare them: poses
+    (`CheckReport`), or a segmentation model's masks (`MaskCheckReport`, ``options.masks`` reaching
+    both sides; ``max_deviation`` is refused there).
 
     ``options`` open the artifact (`open_model`; ``ModelOptions(runtime="openvino",
     precision="bf16")``); the tolerance is the precision it runs at.
@@ -305,6 +481,8 @@ def check_artifact(
         # sleap-nn's own exports record no weights hash, only how many runs they hold.
         hashes = {stage.checkpoint_sha256 for stage in spec.stages} - {""}
         _check_sources(hashes, len(spec.stages), references, artifact=True, weights_known=bool(hashes))
+        if MODEL_TYPES[spec.model_type].segments:
+            _refuse_pose_settings_for_masks(spec, max_deviation, options)
     else:
         weights = [weights_file(m) for m in models]
         _check_sources({file_sha256(w) for w in weights if w.exists()}, len(models), references, artifact=False)
@@ -317,13 +495,29 @@ def check_artifact(
     with phase(progress, models[0].name if spec else "eager graph", total) as shown:
         runner = open_model(models, options)  # training runs: torch and sleap-nn load in this step
         spec = runner.spec
+        segments = MODEL_TYPES[spec.model_type].segments
+        if segments and not is_artifact(models[0]):  # training runs: known once opened
+            _refuse_pose_settings_for_masks(spec, max_deviation, options)
         ours = Predictor(runner, batch_size=batch_size).predict(source, frames=indices, progress=shown)
     with phase(progress, "sleap-nn", total) as shown:
         theirs = sleap_nn_predict(
             source, references, frames=indices, batch_size=batch_size,
-            advance=None if shown is None else shown.advance, **_reference_settings(spec),
+            advance=None if shown is None else shown.advance,
+            **_reference_settings(spec, masks=options.masks if segments else None),
         )
     precision = options.precision or spec.precision
+    if segments:
+        comparison, counts_ours, counts_theirs = compare_frame_masks(source, indices, ours, theirs)
+        return MaskCheckReport(
+            artifact=model_name(models),
+            references=tuple(str(r) for r in references),
+            data=str(data),
+            precision=precision,
+            model_type=spec.model_type,
+            comparison=comparison,
+            counts_artifact=counts_ours,
+            counts_reference=counts_theirs,
+        )
     tolerance = tolerance_for(precision, max_deviation)
     # A detector's boxes compare as two-corner poses: matched, counted and measured in pixels the same way.
     detector = spec.model_type in BOX_HEAD_TYPES

@@ -13,12 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import attrs
+
+from sleap_export.core.mask_options import MaskOptions
 from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.spec import ModelSpec
 
 
-def reference_settings(spec: ModelSpec) -> dict:
-    """sleap-nn ``predict`` settings that decode as the artifact's graph does."""
+def reference_settings(spec: ModelSpec, masks: Optional[MaskOptions] = None) -> dict:
+    """sleap-nn ``predict`` settings that decode as the artifact's graph does; for a segmentation
+    model, also the predict-time ``masks`` settings that differ from sleap-nn's defaults."""
+    if MODEL_TYPES[spec.model_type].segments:
+        return _mask_settings(spec, masks)
     post = spec.postprocess
     settings = {
         "peak_threshold": post.peak_threshold,
@@ -36,6 +42,28 @@ def reference_settings(spec: ModelSpec) -> dict:
             n_points=post.n_line_points,
             min_instance_peaks=post.min_instance_peaks,
             min_line_scores=post.min_line_scores,
+        )
+    return settings
+
+
+def _mask_settings(spec: ModelSpec, masks: Optional[MaskOptions]) -> dict:
+    """What a segmentation graph bakes in (its foreground threshold; bottom-up's center threshold and
+    window; top-down's centroid decoding), by sleap-nn's ``predict`` names, and the `MaskOptions`
+    set (they share sleap-nn's names)."""
+    post = spec.postprocess
+    settings = {"fg_threshold": post.fg_threshold}
+    if spec.model_type == "bottomup_segmentation":
+        settings.update(peak_threshold=post.peak_threshold, center_nms_kernel=post.center_nms_kernel)
+    elif spec.model_type == "topdown_segmentation":
+        settings.update(
+            peak_threshold=post.peak_threshold,
+            integral_refinement=post.refinement or "none",
+            integral_patch_size=post.integral_patch_size,
+            max_instances=post.max_instances,
+        )
+    if masks is not None:
+        settings.update(
+            {f.name: getattr(masks, f.name) for f in attrs.fields(MaskOptions) if getattr(masks, f.name) != f.default}
         )
     return settings
 

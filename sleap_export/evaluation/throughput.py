@@ -23,6 +23,7 @@ import attrs
 import numpy as np
 
 from sleap_export.core.errors import InputError
+from sleap_export.core.model_types import MODEL_TYPES, model_type_for_runs
 from sleap_export.runtime.artifacts.formats import ONNX, find_format
 from sleap_export.runtime.backends.runner import usable_cores
 from sleap_export.runtime.drivers.batch_pipeline import in_order
@@ -87,9 +88,16 @@ class BenchReport:
         ours = next(b for b in self.batches if b.batch_size == self.reference_batch_size)
         return ours.end_to_end_fps / self.reference_fps
 
+    @property
+    def predicts(self) -> str:
+        """What a frame becomes: poses, a detector's boxes, or a segmentation model's masks (decoded on the host,
+        run-length coded, as `Predictor` writes them; the end-to-end and latency figures include that)."""
+        return predicted_kind(self.model_type)
+
     def as_dict(self) -> dict:
         values = attrs.asdict(self)
         values["speedup_vs_reference"] = self.speedup_vs_reference
+        values["predicts"] = self.predicts
         for figures, batch in zip(values["batches"], self.batches):
             figures["end_to_end_share"] = batch.end_to_end_share
             figures["wall_ms_per_frame"] = batch.wall_ms_per_frame
@@ -123,7 +131,7 @@ class BenchReport:
             "into Labels; ms/frame: end-to-end wall clock, 1000 / fps.",
             f"busy ms: the time each stage ran, per frame, added over the threads running it ({at_once}decoding "
             "on its own), so stages overlap and may add up to more than ms/frame.",
-            "latency at batch 1 (frame in, poses out): "
+            f"latency at batch 1 (frame in, {self.predicts} out): "
             + ", ".join(f"{k} {v:.1f} ms" for k, v in self.latency_ms.items()),
             f"peak RSS {self.peak_rss_mb:.0f} MB; {self.machine['cpu']} ({self.machine['cores']} cores), "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.versions.items()) if k in ("onnxruntime", "torch", "sleap-nn")),
@@ -138,6 +146,27 @@ class BenchReport:
                 "network fps by runner: " + ", ".join(f"{name} {fps:.1f}" for name, fps in self.runner_fps.items())
             )
         return Group(throughput, split, Text("\n".join(lines)))
+
+
+def predicted_kind(model_type: str) -> str:
+    """"poses", "boxes" or "masks": what a model of this type predicts per frame."""
+    kind = MODEL_TYPES[model_type]
+    return "masks" if kind.segments else "boxes" if kind.detects_boxes and len(kind.runs) == 1 else "poses"
+
+
+def model_type_of_models(models: Sequence[Path]) -> str:
+    """The model type of an artifact (its spec) or of training runs (their configs), without loading weights."""
+    from sleap_export.runtime.artifacts.formats import read_spec
+
+    if is_artifact(models[0]):
+        return read_spec(models[0]).model_type
+    from sleap_export.core.training_runs import resolve_run_dir
+    from sleap_export.exporting.checkpoints import model_type_of
+
+    found = model_type_for_runs(model_type_of(resolve_run_dir(m)) for m in models)
+    if found is None:  # open_model says which runs do not pair, in its own words
+        return open_model(list(models)).spec.model_type
+    return found.name
 
 
 def _frames_and_source(spec, data: Optional[Path], frames: int):
