@@ -23,7 +23,9 @@ from sleap_export.core.tiling_spec import TilingSpec
 # artifacts whose schema is newer than they understand.
 # 2: typed `ExportRecord` in place of schema 1's ``export_options`` strings.
 # 3: int8 calibration method and fp32 layers; the accuracy gate's tolerance and verdict.
-SCHEMA_VERSION = 3
+# 4: tiled stages (`StageSpec.tiling`: a reader of 3 would run them untiled) and segmentation's
+#    graph settings (fg_threshold, center_nms_kernel).
+SCHEMA_VERSION = 4
 
 SOURCE_FORMATS = ("sleap-nn", "sleap-1.x")
 
@@ -387,6 +389,11 @@ def _export_record_from_v1(data: dict) -> dict:
 
 
 # ``_UPGRADES[v]`` turns a schema-``v`` spec (as parsed JSON) into schema ``v + 1``;
-# schema 0 (no version recorded) has schema 1's layout. Schema 3 only added fields
-# whose defaults say what schema 2 artifacts were (min-max, all quantized, no verdict).
-_UPGRADES = (lambda data: data, _export_record_from_v1, lambda data: {**data, "schema_version": 3})
+# schema 0 (no version recorded) has schema 1's layout. Schemas 3 and 4 only added fields
+# whose defaults say what older artifacts were (min-max, all quantized, no verdict; untiled).
+_UPGRADES = (
+    lambda data: data,
+    _export_record_from_v1,
+    lambda data: {**data, "schema_version": 3},
+    lambda data: {**data, "schema_version": 4},
+)
