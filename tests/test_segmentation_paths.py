@@ -188,16 +188,7 @@ def test_segmentation_graphs_use_only_ops_the_tensorrt_parser_imports(kind, arti
     assert used <= TENSORRT_PARSER_OPS, f"check onnx-tensorrt's operator matrix for {sorted(used - TENSORRT_PARSER_OPS)}"
 
 
-TOP_DOWN_UINT8 = (
-    "TensorRT refuses the top-down crop masks' uint8 arithmetic: torch.zeros(uint8) (ConstantOfShape), "
-    "masks * kept (Mul) and index_put_ (ScatterND, 'Found unsupported input type of UINT8'); done in "
-    "float32 and cast to uint8 at the output the graph passes (measured: same masks)"
-)
-
-
-@pytest.mark.parametrize(
-    "kind", [k if k != "topdown" else pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=TOP_DOWN_UINT8)) for k in KINDS]
-)
+@pytest.mark.parametrize("kind", KINDS)
 def test_segmentation_graphs_use_tensor_types_tensorrt_takes(kind, artifact):
     from sleap_export.exporting.writers.tensorrt_writer import engine_graph
     from sleap_export.runtime.artifacts.formats import read_spec

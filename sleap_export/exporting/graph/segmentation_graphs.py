@@ -31,15 +31,20 @@ OFFSET_HEAD = "CenterOffsetHead"
 
 
 def foreground_of(probabilities: torch.Tensor, threshold: float):
-    """``(N, 1, h, w)`` foreground probabilities -> ``(N, h, w)`` uint8 mask and ``(N,)`` score.
+    """``(N, 1, h, w)`` foreground probabilities -> ``(N, h, w)`` 0/1 float32 mask and ``(N,)`` score.
 
     The score is sleap-nn's: the mean probability over the mask's pixels (0 for an empty mask).
     """
     probabilities = probabilities[:, 0]
-    mask = probabilities > threshold
-    counts = mask.sum(dim=(1, 2)).to(torch.float32)
-    score = (probabilities * mask).sum(dim=(1, 2)) / torch.clamp(counts, min=1.0)
-    return mask.to(torch.uint8), score
+    mask = (probabilities > threshold).to(torch.float32)
+    score = (probabilities * mask).sum(dim=(1, 2)) / torch.clamp(mask.sum(dim=(1, 2)), min=1.0)
+    return mask, score
+
+
+def as_uint8(mask: torch.Tensor) -> torch.Tensor:
+    """A 0/1 mask as the uint8 output it leaves as; arithmetic stays in float32 up to here, as
+    TensorRT takes uint8 at a network's inputs and outputs only."""
+    return mask.to(torch.float32).to(torch.uint8)
 
 
 def batch_scale(size_scale: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -59,7 +64,7 @@ class SemanticSegmentationGraph(PoseGraph):
     def forward(self, frames: torch.Tensor):
         sized, size_scale = self.size_match(frames_to_images(frames))
         foreground, score = foreground_of(self.stage.heads(sized)[FOREGROUND_HEAD], self.stage.post.fg_threshold)
-        return foreground, score, batch_scale(size_scale, frames)
+        return as_uint8(foreground), score, batch_scale(size_scale, frames)
 
 
 class BottomUpSegmentationGraph(PoseGraph):
@@ -87,8 +92,8 @@ class BottomUpSegmentationGraph(PoseGraph):
         window_max = F.max_pool2d(heatmap, self.kernel, stride=1, padding=self.kernel // 2)
         candidates = (heatmap >= window_max) & (heatmap > self.stage.post.peak_threshold)
         return (
-            foreground,
-            candidates[:, 0].to(torch.uint8),
+            as_uint8(foreground),
+            as_uint8(candidates[:, 0]),
             heatmap[:, 0],
             heads[OFFSET_HEAD],
             batch_scale(size_scale, frames),
@@ -112,11 +117,9 @@ class CroppedMasks(torch.nn.Module):
         # The crop's first pixel (sized frame), where sleap-nn places its mask: trunc(corner + half) - half.
         half = self.crop_size // 2
         origins = ((top_left + half).to(torch.int64) - half).to(torch.float32)
-        masks = masks * kept[:, None, None].to(torch.uint8)
-        full_masks = torch.zeros((*shape_of(valid), *shape_of(masks)[1:]), dtype=torch.uint8).index_put_(
-            (slots[:, 0], slots[:, 1]), masks
-        )
-        return full_masks, into_slots(scores, slots, valid), into_slots(origins, slots, valid)
+        masks = masks * kept[:, None, None].to(torch.float32)
+        full_masks = torch.zeros((*shape_of(valid), *shape_of(masks)[1:])).index_put_((slots[:, 0], slots[:, 1]), masks)
+        return as_uint8(full_masks), into_slots(scores, slots, valid), into_slots(origins, slots, valid)
 
 
 class TopDownSegmentationGraph(PoseGraph):
