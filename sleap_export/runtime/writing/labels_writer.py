@@ -63,8 +63,11 @@ def save_labels_atomically(labels: sio.Labels, path: str | Path) -> Path:
 
 
 def _same_file(a, b) -> bool:
-    """Two video file names that name one file (relative ones from the working folder)."""
-    return isinstance(a, str) and isinstance(b, str) and os.path.abspath(a) == os.path.abspath(b)
+    """Two video file names that name one file (relative ones from the working folder); an image
+    sequence's list of files as the journal writes it (its text)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return os.path.abspath(a) == os.path.abspath(b)
+    return str(a) == str(b)
 
 
 def _input_video(videos: Sequence[sio.Video], filename, saved_in: Path) -> sio.Video:
