@@ -14,31 +14,35 @@ from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_
 from sleap_export.core.errors import InputError
 
 
-def _with_predicts_tracking_options(command):
-    """``command`` taking predict's tracking options (its TRACKING help panel, declared once, in
-    predict_command) after its own, and called with ``tracking_options`` (a `TrackingOptions` or None)
-    made of them as predict makes its own."""
+def _with_predicts_options(command):
+    """``command`` taking predict's tracking and segmentation-mask options (its TRACKING and MASKS
+    help panels, declared once, in predict_command) after its own, and called with
+    ``tracking_options`` (a `TrackingOptions` or None) and ``mask_options`` (a `MaskOptions`) made of
+    them as predict makes its own."""
     predict_parameters = inspect.signature(predict_command.predict).parameters
+    panels = (predict_command.TRACKING, predict_command.MASKS)
     names = [name for name, parameter in predict_parameters.items()
-             if getattr(parameter.default, "rich_help_panel", None) == predict_command.TRACKING]
-    own = [parameter for name, parameter in inspect.signature(command).parameters.items() if name != "tracking_options"]
+             if getattr(parameter.default, "rich_help_panel", None) in panels]
+    made = ("tracking_options", "mask_options")
+    own = [parameter for name, parameter in inspect.signature(command).parameters.items() if name not in made]
 
     @functools.wraps(command)
-    def with_tracking(**given):
+    def with_options(**given):
         chosen = {name: given.pop(name) for name in names}
         fields = {name: value for name, value in chosen.items() if name in predict_command._TRACKING_FIELDS}
         given["tracking_options"] = predict_command._tracking_options(chosen["tracking"], chosen["tracker"], fields)
+        given["mask_options"] = predict_command._mask_options({name: chosen[name] for name in predict_command._MASK_FIELDS})
         return command(**given)
 
-    with_tracking.__signature__ = inspect.Signature([*own, *(predict_parameters[name] for name in names)])
-    with_tracking.__annotations__ = {
+    with_options.__signature__ = inspect.Signature([*own, *(predict_parameters[name] for name in names)])
+    with_options.__annotations__ = {
         **{p.name: command.__annotations__[p.name] for p in own},
         **{name: predict_command.predict.__annotations__[name] for name in names},
     }
-    return with_tracking
+    return with_options
 
 
-@_with_predicts_tracking_options
+@_with_predicts_options
 def live(
     models: List[Path] = typer.Argument(
         ..., help=MODEL_HELP + " Any model type but a lone centered-instance model; two runs: a centroid + centered-instance pair."
@@ -83,6 +87,7 @@ def live(
     ),
     quiet_flag: bool = QUIET,
     tracking_options=None,
+    mask_options=None,
 ):
     """Poses from a camera, stream or simulated camera as frames come, for closed-loop experiments.
 
@@ -96,6 +101,10 @@ def live(
     --tracking (predict's tracking options) tracks each frame's instances as
     they are posed: the hook sees each instance's track in outputs.class_ids
     (docs/live.md), and -o keeps the tracks.
+
+    A segmentation model's masks (predict's mask options) reach the hook in
+    outputs.masks (run-length coded; outputs.rois with --mask-output polygon or
+    both), and -o (a .slp) keeps them.
     """
     from sleap_export.runtime.drivers.live import HookFailed, LiveRecording, LiveRunner, PoseWindow, load_processor
     from sleap_export.runtime.open_model import check_models, model_name
@@ -105,7 +114,7 @@ def live(
 
     is_quiet = quiet(quiet_flag)
     models = check_models(models)
-    options = model_options(device, runtime, precision)
+    options = model_options(device, runtime, precision, masks=mask_options)
     options.check_applies_to(models[0])
     frames_from = open_source(source, fps=fps, loop=loop)
     if output is None and output_format is not None:
@@ -125,6 +134,9 @@ def live(
     )
     name = model_name(models)
     recording = LiveRecording(runner, name) if output is not None else None
+    if recording is not None:
+        # Once the model is known (not yet run): a format that cannot keep what it predicts (masks in a CSV).
+        recording.writer.check_destination(output, [getattr(frames_from, "path", None)], output_format)
     drawn = None if overlay is None else OverlayVideo(overlay)
     ended = False
     try:

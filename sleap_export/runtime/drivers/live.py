@@ -29,6 +29,7 @@ import numpy as np
 import sleap_io as sio
 
 from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.runtime.backends.runner import Runner, require_poses, usable_cores
 from sleap_export.runtime.decoding.outputs import Outputs
 from sleap_export.runtime.drivers.forecast import FORECASTERS, Forecaster
@@ -381,6 +382,10 @@ class LiveRunner:
     holds each slot's track (0, 1, ...; -1 for a slot the tracker left untracked or dropped) and
     ``outputs.instance_tracking_scores`` its tracking score, as a multi-class model's identities are
     given; the forecast then follows each animal by its track.
+    A segmentation model's frames hold masks, not poses: ``outputs.masks`` (run-length coded
+    ``sio.PredictedSegmentationMask``es, placed on the frame) and, for ``mask_output`` polygon or
+    both, ``outputs.rois``, decoded as ``options.masks`` (a `MaskOptions`) asks; its instance
+    arrays are empty (no tracking, no forecast).
 
     Iterate it (on any one thread; the hook runs there) for `LiveFrame` objects,
     or call `run()`; ``summary()`` gives the latency figures.
@@ -601,6 +606,8 @@ def _forecaster(forecast, runner: Runner, tracked: bool = False) -> Optional[For
             raise InputError(f"Unknown forecast {forecast!r}; use none, {', '.join(FORECASTERS)}.")
         forecast = FORECASTERS[forecast]()
     spec = runner.spec
+    if MODEL_TYPES[spec.model_type].segments:
+        raise InputError(f"--forecast predicts keypoints and a {spec.model_type} model predicts masks; leave out --forecast.")
     if spec.model_type != "single_instance" and not spec.class_names and not tracked:
         raise InputError(
             f"Forward prediction follows each animal by identity, and a {spec.model_type} artifact gives none; "
@@ -709,7 +716,7 @@ def load_processor(spec: str) -> Processor:
 
 
 class PoseWindow:
-    """An OpenCV window showing each frame with its poses (forecasts as rings); q or Esc stops."""
+    """An OpenCV window showing each frame with its poses (forecasts as rings) or masks; q or Esc stops."""
 
     KEYS_TO_STOP = (ord("q"), 27)
 
@@ -730,6 +737,11 @@ class PoseWindow:
 
         outputs = frame.outputs
         image = outputs.original_image
+        if outputs.masks or outputs.rois:
+            from sleap_export.runtime.writing.overlay_video import draw_masks
+
+            rgb = np.ascontiguousarray(np.broadcast_to(image, image.shape[:2] + (3,)), dtype=np.uint8)
+            image = draw_masks(rgb, outputs)
         canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.shape[-1] == 1 else cv2.COLOR_RGB2BGR)
         colours = ((0, 200, 255), (255, 120, 0), (80, 220, 80), (200, 80, 255), (255, 255, 0))
         for slot in np.flatnonzero(np.asarray(outputs.instance_valid)):

@@ -46,13 +46,13 @@ from sleap_export.runtime.artifacts.formats import ONNX, artifact_suffixes, find
 from sleap_export.runtime.drivers.batch_pipeline import background, decode_batches, in_order
 from sleap_export.runtime.drivers.predictor import PredictionInterrupted, frame_image, track_labeled_frame
 from sleap_export.runtime.drivers.progress import ProgressSink
-from sleap_export.runtime.open_model import ModelOptions, is_artifact, open_model
+from sleap_export.runtime.open_model import ModelOptions, check_mask_options, is_artifact, open_model
 from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, FrameSource, open_video, select_frames
 from sleap_export.runtime.tracking.tracking_options import TrackingOptions
 from sleap_export.runtime.tracking.tracking_stage import TrackingStage, refuse_untrackable
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
 from sleap_export.runtime.writing.output_formats import check_videos, format_named, output_format_of
-from sleap_export.runtime.writing.packed_outputs import pack, unpack
+from sleap_export.runtime.writing.packed_outputs import pack, packable, unpack
 
 DEFAULT_CHUNK_FRAMES = 500
 # Chunks submitted per worker: one running, one queued, so a worker never waits
@@ -108,6 +108,9 @@ class VideoResult:
     frames: int = 0
     instances: int = 0
     error: Optional[str] = None
+    # A segmentation model's masks and polygons written (its frames hold no instances).
+    masks: int = 0
+    polygons: int = 0
 
 
 @attrs.define
@@ -192,7 +195,9 @@ class ChunkWorker:
         runs = in_order(run, background(decode_batches([source], self.batch_size), depth=4), runner.parallel_batches)
         with contextlib.closing(runs):
             for _, results in runs:
-                outputs.extend(results)
+                # Held until the chunk is packed: only what is packed (masks run-length coded), never
+                # a frame's dense grids.
+                outputs.extend(packable(o) for o in results)
         return pack(outputs)
 
 
@@ -240,8 +245,8 @@ class RayPrediction:
         self.cluster, self.options = cluster, options
         self.frames, self.batch_size, self.resume, self.overwrite = frames, batch_size, resume, overwrite
         self.worker_pids: list[int] = []
-        # Video index -> (frames, instances) written for it.
-        self.written: dict[int, tuple[int, int]] = {}
+        # Video index -> (frames, instances, masks, polygons) written for it.
+        self.written: dict[int, tuple[int, int, int, int]] = {}
         self.format_name = output_format
         # A folder, or a name of no output format (refused unless a folder): one file per video, as local predict.
         self.per_video = self.output.is_dir() or output_format_of(self.output) is None
@@ -252,6 +257,8 @@ class RayPrediction:
             raise InputError(f"A {self.spec.model_type} artifact crops around given centroids; --ray predicts on videos only.")
         if tracking is not None:
             refuse_untrackable(self.spec)
+        # Mask settings the model does not read are refused here, before the cluster is reached.
+        check_mask_options(self.options.masks, self.spec)
         self.writer = LabelsWriter(self.spec, self.artifact)
         self.parts = self.output / DIR_PARTS if self.per_video else self.output.with_name(self.output.name + ".parts")
         self.videos = [_Video(p, self.output / f"{p.stem}{self.suffix}" if self.per_video else None) for p in self.inputs]
@@ -537,7 +544,10 @@ class RayPrediction:
             self._track(labels, per_video)
         self.writer.save(labels, output)
         for i, video, frames in zip(indices, videos, per_video):
-            self.written[i] = (len(frames), sum(len(lf.instances) for lf in frames))
+            self.written[i] = (
+                len(frames), sum(len(lf.instances) for lf in frames), sum(len(lf.masks) for lf in frames),
+                sum(len(lf.rois) for lf in frames),
+            )
             video.close()
 
     def _track(self, labels: sio.Labels, per_video: list[list[sio.LabeledFrame]]) -> None:
@@ -558,9 +568,9 @@ class RayPrediction:
 
     def _result(self, video: _Video) -> VideoResult:
         index = self.videos.index(video)
-        frames, instances = self.written.get(index, (0, 0))
+        frames, instances, masks, polygons = self.written.get(index, (0, 0, 0, 0))
         output = None if video.error else (video.output or self.output)
-        return VideoResult(video.path, output, frames, instances, video.error)
+        return VideoResult(video.path, output, frames, instances, video.error, masks, polygons)
 
 
 class ChunksInterrupted(PredictionInterrupted):

@@ -5,7 +5,7 @@ both installed with sleap-io, so no OpenCV is needed. Frames go to FFmpeg one
 at a time (memory stays flat on any length of video), into a hidden sibling
 renamed onto the overlay when the run ends, Ctrl-C included: a reader never
 sees a half-written video. One draw function per kind of prediction
-(`DRAWERS`); a new kind (masks) is one more function there.
+(`DRAWERS`: masks and polygons, boxes, poses); a new kind is one more function there.
 """
 
 from __future__ import annotations
@@ -85,8 +85,35 @@ def draw_boxes(image: np.ndarray, outputs: Outputs) -> np.ndarray:
     return draw_bboxes(image, boxes, colors=[palette[c] for c in categories], line_width=max(1, min(image.shape[:2]) // 256))
 
 
+# A mask's colour over its pixels: translucent, so the animal stays visible under it.
+MASK_OPACITY = 0.4
+
+
+def draw_masks(image: np.ndarray, outputs: Outputs) -> np.ndarray:
+    """A segmentation model's masks, each in a translucent colour of its own over the pixels it
+    covers on the frame (placed by its scale and offset), and its polygons (``mask_output``
+    polygon or both) outlined in the same colours: the frame's i-th polygon is its i-th mask's."""
+    if not outputs.masks and not outputs.rois:
+        return image
+    from sleap_io.rendering.colors import get_palette
+    from sleap_io.rendering.overlays import draw_rois
+
+    from sleap_export.core.mask_comparison import on_frame_grid
+
+    palette = get_palette(PALETTE, max(len(outputs.masks), len(outputs.rois)))
+    height, width = image.shape[:2]
+    for mask, colour in zip(outputs.masks, palette):
+        covered = on_frame_grid(mask, height, width)
+        blended = image[covered] * (1 - MASK_OPACITY) + np.asarray(colour, np.float32) * MASK_OPACITY
+        image[covered] = np.round(blended).astype(np.uint8)
+    if outputs.rois:
+        image = draw_rois(image, list(outputs.rois), colors=palette[: len(outputs.rois)],
+                          line_width=max(1, min(height, width) // 256))
+    return image
+
+
 # Each kind of prediction draws itself over the ones before it.
-DRAWERS = (draw_boxes, draw_poses)
+DRAWERS = (draw_masks, draw_boxes, draw_poses)
 
 
 def draw_predictions(image: np.ndarray, outputs: Outputs) -> np.ndarray:

@@ -112,8 +112,25 @@ def _boxes_of_frames(arrays) -> list[dict]:
     ]
 
 
+# What `pack` reads of a frame's `Outputs`.
+PACKED_FIELDS = (
+    "frame_idx", "instance_valid", "pred_keypoints", "pred_peak_values", "instance_scores", "class_ids",
+    "instance_tracking_scores", "pred_embeddings", *BOX_FIELDS.values(), "pred_bbox_instance", "masks", "rois",
+)
+
+
+def packable(outputs: Outputs) -> Outputs:
+    """``outputs`` holding only what `pack` keeps: for frames gathered before they are packed (a Ray
+    chunk), so that no frame keeps its graph's dense grids (a segmentation model's foreground,
+    center heatmap and offsets: ~0.5 MB a frame at 384 x 384) or its image alive meanwhile."""
+    return Outputs(**{name: getattr(outputs, name) for name in PACKED_FIELDS})
+
+
 def unpack(arrays) -> list[Outputs]:
     """`pack`'s frames back as `Outputs` holding only their valid instances, in slot order."""
+    # Read once: an ``np.load`` file reads (and decompresses) an array again at every lookup, so
+    # per-frame lookups would read a chunk's arrays once per frame (44 s for 480 frames of masks).
+    arrays = {key: np.asarray(arrays[key]) for key in arrays.keys()}
     frames, start = [], 0
     frame_fields = zip(arrays["frame_idx"], arrays["counts"], _boxes_of_frames(arrays), _masks_of_frames(arrays))
     for frame_idx, count, boxes, masks in frame_fields:
