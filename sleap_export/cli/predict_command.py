@@ -304,7 +304,7 @@ def _predict_here(models, destinations, options, frames, batch_size, video_index
                 f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
             )
             for drawn in predictor.overlays_written:
-                typer.echo(f"wrote {drawn}: the frames predicted, drawn with their poses")
+                typer.echo(f"wrote {drawn}: the frames predicted, drawn with their {'masks' if segments else 'poses'}")
 
 
 @contextlib.contextmanager
@@ -335,6 +335,7 @@ def _predict_on_ray(models, inputs, output, output_format, cluster, options, fra
         raise InputError("--ray runs one exported artifact; export the runs first (sleap-export onnx RUN... -o model.onnx).")
     if find_spec("ray") is None:
         raise InputError("--ray needs Ray; pip install 'sleap-export[ray]'.")
+    from sleap_export.core.model_types import MODEL_TYPES
     from sleap_export.runtime.drivers.ray_cluster import RayPrediction
 
     job = RayPrediction(models[0], inputs, output, cluster, options, frames=frames, batch_size=batch_size,
@@ -350,7 +351,10 @@ def _predict_on_ray(models, inputs, output, output_format, cluster, options, fra
         )
     if progress is not None:
         for video in report.videos:
-            typer.echo(f"wrote {video.output}: {video.path.name}, {video.frames} frames, {video.instances} instances")
+            found = f"{video.instances} instances"
+            if MODEL_TYPES[job.spec.model_type].segments:
+                found = f"{video.masks} masks" + (f", {video.polygons} polygons" if video.polygons else "")
+            typer.echo(f"wrote {video.output}: {video.path.name}, {video.frames} frames, {found}")
         retried = f", {report.retried} chunk runs retried after a worker died" if report.retried else ""
         typer.echo(
             f"{report.predicted} predicted at {progress.rate.fps:.1f} fps on {report.workers} Ray workers{retried}; "
