@@ -126,16 +126,8 @@ class CheckReport:
     def as_dict(self) -> dict:
         comparison = self.comparison
         return {
-            "passed": bool(self),
-            "failures": self.failures,
-            "artifact": self.artifact,
-            "references": list(self.references),
-            "data": self.data,
-            "precision": self.precision,
+            **_report_head(self),
             "tolerance": attrs.asdict(self.tolerance),
-            "frames": comparison.frames,
-            "count_agreement": comparison.count_agreement,
-            "count_mismatch_frames": [list(k) for k in comparison.count_mismatches],
             "matched_instances": comparison.matched_instances,
             "keypoint_deviation_px": _stats(comparison.deviations),
             "keypoint_deviation_px_per_node": self.per_node(),
@@ -179,6 +171,22 @@ class CheckReport:
             )
         table.caption = "\n".join(caption)
         return table
+
+
+def _report_head(report) -> dict:
+    """What a pose and a mask check report both state first: verdict, inputs, frames and counts."""
+    comparison = report.comparison
+    return {
+        "passed": bool(report),
+        "failures": report.failures,
+        "artifact": report.artifact,
+        "references": list(report.references),
+        "data": report.data,
+        "precision": report.precision,
+        "frames": comparison.frames,
+        "count_agreement": comparison.count_agreement,
+        "count_mismatch_frames": [list(k) for k in comparison.count_mismatches],
+    }
 
 
 def _count_stats(counts: Sequence[int]) -> dict[str, float]:
@@ -239,17 +247,9 @@ class MaskCheckReport:
     def as_dict(self) -> dict:
         comparison = self.comparison
         return {
-            "passed": bool(self),
-            "failures": self.failures,
-            "artifact": self.artifact,
-            "references": list(self.references),
-            "data": self.data,
-            "precision": self.precision,
+            **_report_head(self),
             "model_type": self.model_type,
             "compared": "masks",
-            "frames": comparison.frames,
-            "count_agreement": comparison.count_agreement,
-            "count_mismatch_frames": [list(k) for k in comparison.count_mismatches],
             "masks_per_frame_artifact": _count_stats(self.counts_artifact),
             "masks_per_frame_reference": _count_stats(self.counts_reference),
             "matched_masks": comparison.matched,
