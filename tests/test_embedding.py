@@ -320,7 +320,8 @@ def test_lone_embedding_embeds_a_slp_as_sleap_nn(suffix, artifact, labels_to_emb
 
 
 def test_lone_embedding_refuses_videos_and_outputs_without_vectors(artifact, labels_to_embed, tmp_path):
-    """One line, exit 2, no file: a video input (the lone run embeds existing detections), a .csv output."""
+    """One line, exit 2, no file: a video input (the lone run embeds existing detections;
+    docs/bad-inputs.md: "lone-embedding-video"), a .csv output ("embedding-format")."""
     model = artifact(LONE, ".onnx")
     for source, out, message in [
         (VIDEO, tmp_path / "out.slp", "centered_pair_small.mp4 is not a .slp: a lone embedding model embeds the instances"),
