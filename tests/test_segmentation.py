@@ -30,6 +30,8 @@ TRAINING_SIZE_FRAMES = range(50)
 # Another size: 20 frames padded bottom-right to 300 x 452 (size matching rescales them; tiling re-grids them).
 OTHER_SIZE = (300, 452)
 OTHER_SIZE_FRAMES = range(0, 100, 5)
+# The other settings run on the first 20 frames of the training-size clip (CI time); the defaults on all 50.
+SETTING_FRAMES = 20
 SCORE_TOLERANCE = 1e-5
 POLYGON_TOLERANCE_PX = 1e-6
 
@@ -140,6 +142,8 @@ def test_masks_match_sleap_nn(kind, setting, artifact, mask_reference, clip_sour
     runs, _ = SETTINGS[kind]
     model = artifact(runs, ".onnx", **setting.export)
     for clip, source, frames, frame_size in clip_sources:
+        if frames is not None and setting.name != "default":
+            frames = frames[:SETTING_FRAMES]
         theirs = mask_reference(runs, setting, clip, source, frames)
         ours = predicted_masks(model, setting, source, frames, tmp_path / f"{clip}.slp")
         comparison = compare_masks(masks_by_frame(ours), masks_by_frame(theirs), frame_size)
@@ -166,7 +170,7 @@ def test_torchscript_masks_equal_onnx_masks(kind, artifact, clip_sources, tmp_pa
     assert comparison and comparison.matched > 0, comparison.summary()
 
 
-SWEEP_CASES = 120
+SWEEP_CASES = 80
 
 
 def sleap_nn_layer_masks(layer, frame: np.ndarray) -> list:
@@ -185,7 +189,7 @@ def sleap_nn_layer_masks(layer, frame: np.ndarray) -> list:
 
 @pytest.mark.parametrize("kind", ["semantic", "bottomup", "topdown"])
 def test_masks_equal_sleap_nns_over_a_sweep_of_frame_sizes(kind, artifact):
-    """120 frame sizes per type (real frames stretched by nearest-neighbour sampling, 48-1500 px a side,
+    """80 frame sizes per type (real frames stretched by nearest-neighbour sampling, 48-1500 px a side,
     most resized by the runs' 384 x 384 size matching): the ONNX artifact's masks equal sleap-nn's layer's
     on the same frame: counts on every frame, pixels, scale and offset."""
     from loguru import logger
@@ -215,7 +219,7 @@ def test_masks_equal_sleap_nns_over_a_sweep_of_frame_sizes(kind, artifact):
     ]
     matched = sum(c.matched for c in per_case)
     identical = sum(c.identical for c in per_case)
-    # Stretched frames can hold no foreground (measured: semantic 91 masks over 120 frames).
+    # Stretched frames can hold no foreground (measured: semantic 91 masks over 120 frames at seed 35).
     assert matched >= SWEEP_CASES // 2, f"the sweep must compare masks, not empty frames ({matched})"
     mismatched = [sizes[k[1]] for k, c in zip(sorted(theirs), per_case) if c.count_mismatches]
     assert not mismatched, f"mask counts differ at frame sizes {mismatched[:10]}"
