@@ -25,7 +25,9 @@ from sleap_export.core.tiling_spec import TilingSpec
 # 3: int8 calibration method and fp32 layers; the accuracy gate's tolerance and verdict.
 # 4: tiled stages (`StageSpec.tiling`: a reader of 3 would run them untiled) and segmentation's
 #    graph settings (fg_threshold, center_nms_kernel).
-SCHEMA_VERSION = 4
+# 5: embedding stages' mask carriers (`StageSpec.crop_centering`, `preferred_carrier`: a reader of 4
+#    would embed poses where a file holds masks too, and centre every mask's crop on its centre of mass).
+SCHEMA_VERSION = 5
 
 SOURCE_FORMATS = ("sleap-nn", "sleap-1.x")
 
@@ -103,6 +105,12 @@ class StageSpec:
     # data_config.preprocessing.tiling): their frames are not size-matched, and the graph tiles them.
     tiling: Optional[TilingSpec] = None
     anchor_part: Optional[str] = None
+    # Embedding runs: where a mask's crop is centred (sleap-nn's crop_centering: "auto" and "mask_com" on
+    # its centre of mass, "bbox" on its bounding box's midpoint); None for other runs.
+    crop_centering: Optional[str] = attrs.field(default=None, validator=one_of(None, "auto", "mask_com", "bbox"))
+    # Embedding runs: the carrier they were trained on ("pose" or "mask"), embedded where a file holds both;
+    # None: the one holding more detections (ties: masks), as sleap-nn decides for runs that do not record it.
+    preferred_carrier: Optional[str] = attrs.field(default=None, validator=one_of(None, "pose", "mask"))
     paf_stride: Optional[int] = None
     class_maps_stride: Optional[int] = None
     # Bottom-up: the skeleton edges the PAFs encode, as node index pairs.
@@ -389,11 +397,12 @@ def _export_record_from_v1(data: dict) -> dict:
 
 
 # ``_UPGRADES[v]`` turns a schema-``v`` spec (as parsed JSON) into schema ``v + 1``;
-# schema 0 (no version recorded) has schema 1's layout. Schemas 3 and 4 only added fields
-# whose defaults say what older artifacts were (min-max, all quantized, no verdict; untiled).
+# schema 0 (no version recorded) has schema 1's layout. Schemas 3-5 only added fields whose
+# defaults say what older artifacts were (min-max, all quantized, no verdict; untiled; no embedding).
 _UPGRADES = (
     lambda data: data,
     _export_record_from_v1,
     lambda data: {**data, "schema_version": 3},
     lambda data: {**data, "schema_version": 4},
+    lambda data: {**data, "schema_version": 5},
 )

@@ -89,6 +89,16 @@ def _check_embedding_crop_center(head, run_dir: Path) -> None:
         )
 
 
+def _check_no_burn_in(config, run_dir: Path) -> None:
+    """A run trained with mask burn-in sees crops with the background blanked and standardized over the
+    foreground; the artifact feeds whole crops, so its vectors would be off the training distribution."""
+    if bool(config.data_config.preprocessing.get("burn_in", False)):
+        raise InputError(
+            f"{run_dir / CONFIG_NAME} was trained with mask burn-in (data_config.preprocessing.burn_in: true), which "
+            "sleap-export does not apply; embed with sleap-nn, or train with burn_in: false."
+        )
+
+
 def _check_one_stride(heads, run_dir: Path) -> None:
     """Bottom-up masks read foreground, centers and offsets on one grid, as sleap-nn does."""
     strides = {name: int(head.output_stride) for name, head in heads.items() if head is not None}
@@ -141,6 +151,7 @@ def load_run(path: str | Path) -> LoadedRun:
     elif model_type == "embedding":
         confmaps = heads["embedding"]  # its output stride and anchor, as a confmaps head's
         _check_embedding_crop_center(confmaps, run_dir)
+        _check_no_burn_in(config, run_dir)
     else:
         confmaps = heads["confmaps"]
     skeleton = get_skeleton_from_config(config.data_config.skeletons)[0]
@@ -168,6 +179,8 @@ def load_run(path: str | Path) -> LoadedRun:
             config, str(run_dir / CONFIG_NAME)
         ),
         anchor_part=confmaps.get("anchor_part"),
+        crop_centering=preprocessing.get("crop_centering", "auto") if model_type == "embedding" else None,
+        preferred_carrier=confmaps.get("detection_mode") if model_type == "embedding" else None,
         paf_stride=None if pafs is None else int(pafs.output_stride),
         class_maps_stride=None if class_maps is None else int(class_maps.output_stride),
         paf_edges=paf_edges,
