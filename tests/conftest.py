@@ -7,12 +7,15 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import attrs
 import numpy as np
 import pytest
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    import sleap_io as sio
 
 PROJECT = Path(__file__).resolve().parents[1]
 ASSETS = PROJECT.parent / "shared" / "assets"
@@ -251,3 +254,39 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "parity against sleap-nn")
         for line in sorted(Path(path).read_text().splitlines()):
             terminalreporter.write_line(line)
+
+
+@attrs.frozen
+class Setting:
+    """One setting of sleap-nn's knobs: the export's (baked into the graph) and predict's (`MaskOptions`)."""
+
+    name: str
+    export: dict = attrs.field(factory=dict)
+    masks: dict = attrs.field(factory=dict)
+
+    @property
+    def sleap_nn(self) -> dict:
+        return {**self.export, **self.masks}
+
+
+@pytest.fixture(scope="session")
+def mask_reference(assets, session_cache):
+    """``mask_reference(runs, setting, clip name, source, frames) -> sio.Labels`` by sleap-nn, once per session
+    (the segmentation tests' references, and the masks the lone embedding run embeds)."""
+
+    def compute(runs, setting: Setting, clip: str, source, frames) -> sio.Labels:
+        import sleap_io as sio
+        from parity import REFERENCE_BATCH_SIZE
+
+        from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict
+
+        def produce(path: Path) -> None:
+            labels = sleap_nn_predict(
+                source, [model_dir(r) for r in runs], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **setting.sleap_nn
+            )
+            sio.save_slp(labels, str(path))
+
+        name = f"masks-{'+'.join(runs)}-{setting.name}-{clip}.slp"
+        return sio.load_slp(str(cached(session_cache, name, produce)))
+
+    return compute

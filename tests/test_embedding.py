@@ -331,3 +331,112 @@ def test_lone_embedding_refuses_videos_and_outputs_without_vectors(artifact, lab
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# Mask carriers: the lone run on sleap-nn's own masks of frames 0-49 (the segmentation tests' references):
+# bottom-up masks on the heads' stride-2 grid, top-down crop masks at offsets. The shared run was trained on
+# poses (detection_mode: pose), so on labels holding only masks it embeds the masks, as sleap-nn does.
+MASK_RUNS = {"bottomup": ["new_bottomup_segmentation"], "topdown": ["minimal_instance_centroid", "new_centered_instance_segmentation"]}
+MASKS_EMBEDDED = {"bottomup": 383, "topdown": 100}
+TIE_PIXEL = 1e-4  # per element, per crop pixel on the other side of a Skia rounding tie (measured <= 7.3e-5 each)
+
+
+@pytest.fixture(scope="session")
+def masks_to_embed(mask_reference, session_cache):
+    """``masks_to_embed(kind) -> (masks .slp, sleap-nn's embedding of it)``, once per session."""
+    from conftest import Setting
+
+    def compute(kind: str) -> tuple[Path, Path]:
+        runs = MASK_RUNS[kind]
+        mask_reference(runs, Setting("default"), "training-size", str(VIDEO), list(range(50)))
+        given = session_cache / f"masks-{'+'.join(runs)}-default-training-size.slp"
+
+        def produce(path: Path) -> None:
+            from loguru import logger
+            from sleap_nn.inference.embedding import predict_embeddings_to_slp
+
+            logger.disable("sleap_nn")
+            predict_embeddings_to_slp(
+                [str(model_dir(LONE[0]))], data_path=str(given), output_path=str(path), device="cpu",
+                save_embeddings="slp", include_untracked=True,
+            )
+
+        return given, cached(session_cache, f"{given.stem}.embeddings.slp", produce)
+
+    return compute
+
+
+@pytest.mark.parametrize("kind", MASK_RUNS)
+def test_lone_embedding_embeds_masks_as_sleap_nn(kind, artifact, masks_to_embed):
+    """Each mask's crop centred where sleap-nn centres it (its centre of mass; the bounding-box midpoint
+    checked too), to the last bit, and its vector within 1e-5 per element of sleap-nn's where the two crops
+    agree pixel for pixel (measured <= 9.5e-7 over 533 masks), else within 1e-4 per crop pixel one grey level
+    off (Skia's rounding ties; measured: 1-8 such pixels on 219 of 533 crops, vectors <= 1.7e-4 at 4 pixels)."""
+    from sleap_nn.data.instance_cropping import clip_rects, mask_foreground_rects, mask_rects_center
+
+    from sleap_export import Predictor
+    from sleap_export.runtime.drivers.embedding_carriers import CarrierWarning, mask_crop_centre
+
+    given, reference = masks_to_embed(kind)
+    with pytest.warns(CarrierWarning, match="trained on poses and these labels hold none; embedding their"):
+        ours = Predictor.from_model_paths(artifact(LONE, ".onnx")).predict(str(given), progress=None)
+    theirs = sio.load_slp(str(reference))
+    video = sio.load_video(str(VIDEO))
+    worst = {"masks": 0, "same_crop": 0.0, "tie_crops": 0}
+    assert [lf.frame_idx for lf in ours] == [lf.frame_idx for lf in theirs] == list(range(50))
+    for mine, their in zip(ours.labeled_frames, theirs.labeled_frames):
+        assert not mine.instances and len(mine.masks) == len(their.masks), mine.frame_idx
+        frame = video[mine.frame_idx]
+        for a, b in zip(mine.masks, their.masks):
+            assert a.identity_embedding is not None and b.identity_embedding is not None
+            for centering in ("auto", "bbox"):
+                expected = mask_rects_center(clip_rects(mask_foreground_rects(b), (384, 384)), centering, (384, 384))
+                assert np.array_equal(mask_crop_centre(a, (384, 384), centering), np.float32(expected)), centering
+            centre = mask_crop_centre(a, (384, 384), "auto")
+            off = np.abs(our_crop(frame, centre) - skia_crop(frame, centre))
+            deviation = float(np.abs(a.identity_embedding.vector - b.identity_embedding.vector).max())
+            worst["masks"] += 1
+            if not off.any():
+                worst["same_crop"] = max(worst["same_crop"], deviation)
+                continue
+            worst["tie_crops"] += 1
+            assert off.max() == 1 and deviation <= TIE_PIXEL * np.count_nonzero(off), (mine.frame_idx, deviation)
+    assert worst["masks"] == MASKS_EMBEDDED[kind] and worst["same_crop"] <= SAME_CROP, worst
+    assert worst["tie_crops"] <= 0.5 * worst["masks"], worst  # a shifted crop would differ in every pixel
+
+
+def test_lone_embedding_embeds_the_carrier_sleap_nn_picks(artifact, tmp_path):
+    """A file holding poses and masks: the run's own carrier (poses) is embedded, the masks are not, as sleap-nn's
+    `predict_embeddings_to_slp` does (vectors within 1e-5). Without a recorded carrier, the one holding more
+    detections (ties: masks): sleap-nn's `resolve_embedding_detection_mode` on every mix of 0-3 poses and masks."""
+    from loguru import logger
+    from sleap_nn.data.custom_datasets import resolve_embedding_detection_mode
+    from sleap_nn.inference.embedding import predict_embeddings_to_slp
+
+    from sleap_export import Predictor
+    from sleap_export.runtime.drivers.embedding_carriers import Carriers
+
+    both = DATA / "minimal_instance6_masks.pkg.slp"
+    ours = Predictor.from_model_paths(artifact(LONE, ".onnx")).predict(str(both), progress=None)
+    logger.disable("sleap_nn")
+    predict_embeddings_to_slp(
+        [str(model_dir(LONE[0]))], data_path=str(both), output_path=str(tmp_path / "theirs.slp"), device="cpu",
+        save_embeddings="slp", include_untracked=True,
+    )
+    theirs = sio.load_slp(str(tmp_path / "theirs.slp"))
+    lf, their_lf = ours.labeled_frames[0], theirs.labeled_frames[0]
+    assert all(m.identity_embedding is None for m in [*lf.masks, *their_lf.masks])
+    assert len(lf.instances) == len(their_lf.instances) == 2
+    for a, b in zip(lf.instances, their_lf.instances):
+        assert np.abs(a.identity_embedding.vector - b.identity_embedding.vector).max() <= SAME_CROP
+
+    labels = sio.load_slp(str(both))
+    poses, masks = list(labels[0].instances), list(labels[0].masks)
+    for n_poses in range(4):
+        for n_masks in range(4):
+            if n_poses + n_masks == 0:
+                continue
+            labels[0].instances = [poses[i % 2] for i in range(n_poses)]
+            labels[0].masks = [masks[i % 2] for i in range(n_masks)]
+            expected = resolve_embedding_detection_mode([labels], lambda detection: True, preferred=None)
+            assert Carriers.of(labels, None).chosen(None) == expected, (n_poses, n_masks)

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import attrs
 import numpy as np
 import pytest
 import sleap_io as sio
 
-from conftest import DATA, cached, model_dir
+from conftest import DATA, Setting, cached, model_dir
 from parity import REFERENCE_BATCH_SIZE
 
 SEMANTIC = ["new_semantic_segmentation"]
@@ -34,19 +33,6 @@ OTHER_SIZE_FRAMES = range(0, 100, 5)
 SETTING_FRAMES = 20
 SCORE_TOLERANCE = 1e-5
 POLYGON_TOLERANCE_PX = 1e-6
-
-
-@attrs.frozen
-class Setting:
-    """One setting of sleap-nn's knobs: the export's (baked into the graph) and predict's (`MaskOptions`)."""
-
-    name: str
-    export: dict = attrs.field(factory=dict)
-    masks: dict = attrs.field(factory=dict)
-
-    @property
-    def sleap_nn(self) -> dict:
-        return {**self.export, **self.masks}
 
 
 SETTINGS = {
@@ -86,25 +72,6 @@ def clip_sources(frame_sequence):
         ("training-size", str(VIDEO), list(TRAINING_SIZE_FRAMES), (384, 384)),
         ("other-size", other, None, OTHER_SIZE),
     ]
-
-
-@pytest.fixture(scope="session")
-def mask_reference(assets, session_cache):
-    """``mask_reference(runs, setting, clip name, source, frames) -> sio.Labels`` by sleap-nn, once per session."""
-
-    def compute(runs, setting: Setting, clip: str, source, frames) -> sio.Labels:
-        from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict
-
-        def produce(path: Path) -> None:
-            labels = sleap_nn_predict(
-                source, [model_dir(r) for r in runs], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **setting.sleap_nn
-            )
-            sio.save_slp(labels, str(path))
-
-        name = f"masks-{'+'.join(runs)}-{setting.name}-{clip}.slp"
-        return sio.load_slp(str(cached(session_cache, name, produce)))
-
-    return compute
 
 
 def predicted_masks(model: Path, setting: Setting, source, frames, output: Path) -> sio.Labels:

@@ -21,6 +21,7 @@ from sleap_export.core.errors import InputError
 from sleap_export.core.stage_clock import StageClock
 from sleap_export.runtime.backends.runner import Runner, require_poses
 from sleap_export.runtime.drivers.batch_pipeline import Batch, background, decode_batches, in_order
+from sleap_export.runtime.drivers.embedding_carriers import MASK, Carriers
 from sleap_export.runtime.drivers.progress import ProgressArgument, progress_sink
 from sleap_export.runtime.open_model import ModelOptions, model_name, open_model
 from sleap_export.runtime.sources.frame_arrays import as_batch
@@ -421,25 +422,10 @@ class EmbeddingPredictor(Predictor):
     """Centroids or top-down poses, each with the appearance vector of the crop around it (re-ID)."""
 
 
-def crop_centre(instance, anchor_part: Optional[str]) -> Optional[np.ndarray]:
-    """Where sleap-nn's embedding dataset centres an instance's crop (``generate_centroids`` in float32): its
-    anchor node where the run names one its skeleton has and it is visible, else the mean of its visible nodes
-    per axis; None for a pose with no visible node (sleap-nn gives it no vector)."""
-    points = np.asarray(instance.numpy(), np.float64).astype(np.float32)
-    names = [node.name for node in instance.skeleton.nodes]
-    if anchor_part in names and not np.isnan(points[names.index(anchor_part)]).any():
-        centre = points[names.index(anchor_part)]
-    else:
-        seen = ~np.isnan(points)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            centre = (np.where(seen, points, 0).sum(axis=0, dtype=np.float32) / seen.sum(axis=0)).astype(np.float32)
-    return centre if np.isfinite(centre).all() else None
-
-
 @_predicts("embedding")
 class LabelsEmbeddingPredictor(Predictor):
-    """A lone embedding run: the appearance vector of every pose instance of an existing .slp, written onto
-    those instances, which keep their points, scores, tracks and skeleton (sleap-nn's
+    """A lone embedding run: the appearance vector of every pose instance (or mask: `embedding_carriers`) of an
+    existing .slp, written onto those detections, which keep their points, scores, tracks and skeleton (sleap-nn's
     ``predict_embeddings_to_slp(..., save_embeddings="slp", include_untracked=True)``)."""
 
     def predict(
@@ -496,27 +482,24 @@ class LabelsEmbeddingPredictor(Predictor):
         return labels if as_labels else results
 
     def _embed(self, labels: sio.Labels, item, sink) -> list:
-        """Every pose instance of ``labels`` given its vector (in place); the `Outputs` of each frame embedded."""
+        """Every detection of the embedded carrier given its vector (in place); the `Outputs` of each frame
+        embedded."""
         # As sleap-nn: no detection keeps a vector of an earlier model.
         for lf in labels.labeled_frames:
             for detection in [*lf.instances, *(getattr(lf, "masks", None) or [])]:
                 detection.identity_embedding = None
-        anchor_part = self.runner.spec.stages[0].anchor_part
-        # (video, frame) -> the instances embedded there, in slot order, and their crop centres.
-        owners: dict[tuple[int, int], tuple[list, np.ndarray]] = {}
-        for lf in labels.labeled_frames:
-            centred = [(instance, crop_centre(instance, anchor_part)) for instance in lf.instances]
-            centred = [(instance, centre) for instance, centre in centred if centre is not None]
-            if centred:
-                owners[(id(lf.video), lf.frame_idx)] = (
-                    [instance for instance, _ in centred], np.stack([centre for _, centre in centred]).astype(np.float32)
-                )
-        if not owners:
+        stage = self.runner.spec.stages[0]
+        carriers = Carriers.of(labels, stage.anchor_part)
+        if not carriers.poses and not carriers.masks:
             name = Path(item).name if isinstance(item, (str, Path)) else "The labels"
             raise InputError(
-                f"{name} holds no pose instance with a visible node to embed; pass a .slp of detections (a pose "
-                "model's predictions or labeled poses)."
+                f"{name} holds no pose instance with a visible node and no non-empty mask to embed; pass a .slp of "
+                "detections (a pose or segmentation model's predictions, or labels)."
             )
+        carrier = carriers.chosen(stage.preferred_carrier)
+        frame_sizes = {id(video): tuple(video.shape[1:3]) for video in labels.videos} if carrier == MASK else {}
+        # (video, frame) -> the detections embedded there, in slot order, and their crop centres.
+        owners = carriers.centres(carrier, stage.anchor_part, frame_sizes, stage.crop_centering)
         sources = [
             attrs.evolve(
                 source,
@@ -537,11 +520,11 @@ class LabelsEmbeddingPredictor(Predictor):
                 )
                 with self.clock.section("labels"):
                     for result in outputs:
-                        instances, _ = owners[(video, int(result.frame_idx))]
+                        detections, _ = owners[(video, int(result.frame_idx))]
                         vectors = np.asarray(result.pred_embeddings, np.float32)
-                        for slot, instance in enumerate(instances):
-                            # As sleap-nn --save_embeddings slp: the vector in the instance's re-ID slot.
-                            instance.identity_embedding = sio.Embedding(vectors[slot])
+                        for slot, detection in enumerate(detections):
+                            # As sleap-nn --save_embeddings slp: the vector in the detection's re-ID slot.
+                            detection.identity_embedding = sio.Embedding(vectors[slot])
                 results.extend(outputs)
                 if sink is not None:
                     sink.advance(len(batch.frame_indices))

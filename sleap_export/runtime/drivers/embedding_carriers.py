@@ -1,0 +1,124 @@
+"""Which detections of a .slp a lone embedding run embeds, and where each one's crop is centred.
+
+sleap-nn embeds one carrier per file (``resolve_embedding_detection_mode``): pose instances or masks. A run
+records the carrier it was trained on; that one is embedded whenever the file holds any, else the other.
+A run that records none embeds the carrier holding more detections (ties: masks). A pose's crop is
+centred on its anchor node or the mean of its visible nodes, a mask's on its centre of mass (or its
+bounding box's midpoint under ``crop_centering: bbox``), as sleap-nn's ``EmbeddingDataset`` centres them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import attrs
+import numpy as np
+import sleap_io as sio
+
+POSE = "pose"
+MASK = "mask"
+
+
+class CarrierWarning(UserWarning):
+    """The run's own carrier is missing from the labels, so the other one is embedded."""
+
+
+def pose_crop_centre(instance, anchor_part: Optional[str]) -> Optional[np.ndarray]:
+    """Where sleap-nn centres a pose's crop (``generate_centroids`` in float32): its anchor node where the run
+    names one its skeleton has and it is visible, else the mean of its visible nodes per axis; None for a pose
+    with no visible node (sleap-nn gives it no vector)."""
+    points = np.asarray(instance.numpy(), np.float64).astype(np.float32)
+    names = [node.name for node in instance.skeleton.nodes]
+    if anchor_part in names and not np.isnan(points[names.index(anchor_part)]).any():
+        centre = points[names.index(anchor_part)]
+    else:
+        seen = ~np.isnan(points)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centre = (np.where(seen, points, 0).sum(axis=0, dtype=np.float32) / seen.sum(axis=0)).astype(np.float32)
+    return centre if np.isfinite(centre).all() else None
+
+
+def mask_has_pixels(mask: sio.SegmentationMask) -> bool:
+    """Whether a mask covers at least one image pixel (sleap-nn embeds no empty mask: nothing to centre on)."""
+    sx, sy = tuple(mask.scale or (1.0, 1.0))
+    return float(mask.area) / max(float(sx) * float(sy), 1e-12) >= 1.0
+
+
+def mask_crop_centre(mask: sio.SegmentationMask, frame_hw: tuple[int, int], centering: Optional[str]) -> np.ndarray:
+    """``(x, y)`` of a mask's crop centre in frame pixels: the mask read at image resolution (its grid resampled
+    nearest-neighbour to its image extent, placed at its rounded offset), cut to the frame; its centre of mass
+    (coordinate sums are exact integers, one rounded quotient), or its bounding box's midpoint under "bbox";
+    the frame's centre when nothing of it is on the frame."""
+    rows, cols = np.nonzero(np.asarray(mask.data, bool))
+    height, width = int(mask.height), int(mask.width)
+    if tuple(mask.scale or (1.0, 1.0)) != (1.0, 1.0):
+        # Image row i reads stored row floor(i * height / image height): each stored pixel covers a run of them.
+        image_h, image_w = (int(v) for v in mask.image_extent)
+        row_of = (np.arange(image_h) * height / image_h).astype(int).clip(0, height - 1)
+        col_of = (np.arange(image_w) * width / image_w).astype(int).clip(0, width - 1)
+        grid = np.zeros((height, width), bool)
+        grid[rows, cols] = True
+        rows, cols = np.nonzero(grid[row_of][:, col_of])
+    ox, oy = (int(round(float(v))) for v in (mask.offset or (0.0, 0.0)))
+    rows, cols = rows + oy, cols + ox
+    inside = (rows >= 0) & (rows < frame_hw[0]) & (cols >= 0) & (cols < frame_hw[1])
+    rows, cols = rows[inside].astype(np.int64), cols[inside].astype(np.int64)
+    if rows.size == 0:
+        return np.array([frame_hw[1] / 2.0, frame_hw[0] / 2.0], np.float32)
+    if centering == "bbox":
+        return np.array([(cols.min() + cols.max()) / 2.0, (rows.min() + rows.max()) / 2.0], np.float32)
+    return np.array([int(cols.sum()) / rows.size, int(rows.sum()) / rows.size], np.float32)
+
+
+@attrs.frozen
+class Carriers:
+    """Every frame's embeddable detections: ``{(id(video), frame): [detection, ...]}`` per carrier."""
+
+    poses: dict
+    masks: dict
+
+    @classmethod
+    def of(cls, labels: sio.Labels, anchor_part: Optional[str]) -> "Carriers":
+        poses, masks = {}, {}
+        for lf in labels.labeled_frames:
+            key = (id(lf.video), lf.frame_idx)
+            found = [i for i in lf.instances if pose_crop_centre(i, anchor_part) is not None]
+            if found:
+                poses[key] = found
+            found = [m for m in (getattr(lf, "masks", None) or []) if mask_has_pixels(m)]
+            if found:
+                masks[key] = found
+        return cls(poses, masks)
+
+    def count(self, carrier: str) -> int:
+        return sum(map(len, (self.poses if carrier == POSE else self.masks).values()))
+
+    def chosen(self, preferred: Optional[str]) -> str:
+        """The carrier sleap-nn embeds for a run trained on ``preferred`` (None: not recorded)."""
+        counts = {POSE: self.count(POSE), MASK: self.count(MASK)}
+        if preferred is None:
+            return POSE if counts[MASK] == 0 or counts[MASK] < counts[POSE] else MASK
+        other = MASK if preferred == POSE else POSE
+        if counts[preferred] == 0 and counts[other] > 0:
+            warnings.warn(
+                CarrierWarning(
+                    f"the embedding run was trained on {preferred}s and these labels hold none; embedding their "
+                    f"{counts[other]} {other}s instead, as sleap-nn does"
+                ),
+                stacklevel=3,
+            )
+            return other
+        return preferred
+
+    def centres(self, carrier: str, anchor_part: Optional[str], frame_sizes: dict, centering: Optional[str]) -> dict:
+        """``{(id(video), frame): (detections, (n, 2) float32 crop centres)}`` of ``carrier``."""
+        if carrier == POSE:
+            return {
+                key: (found, np.stack([pose_crop_centre(i, anchor_part) for i in found]))
+                for key, found in self.poses.items()
+            }
+        return {
+            key: (found, np.stack([mask_crop_centre(m, frame_sizes[key[0]], centering) for m in found]))
+            for key, found in self.masks.items()
+        }
