@@ -440,3 +440,39 @@ def test_lone_embedding_embeds_the_carrier_sleap_nn_picks(artifact, tmp_path):
             labels[0].masks = [masks[i % 2] for i in range(n_masks)]
             expected = resolve_embedding_detection_mode([labels], lambda detection: True, preferred=None)
             assert Carriers.of(labels, None).chosen(None) == expected, (n_poses, n_masks)
+
+
+def test_burn_in_runs_and_labels_without_detections_are_refused(artifact, tmp_path):
+    """One line, exit 2, no file: a run trained with mask burn-in (docs/bad-inputs.md: "embedding-burn-in"; its
+    crops would need the mask blanked in), and labels with nothing to embed ("lone-embedding-empty"). A run's
+    mask-crop centring and trained carrier travel in its artifact's spec."""
+    import shutil
+
+    from sleap_export.exporting.checkpoints import load_run
+
+    run = tmp_path / "burn_in_run"
+    shutil.copytree(model_dir(LONE[0]), run)
+    config = run / "training_config.yaml"
+    text = config.read_text()
+    run.chmod(0o755)
+    config.chmod(0o644)
+    config.write_text(text.replace("crop_centering: auto", "crop_centering: bbox"))
+    stage = load_run(run).stage
+    assert stage.crop_centering == "bbox" and stage.preferred_carrier == "pose"
+    config.write_text(text.replace("burn_in: false", "burn_in: true"))
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    done = subprocess.run([BIN / "sleap-export", "onnx", run, "-o", outputs / "e.onnx"], capture_output=True, text=True)
+    assert done.returncode == 2 and "was trained with mask burn-in (data_config.preprocessing.burn_in: true)" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+    labels = sio.load_slp(str(DATA / "minimal_instance6_masks.pkg.slp"))
+    labels[0].instances, labels[0].masks = [], []
+    empty = tmp_path / "empty.slp"
+    labels.save(str(empty), embed=True)
+    done = subprocess.run(
+        [BIN / "sleap-export", "predict", artifact(LONE, ".onnx"), empty, "-o", outputs / "out.slp"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "empty.slp holds no pose instance with a visible node and no non-empty mask" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(outputs.iterdir()) == []
