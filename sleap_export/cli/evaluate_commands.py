@@ -23,7 +23,7 @@ def check(
     max_deviation: Optional[float] = typer.Option(
         None, "--max-deviation", min=0.0,
         help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3, bf16 3); "
-        "pose models only (masks must be identical).",
+        "a lone embedding model: max vector element deviation (default 1e-4); not for masks (they must be identical).",
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
     runtime: Optional[str] = RUNTIME,
@@ -34,7 +34,9 @@ def check(
 
     Pose models: instance counts and keypoint deviations. Segmentation models: mask
     counts per frame and mask IoU (equal counts on every frame, >= 99.9% of masks
-    identical), sleap-nn run with the thresholds baked into the artifact.
+    identical), sleap-nn run with the thresholds baked into the artifact. A lone
+    embedding model: its vectors for the detections of a .slp (-d LABELS.slp)
+    against sleap-nn's predict_embeddings_to_slp, element by element.
 
     The model is an artifact, held to the runs it was exported from (-r), or
     training run(s), whose graph is built and run eagerly by PyTorch and held
@@ -72,7 +74,10 @@ def check(
 
 def bench(
     models: List[Path] = typer.Argument(..., help=MODEL_HELP + " Two runs: a centroid + centered-instance pair."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Video to read frames from (default: synthetic frames)."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", "-d",
+        help="Video to read frames from (default: synthetic frames); a lone embedding model: a .slp of detections to embed.",
+    ),
     batch_size: str = typer.Option("1,4,16", "--batch-size", "-b", help="Batch sizes to time, comma-separated."),
     frames: int = typer.Option(200, "--frames", "-n", min=1, help="Frames per measurement."),
     vs: List[Path] = typer.Option([], "--vs", help="Run folder(s): also time sleap-nn's checkpoint inference on the same frames."),
@@ -129,7 +134,7 @@ def bench(
         if tracking and data is None:
             raise InputError("bench --tracking tracks the poses predicted on a video; add --data video.mp4.")
         if tracking:
-            _refuse_tracking_masks(models)
+            _refuse_tracking_without_poses(models)
         report = run_bench(models, data, sizes, frames, vs, names, options)
     speed = None
     if tracking:
@@ -145,13 +150,19 @@ def bench(
         write_json_atomically(figures if speed is None else {**figures, "tracking": speed.as_dict()}, json_path)
 
 
-def _refuse_tracking_masks(models: List[Path]) -> None:
-    """bench --tracking times pose trackers; a segmentation model's frames hold masks, no poses."""
+def _refuse_tracking_without_poses(models: List[Path]) -> None:
+    """bench --tracking times pose trackers; a segmentation model's frames hold masks, a lone embedding's no poses
+    of its own."""
     from sleap_export.core.model_types import MODEL_TYPES
     from sleap_export.evaluation.throughput import model_type_of_models
     from sleap_export.runtime.open_model import check_models
 
     model_type = model_type_of_models(check_models(models))
+    if model_type == "embedding":
+        raise InputError(
+            "bench --tracking times pose tracking on a video and a lone embedding model embeds a .slp's detections; "
+            "leave out --tracking, or bench the embedding run exported with a centroid run."
+        )
     if MODEL_TYPES[model_type].segments:
         raise InputError(
             f"bench --tracking times pose tracking and a {model_type} model predicts masks; leave out --tracking."

@@ -10,6 +10,10 @@ Segmentation models are held to their masks instead (`MaskCheckReport`): equal
 mask counts on every frame and identical masks (pixels, scale and offset) on
 >= 99.9% of the matched ones (`core.mask_comparison`), with the IoU of any that
 differ and the largest score difference reported beside.
+
+A lone embedding model is held to its vectors (`EmbeddingCheckReport`): both sides
+embed the detections of the same labels, so equal counts on every frame and every
+paired vector element within `EMBEDDING_TOLERANCE` (or ``--max-deviation``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sleap_export.core.comparison import (
     scores_by_frame,
     tracks_by_frame,
 )
+from sleap_export.core.embedding_comparison import EmbeddingComparison, compare_embeddings, embeddings_by_frame
 from sleap_export.core.mask_comparison import MaskComparison, compare_masks
 from sleap_export.core.model_types import BOX_HEAD_TYPES, MODEL_TYPES
 from sleap_export.core.errors import InputError, SleapExportError
@@ -39,7 +44,7 @@ from sleap_export.core.training_runs import weights_file
 from sleap_export.core.spec import PostprocessSpec
 from sleap_export.runtime.artifacts.formats import SLEAP_NN_FOLDER, TENSORRT, format_of, read_spec, verify_payload
 from sleap_export.runtime.artifacts.sleap_nn_export_folder import written_by_sleap_nn
-from sleap_export.runtime.drivers.predictor import Predictor
+from sleap_export.runtime.drivers.predictor import LabelsEmbeddingPredictor, Predictor
 from sleap_export.runtime.drivers.progress import phase
 from sleap_export.runtime.open_model import ModelOptions, check_models, is_artifact, model_name, open_model
 
@@ -174,7 +179,7 @@ class CheckReport:
 
 
 def _report_head(report) -> dict:
-    """What a pose and a mask check report both state first: verdict, inputs, frames and counts."""
+    """What every check report (poses, masks, vectors) states first: verdict, inputs, frames and counts."""
     comparison = report.comparison
     return {
         "passed": bool(report),
@@ -283,6 +288,81 @@ class MaskCheckReport:
             f"({comparison.identical_share:.2%}), {differing} differ, worst IoU {worst}",
             f"score difference max {comparison.max_score_difference:.2e}",
             f"tolerance: equal counts on every frame, >= {comparison.min_identical_share:.1%} of masks identical",
+        ])
+        table.caption_justify = "left"
+        return table
+
+
+# Per-element tolerance of a lone embedding's vectors: sleap-nn's Skia crop rounds a few pixels one grey
+# level differently from ours, which moves vectors by up to ~8e-5; where the crops agree, within 1e-6.
+EMBEDDING_TOLERANCE = 1e-4
+
+
+@attrs.frozen
+class EmbeddingCheckReport:
+    """The outcome of checking a lone embedding model: its vectors against sleap-nn's for the same detections.
+
+    Truthy when both sides embed as many detections on every frame and no element of a paired
+    vector deviates by more than ``tolerance``.
+    """
+
+    artifact: str
+    references: tuple[str, ...]
+    data: str
+    precision: str
+    comparison: EmbeddingComparison
+    tolerance: float = EMBEDDING_TOLERANCE
+
+    @property
+    def failures(self) -> list[str]:
+        """What is out of tolerance, one phrase each."""
+        found = []
+        comparison = self.comparison
+        if comparison.frames == 0:
+            found.append("no frames were compared")
+        if comparison.embedded != comparison.embedded_reference or comparison.count_mismatches:
+            found.append(
+                f"{comparison.embedded} detections embedded, sleap-nn {comparison.embedded_reference} "
+                f"(counts differ on {len(comparison.count_mismatches)} of {comparison.frames} frames)"
+            )
+        elif comparison.paired == 0 and comparison.frames:
+            found.append("no detection was embedded")
+        if comparison.max_deviation > self.tolerance:
+            found.append(f"vector element deviation max {comparison.max_deviation:.3g} (> {self.tolerance:g})")
+        return found
+
+    def __bool__(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        comparison = self.comparison
+        return {
+            **_report_head(self),
+            "compared": "embeddings",
+            "embedded_artifact": comparison.embedded,
+            "embedded_reference": comparison.embedded_reference,
+            "paired": comparison.paired,
+            "vector_element_deviation": _stats(comparison.deviations),
+            "tolerance": self.tolerance,
+        }
+
+    def render(self) -> "object":
+        """A rich table of the report."""
+        from rich.table import Table
+
+        verdict = "PASS" if self else "FAIL: " + "; ".join(self.failures)
+        comparison = self.comparison
+        table = Table(title=f"check {Path(self.artifact).name} (embedding, {self.precision}): {verdict}", min_width=80)
+        for column in ("vector elements", "n", "mean", "p50", "p99", "p99.9", "max"):
+            table.add_column(column, justify="left" if column == "vector elements" else "right")
+        stats = _stats(comparison.deviations)
+        cells = [f"{stats[k]:.2e}" for k in ("mean", "p50", "p99", "p99.9", "max")] if stats["n"] else ["-"] * 5
+        table.add_row("all elements", str(stats["n"]), *cells)
+        table.caption = "\n".join([
+            f"{comparison.frames} frames of {Path(self.data).name}; detections embedded: artifact {comparison.embedded}, "
+            f"sleap-nn {comparison.embedded_reference}; counts agree on {comparison.count_agreement:.1%} of frames; "
+            f"{comparison.paired} vectors paired in order",
+            f"tolerance: equal counts on every frame, every element within {self.tolerance:g}",
         ])
         table.caption_justify = "left"
         return table
@@ -441,6 +521,44 @@ def _refuse_pose_settings_for_masks(spec, max_deviation: Optional[float], option
         )
 
 
+def _refuse_video_for_embedding(data: Path) -> None:
+    """A lone embedding model embeds the detections of a .slp, so it is checked on one."""
+    if data.suffix.lower() != ".slp":
+        raise InputError(
+            f"{data.name} is not a .slp: a lone embedding model embeds the detections of an existing .slp, so check "
+            "compares its vectors on one; pass -d LABELS.slp, or export the embedding run with a centroid run "
+            "(sleap-export onnx CENTROID_RUN EMBEDDING_RUN) and check that on the video."
+        )
+
+
+def _check_embedding(models, references, data, labels, max_deviation, batch_size, progress, options) -> "EmbeddingCheckReport":
+    """Both sides embed the detections of ``labels`` (the checked frames); their vectors, paired in order."""
+    from sleap_export.evaluation.sleap_nn_reference import sleap_nn_embed
+
+    videos = {id(v): i for i, v in enumerate(labels.videos)}
+    frames = [(videos[id(lf.video)], int(lf.frame_idx)) for lf in labels.labeled_frames]
+    with phase(progress, models[0].name, len(frames)) as shown:
+        runner = open_model(models, options)
+        LabelsEmbeddingPredictor(runner, batch_size=batch_size).predict(labels, progress=shown)
+        ours = embeddings_by_frame(labels)
+    # sleap-nn embeds the same labels; without our vectors, so that every vector it returns is its own.
+    for lf in labels.labeled_frames:
+        for detection in [*lf.instances, *(getattr(lf, "masks", None) or [])]:
+            detection.identity_embedding = None
+    with phase(progress, "sleap-nn", len(frames)) as shown:
+        theirs = embeddings_by_frame(sleap_nn_embed(labels, references[0], batch_size=batch_size))
+        if shown is not None:
+            shown.advance(len(frames))
+    return EmbeddingCheckReport(
+        artifact=model_name(models),
+        references=tuple(str(r) for r in references),
+        data=str(data),
+        precision=options.precision or runner.spec.precision,
+        comparison=compare_embeddings(ours, theirs, frames),
+        tolerance=EMBEDDING_TOLERANCE if max_deviation is None else max_deviation,
+    )
+
+
 def check_artifact(
     artifact: str | Path | Sequence[str | Path],
     references: Sequence[str | Path],
@@ -450,10 +568,12 @@ def check_artifact(
     batch_size: int = 4,
     progress: Optional[Callable[[str], object]] = None,
     options: ModelOptions = ModelOptions(),
-) -> CheckReport | MaskCheckReport:
+) -> CheckReport | MaskCheckReport | EmbeddingCheckReport:
     """Run the artifact and sleap-nn on the same frames of ``data`` and compare them: poses
-    (`CheckReport`), or a segmentation model's masks (`MaskCheckReport`, ``options.masks`` reaching
-    both sides; ``max_deviation`` is refused there).
+    (`CheckReport`), a segmentation model's masks (`MaskCheckReport`, ``options.masks`` reaching
+    both sides; ``max_deviation`` is refused there), or a lone embedding model's vectors for the
+    detections of the first ``frames`` labeled frames of a .slp (`EmbeddingCheckReport`;
+    ``max_deviation`` is the per-element tolerance).
 
     ``options`` open the artifact (`open_model`; ``ModelOptions(runtime="openvino",
     precision="bf16")``); the tolerance is the precision it runs at.
@@ -463,6 +583,7 @@ def check_artifact(
     the progress shown for each side (`runtime.drivers.progress.progress_for`).
     """
     from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict
+    from sleap_export.evaluation.throughput import model_type_of_models
     from sleap_export.exporting.checkpoints import file_sha256
 
     if frames < 1:
@@ -486,11 +607,16 @@ def check_artifact(
     else:
         weights = [weights_file(m) for m in models]
         _check_sources({file_sha256(w) for w in weights if w.exists()}, len(models), references, artifact=False)
+    lone_embedding = (spec.model_type if spec else model_type_of_models(models)) == "embedding"
+    if lone_embedding:
+        _refuse_video_for_embedding(data)
     # Found, not imported: importing sleap-nn (and torch) takes seconds, shown as the reference's progress.
     if importlib.util.find_spec("sleap_nn") is None:
         raise InputError("check runs sleap-nn as the reference; install it: pip install 'sleap-export[export]'.")
 
     source, indices = _frames_to_check(data, frames)
+    if lone_embedding:
+        return _check_embedding(models, references, data, source, max_deviation, batch_size, progress, options)
     total = len(source.labeled_frames) if indices is None else len(indices)
     with phase(progress, models[0].name if spec else "eager graph", total) as shown:
         runner = open_model(models, options)  # training runs: torch and sleap-nn load in this step

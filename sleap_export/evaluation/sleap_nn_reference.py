@@ -132,3 +132,26 @@ def sleap_nn_predict(
         return labels
     finally:
         logger.enable("sleap_nn")
+
+
+def sleap_nn_embed(labels, model_path: str | Path, batch_size: int = REFERENCE_BATCH_SIZE):
+    """`sio.Labels`: the detections of ``labels`` embedded by sleap-nn's ``predict_embeddings_to_slp`` on CPU
+    (every detection, tracked or not), as it runs on a .slp: the labels go through a temporary file."""
+    import tempfile
+
+    import sleap_io as sio
+    from loguru import logger
+    from sleap_nn.inference.embedding import predict_embeddings_to_slp
+
+    logger.disable("sleap_nn")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            given, embedded = Path(folder) / "detections.slp", Path(folder) / "embedded.slp"
+            sio.save_slp(labels, str(given))
+            predict_embeddings_to_slp(
+                str(model_path), data_path=str(given), output_path=str(embedded), device="cpu",
+                batch_size=batch_size, save_embeddings="slp", include_untracked=True,
+            )
+            return sio.load_slp(str(embedded))
+    finally:
+        logger.enable("sleap_nn")

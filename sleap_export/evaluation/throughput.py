@@ -149,8 +149,10 @@ class BenchReport:
 
 
 def predicted_kind(model_type: str) -> str:
-    """"poses", "boxes" or "masks": what a model of this type predicts per frame."""
+    """"poses", "boxes", "masks", or a lone embedding model's "vectors": what a model of this type predicts per frame."""
     kind = MODEL_TYPES[model_type]
+    if model_type == "embedding":
+        return "vectors"
     return "masks" if kind.segments else "boxes" if kind.detects_boxes and len(kind.runs) == 1 else "poses"
 
 
@@ -186,21 +188,65 @@ def _frames_and_source(spec, data: Optional[Path], frames: int):
     return array, str(data), indices, str(data)
 
 
-def _network_fps(runner, frames: np.ndarray, batch_size: int) -> float:
-    """Frames per second through the graph alone, as many batches at once as `Predictor` runs."""
-    runner.infer(frames[:batch_size])  # warm-up: allocations, first-run optimizations
-    batches = (frames[start : start + batch_size] for start in range(0, len(frames), batch_size))
+def _embedding_inputs(spec, data: Optional[Path], frames: int):
+    """A lone embedding model's inputs: the first ``frames`` labeled frames of a .slp holding detections, pre-decoded
+    (N, H, W, C) with the crop centres of their detections (N, K, 2; NaN pads); those labels; and how many of
+    their frames hold detections (what end to end embeds)."""
+    import sleap_io as sio
+
+    from sleap_export.runtime.drivers.embedding_carriers import Carriers
+    from sleap_export.runtime.sources.video_inputs import first_labeled_frames
+
+    if data is None or data.suffix.lower() != ".slp":
+        given = "synthetic frames" if data is None else data.name
+        raise InputError(
+            f"bench times a lone embedding model on the detections of a .slp, not on {given}; pass -d LABELS.slp, "
+            "or bench the embedding run exported with a centroid run (sleap-export onnx CENTROID_RUN EMBEDDING_RUN)."
+        )
+    if not data.exists():
+        raise InputError(f"{data} does not exist; pass a .slp of detections to embed.")
+    labels = first_labeled_frames(sio.load_slp(str(data)), frames)
+    stage = spec.stages[0]
+    carriers = Carriers.of(labels, stage.anchor_part)
+    if not carriers.poses and not carriers.masks:
+        raise InputError(f"{data.name} holds no detection to embed; pass a .slp of a pose or segmentation model's predictions, or labels.")
+    frame_sizes = {id(video): tuple(video.shape[1:3]) for video in labels.videos}
+    centres = carriers.centres(
+        carriers.chosen(stage.preferred_carrier), stage.anchor_part, frame_sizes, stage.crop_centering
+    )
+    videos = {id(video): video for video in labels.videos}
+    first_size = frame_sizes[next(iter(centres))[0]]
+    # The network is timed on one frame size: the frames of the first embedded frame's size.
+    kept = [key for key in centres if frame_sizes[key[0]] == first_size]
+    slots = max(len(centres[key][1]) for key in kept)
+    centroids = np.full((len(kept), slots, 2), np.nan, np.float32)
+    for row, key in enumerate(kept):
+        centroids[row, : len(centres[key][1])] = centres[key][1]
+    array = np.stack([videos[video][frame] for video, frame in kept])
+    return array, centroids, labels, len(centres)
+
+
+def _network_fps(runner, frames: np.ndarray, batch_size: int, centroids: Optional[np.ndarray] = None) -> float:
+    """Frames per second through the graph alone, as many batches at once as `Predictor` runs; ``centroids``
+    (N, K, 2) for a model that crops around given centres."""
+
+    def infer(start: int):
+        end = start + batch_size
+        return runner.infer(frames[start:end], centroids=None if centroids is None else centroids[start:end])
+
+    infer(0)  # warm-up: allocations, first-run optimizations
     started = time.perf_counter()
-    for _ in in_order(runner.infer, batches, runner.parallel_batches):
+    for _ in in_order(infer, range(0, len(frames), batch_size), runner.parallel_batches):
         pass
     return len(frames) / (time.perf_counter() - started)
 
 
-def _latency_ms(runner, frames: np.ndarray, repeats: int = 50) -> dict[str, float]:
+def _latency_ms(runner, frames: np.ndarray, centroids: Optional[np.ndarray] = None, repeats: int = 50) -> dict[str, float]:
     samples = []
     for i in range(repeats + 1):
+        given = None if centroids is None else centroids[i % len(frames)][None]
         started = time.perf_counter()
-        runner.predict(frames[i % len(frames)][None], keep_images=False)
+        runner.predict(frames[i % len(frames)][None], keep_images=False, centroids=given)
         samples.append((time.perf_counter() - started) * 1000)
     samples = np.array(samples[1:])
     return {f"p{q}": float(np.percentile(samples, q)) for q in (50, 90, 99)}
@@ -247,33 +293,45 @@ def run_bench(
         raise InputError(f"Unknown runner(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUNNER_NAMES)}.")
     runner = open_model(models, attrs.evolve(options, throughput=True))
     spec = runner.spec
-    if "centroids" in spec.input_names:
+    lone_embedding = spec.model_type == "embedding"
+    if "centroids" in spec.input_names and not lone_embedding:
         raise InputError("bench runs models that find their own instances; bench the top-down model instead.")
-    array, source, indices, data_name = _frames_and_source(spec, None if data is None else Path(data), frames)
+    data = None if data is None else Path(data)
+    if lone_embedding:  # the labels' detections embedded: their frames, each with its crop centres
+        if len(vs) > 1:
+            raise InputError(f"--vs: a lone embedding model is timed against its one run, got {len(vs)}; pass that run alone.")
+        array, centroids, source, timed = _embedding_inputs(spec, data, frames)
+        indices, data_name = None, str(data)
+    else:
+        array, source, indices, data_name = _frames_and_source(spec, data, frames)
+        centroids, timed = None, len(array)
     batches = []
     with runner:
         for batch_size in batch_sizes:
-            network = _network_fps(runner, array, batch_size)
-            predictor = Predictor(runner, batch_size=batch_size)
+            network = _network_fps(runner, array, batch_size, centroids)
+            predictor = Predictor._for(runner)(runner, batch_size=batch_size)
             runner.clock.reset()
             started = time.perf_counter()
             predictor.predict(source, frames=indices, progress=None)
-            end_to_end = len(array) / (time.perf_counter() - started)
+            end_to_end = timed / (time.perf_counter() - started)
             seconds = {**runner.clock.seconds, **predictor.clock.seconds}
-            split = {stage: 1000 * s / len(array) for stage, s in seconds.items()}
+            split = {stage: 1000 * s / timed for stage, s in seconds.items()}
             batches.append(BatchFigures(batch_size, network, end_to_end, split))
     # Closed-loop use: one frame at a time with every thread on it.
     with runner if runner.parallel_batches == 1 else open_model(models, options) as latency_runner:
-        latency = _latency_ms(latency_runner, array)
+        latency = _latency_ms(latency_runner, array, centroids)
 
     reference_fps = reference_batch = None
     if vs:
-        from sleap_export.evaluation.sleap_nn_reference import reference_settings, sleap_nn_predict
+        from sleap_export.evaluation.sleap_nn_reference import reference_settings, sleap_nn_embed, sleap_nn_predict
 
         reference_batch = next((b for b in batch_sizes if b > 1), batch_sizes[0])
         started = time.perf_counter()
-        sleap_nn_predict(source, vs, frames=indices, batch_size=reference_batch, **reference_settings(spec))
-        reference_fps = len(array) / (time.perf_counter() - started)
+        if lone_embedding:
+            sleap_nn_embed(source, vs[0], batch_size=reference_batch)
+        else:
+            sleap_nn_predict(source, vs, frames=indices, batch_size=reference_batch, **reference_settings(spec))
+        reference_fps = timed / (time.perf_counter() - started)
 
     runner_fps = {}
     runs = models if artifact is None else []  # what --runners builds from when --vs is left out
@@ -283,13 +341,13 @@ def run_bench(
             other = _runner_for(name, artifact, spec, [Path(v) for v in vs] or runs, Path(workdir), options.threads)
             if other is not None:
                 with other:
-                    runner_fps[name] = _network_fps(other, array, batch)
+                    runner_fps[name] = _network_fps(other, array, batch, centroids)
 
     return BenchReport(
         artifact=model_name(models),
         model_type=spec.model_type,
         data=data_name,
-        frames=len(array),
+        frames=timed,
         batches=tuple(batches),
         latency_ms=latency,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

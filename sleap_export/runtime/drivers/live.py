@@ -315,9 +315,15 @@ def refuse_unless_live(runner: Runner) -> None:
     """Refuse artifacts that cannot pose camera frames on their own."""
     require_poses(runner.spec)
     if "centroids" in runner.spec.input_names:
+        model_type = runner.spec.model_type
+        together = (
+            "the embedding run with a centroid run (or a centroid and a centered-instance run)"
+            if model_type == "embedding"
+            else "the centroid and centered-instance runs together (a top-down artifact)"
+        )
         raise InputError(
-            f"A {runner.spec.model_type} artifact crops around centroids it is given, so it cannot run on camera "
-            "frames alone; export the centroid and centered-instance runs together (a top-down artifact)."
+            f"{'An' if model_type[0] in 'aeiou' else 'A'} {model_type} artifact crops around centroids it is given, "
+            f"so it cannot run on camera frames alone; export {together}."
         )
 
 
