@@ -31,7 +31,7 @@ def check(embedding: Path, data: Path, *extra) -> subprocess.CompletedProcess:
 
 
 def test_check_holds_the_vectors_to_sleap_nn(embedding, assets, tmp_path):
-    """Both sides embed the same 4 detections; every vector element agrees within 1e-4 (exit 0), and a
+    """Both sides embed the same 4 detections; every vector element agrees within 5e-4 (exit 0), and a
     tolerance below the measured deviation fails the check (exit 1)."""
     report = tmp_path / "check.json"
     result = check(embedding, DATA / LABELS, "--json", report)
@@ -40,7 +40,7 @@ def test_check_holds_the_vectors_to_sleap_nn(embedding, assets, tmp_path):
     assert figures["passed"] and figures["compared"] == "embeddings"
     assert figures["frames"] == 2 and figures["embedded_artifact"] == figures["embedded_reference"] == figures["paired"] == 4
     deviation = figures["vector_element_deviation"]
-    assert deviation["n"] == 4 * 32 and 0 < deviation["max"] <= 1e-4 and figures["tolerance"] == 1e-4
+    assert deviation["n"] == 4 * 32 and 0 < deviation["max"] <= 1e-4 and figures["tolerance"] == 5e-4
 
     strict = tmp_path / "strict.json"
     result = check(embedding, DATA / LABELS, "--json", strict, "--max-deviation", deviation["max"] / 2)

@@ -294,8 +294,9 @@ class MaskCheckReport:
 
 
 # Per-element tolerance of a lone embedding's vectors: sleap-nn's Skia crop rounds a few pixels one grey
-# level differently from ours, which moves vectors by up to ~8e-5; where the crops agree, within 1e-6.
-EMBEDDING_TOLERANCE = 1e-4
+# level differently from ours (up to 8 in a mask's crop), each moving vectors by up to ~7.3e-5 (measured
+# worst 1.7e-4, 4 pixels); where the crops agree, within 1e-6. A crop shifted by a pixel moves them ~1e-2.
+EMBEDDING_TOLERANCE = 5e-4
 
 
 @attrs.frozen
