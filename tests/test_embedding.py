@@ -333,23 +333,32 @@ def test_lone_embedding_refuses_videos_and_outputs_without_vectors(artifact, lab
     assert list(tmp_path.iterdir()) == []
 
 
-# Mask carriers: the lone run on sleap-nn's own masks of frames 0-49 (the segmentation tests' references):
-# bottom-up masks on the heads' stride-2 grid, top-down crop masks at offsets. The shared run was trained on
-# poses (detection_mode: pose), so on labels holding only masks it embeds the masks, as sleap-nn does.
-MASK_RUNS = {"bottomup": ["new_bottomup_segmentation"], "topdown": ["minimal_instance_centroid", "new_centered_instance_segmentation"]}
-MASKS_EMBEDDED = {"bottomup": 383, "topdown": 100}
+# Mask carriers: the lone run on sleap-nn's own masks (the segmentation tests' references): bottom-up masks on
+# the heads' stride-2 grid (frames 0-49 at the run's 384 x 384, and 20 frames padded to 300 x 452, which the
+# embedding run's size matching resizes), top-down crop masks at offsets. The shared run was trained on poses
+# (detection_mode: pose), so on labels holding only masks it embeds the masks, as sleap-nn does.
+MASK_INPUTS = {
+    "bottomup": (["new_bottomup_segmentation"], None),
+    "topdown": (["minimal_instance_centroid", "new_centered_instance_segmentation"], None),
+    "bottomup-resized": (["new_bottomup_segmentation"], (300, 452)),
+}
+MASKS_EMBEDDED = {"bottomup": 383, "topdown": 100, "bottomup-resized": 142}
 TIE_PIXEL = 1e-4  # per element, per crop pixel on the other side of a Skia rounding tie (measured <= 7.3e-5 each)
 
 
 @pytest.fixture(scope="session")
-def masks_to_embed(mask_reference, session_cache):
+def masks_to_embed(mask_reference, frame_sequence, session_cache):
     """``masks_to_embed(kind) -> (masks .slp, sleap-nn's embedding of it)``, once per session."""
     from conftest import Setting
 
     def compute(kind: str) -> tuple[Path, Path]:
-        runs = MASK_RUNS[kind]
-        mask_reference(runs, Setting("default"), "training-size", str(VIDEO), list(range(50)))
-        given = session_cache / f"masks-{'+'.join(runs)}-default-training-size.slp"
+        runs, other_size = MASK_INPUTS[kind]
+        if other_size is None:
+            clip, source, frames = "training-size", str(VIDEO), list(range(50))
+        else:
+            clip, source, frames = "other-size", frame_sequence(VIDEO.name, range(0, 100, 5), *other_size), None
+        mask_reference(runs, Setting("default"), clip, source, frames)
+        given = session_cache / f"masks-{'+'.join(runs)}-default-{clip}.slp"
 
         def produce(path: Path) -> None:
             from loguru import logger
@@ -366,34 +375,60 @@ def masks_to_embed(mask_reference, session_cache):
     return compute
 
 
-@pytest.mark.parametrize("kind", MASK_RUNS)
+def size_matched(frame: np.ndarray) -> np.ndarray:
+    """The frame as the embedding run's size matching gives it to the crop (sleap-nn's `apply_sizematcher`)."""
+    import torch
+    from sleap_nn.data.resizing import apply_sizematcher
+
+    image = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None]
+    return apply_sizematcher(image, 384, 384)[0][0].numpy().transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("kind", MASK_INPUTS)
 def test_lone_embedding_embeds_masks_as_sleap_nn(kind, artifact, masks_to_embed):
     """Each mask's crop centred where sleap-nn centres it (its centre of mass; the bounding-box midpoint
-    checked too), to the last bit, and its vector within 1e-5 per element of sleap-nn's where the two crops
-    agree pixel for pixel (measured <= 9.5e-7 over 533 masks), else within 1e-4 per crop pixel one grey level
-    off (Skia's rounding ties; measured: 1-8 such pixels on 219 of 533 crops, vectors <= 1.7e-4 at 4 pixels)."""
+    checked too; on resized frames, of the resized mask) to the last bit, and its vector within 1e-5 per
+    element of sleap-nn's where the two crops agree pixel for pixel (measured <= 9.5e-7 over 625 masks), else
+    within 1e-4 per crop pixel one grey level off (Skia's rounding ties; measured: 1-8 such pixels on a third
+    to a half of the crops, vectors <= 1.7e-4 at 4 pixels)."""
     from sleap_nn.data.instance_cropping import clip_rects, mask_foreground_rects, mask_rects_center
 
     from sleap_export import Predictor
-    from sleap_export.runtime.drivers.embedding_carriers import CarrierWarning, mask_crop_centre
+    from sleap_export.runtime.drivers.embedding_carriers import (
+        CarrierWarning,
+        frame_centre_of,
+        mask_crop_centre,
+        size_scale,
+    )
+    from sleap_export.runtime.drivers.resized_mask_centre import resized_mask_centre
 
     given, reference = masks_to_embed(kind)
     with pytest.warns(CarrierWarning, match="trained on poses and these labels hold none; embedding their"):
         ours = Predictor.from_model_paths(artifact(LONE, ".onnx")).predict(str(given), progress=None)
     theirs = sio.load_slp(str(reference))
-    video = sio.load_video(str(VIDEO))
     worst = {"masks": 0, "same_crop": 0.0, "tie_crops": 0}
-    assert [lf.frame_idx for lf in ours] == [lf.frame_idx for lf in theirs] == list(range(50))
+    assert len(ours.labeled_frames) == len(theirs.labeled_frames) == (20 if MASK_INPUTS[kind][1] else 50)
     for mine, their in zip(ours.labeled_frames, theirs.labeled_frames):
         assert not mine.instances and len(mine.masks) == len(their.masks), mine.frame_idx
-        frame = video[mine.frame_idx]
+        frame = mine.image
+        size = frame.shape[:2]
         for a, b in zip(mine.masks, their.masks):
             assert a.identity_embedding is not None and b.identity_embedding is not None
-            for centering in ("auto", "bbox"):
-                expected = mask_rects_center(clip_rects(mask_foreground_rects(b), (384, 384)), centering, (384, 384))
-                assert np.array_equal(mask_crop_centre(a, (384, 384), centering), np.float32(expected)), centering
-            centre = mask_crop_centre(a, (384, 384), "auto")
-            off = np.abs(our_crop(frame, centre) - skia_crop(frame, centre))
+            if size == (384, 384):
+                for centering in ("auto", "bbox"):
+                    expected = mask_rects_center(clip_rects(mask_foreground_rects(b), size), centering, size)
+                    assert np.array_equal(mask_crop_centre(a, size, centering), np.float32(expected)), centering
+                centre = theirs_centre = mask_crop_centre(a, size, "auto")
+                cropped = frame
+            else:
+                # sleap-nn's centre on the resized frame (tests/test_resized_mask_centre.py: bit for bit), as the
+                # graph receives it: in frame pixels, scaled back in float32, which misses some by one ulp
+                # (measured: 14 of 142, 1.5e-5 px).
+                scale = size_scale(size, (384, 384))
+                theirs_centre = resized_mask_centre(a, size, (384, 384), "auto")
+                centre = np.float32(frame_centre_of(theirs_centre, scale) * scale)
+                cropped = size_matched(frame)
+            off = np.abs(our_crop(cropped, centre) - skia_crop(cropped, theirs_centre))
             deviation = float(np.abs(a.identity_embedding.vector - b.identity_embedding.vector).max())
             worst["masks"] += 1
             if not off.any():
@@ -402,7 +437,7 @@ def test_lone_embedding_embeds_masks_as_sleap_nn(kind, artifact, masks_to_embed)
             worst["tie_crops"] += 1
             assert off.max() == 1 and deviation <= TIE_PIXEL * np.count_nonzero(off), (mine.frame_idx, deviation)
     assert worst["masks"] == MASKS_EMBEDDED[kind] and worst["same_crop"] <= SAME_CROP, worst
-    assert worst["tie_crops"] <= 0.5 * worst["masks"], worst  # a shifted crop would differ in every pixel
+    assert worst["tie_crops"] <= 0.6 * worst["masks"], worst  # a shifted crop would differ in every pixel
 
 
 def test_lone_embedding_embeds_the_carrier_sleap_nn_picks(artifact, tmp_path):

@@ -194,7 +194,7 @@ def _embedding_inputs(spec, data: Optional[Path], frames: int):
     their frames hold detections (what end to end embeds)."""
     import sleap_io as sio
 
-    from sleap_export.runtime.drivers.embedding_carriers import Carriers
+    from sleap_export.runtime.drivers.embedding_carriers import embedded_detections
     from sleap_export.runtime.sources.video_inputs import first_labeled_frames
 
     if data is None or data.suffix.lower() != ".slp":
@@ -206,14 +206,10 @@ def _embedding_inputs(spec, data: Optional[Path], frames: int):
     if not data.exists():
         raise InputError(f"{data} does not exist; pass a .slp of detections to embed.")
     labels = first_labeled_frames(sio.load_slp(str(data)), frames)
-    stage = spec.stages[0]
-    carriers = Carriers.of(labels, stage.anchor_part)
-    if not carriers.poses and not carriers.masks:
+    centres = embedded_detections(labels, spec.stages[0])
+    if not centres:
         raise InputError(f"{data.name} holds no detection to embed; pass a .slp of a pose or segmentation model's predictions, or labels.")
     frame_sizes = {id(video): tuple(video.shape[1:3]) for video in labels.videos}
-    centres = carriers.centres(
-        carriers.chosen(stage.preferred_carrier), stage.anchor_part, frame_sizes, stage.crop_centering
-    )
     videos = {id(video): video for video in labels.videos}
     first_size = frame_sizes[next(iter(centres))[0]]
     # The network is timed on one frame size: the frames of the first embedded frame's size.

@@ -16,6 +16,8 @@ import attrs
 import numpy as np
 import sleap_io as sio
 
+from sleap_export.runtime.drivers.resized_mask_centre import resized_mask_centre
+
 POSE = "pose"
 MASK = "mask"
 
@@ -71,6 +73,41 @@ def mask_crop_centre(mask: sio.SegmentationMask, frame_hw: tuple[int, int], cent
     return np.array([int(cols.sum()) / rows.size, int(rows.sum()) / rows.size], np.float32)
 
 
+def size_scale(frame_hw: tuple[int, int], max_hw: tuple[Optional[int], Optional[int]]) -> np.float32:
+    """The graph's float32 size-matching scale of a frame (``match_size``; 1 where the run matches no size)."""
+    target = [frame_hw[i] if max_hw[i] is None else int(max_hw[i]) for i in (0, 1)]
+    return np.float32(min(target[0] / frame_hw[0], target[1] / frame_hw[1]))
+
+
+def frame_centre_of(resized_centre: np.ndarray, scale: np.float32) -> np.ndarray:
+    """The frame-pixel centre the graph scales (``centre * scale`` in float32) back onto ``resized_centre``:
+    the float32 quotient, or one of its neighbours where the product rounds away from it."""
+    centre = (resized_centre.astype(np.float64) / np.float64(scale)).astype(np.float32)
+    for axis in (0, 1):
+        candidates = [centre[axis]]
+        for direction in (-np.inf, np.inf):
+            step = centre[axis]
+            for _ in range(2):
+                step = np.nextafter(step, np.float32(direction))
+                candidates.append(step)
+        products = [abs(float(np.float32(c * scale)) - float(resized_centre[axis])) for c in candidates]
+        centre[axis] = candidates[int(np.argmin(products))]
+    return centre
+
+
+def mask_centre_for_graph(
+    mask: sio.SegmentationMask, frame_hw: tuple[int, int], max_hw: tuple[Optional[int], Optional[int]],
+    centering: Optional[str],
+) -> np.ndarray:
+    """A mask's crop centre in frame pixels as the artifact takes it. On a frame the run's size matching
+    leaves as it is, the mask's own centre; on one it resizes, sleap-nn centres the crop on the resized
+    mask (`resized_mask_centre`), which is not the scaled centre of the mask."""
+    scale = size_scale(frame_hw, max_hw)
+    if scale == 1:
+        return mask_crop_centre(mask, frame_hw, centering)
+    return frame_centre_of(resized_mask_centre(mask, frame_hw, max_hw, centering), scale)
+
+
 @attrs.frozen
 class Carriers:
     """Every frame's embeddable detections: ``{(id(video), frame): [detection, ...]}`` per carrier."""
@@ -111,14 +148,30 @@ class Carriers:
             return other
         return preferred
 
-    def centres(self, carrier: str, anchor_part: Optional[str], frame_sizes: dict, centering: Optional[str]) -> dict:
-        """``{(id(video), frame): (detections, (n, 2) float32 crop centres)}`` of ``carrier``."""
+    def centres(
+        self, carrier: str, anchor_part: Optional[str], frame_sizes: dict, max_hw: tuple, centering: Optional[str]
+    ) -> dict:
+        """``{(id(video), frame): (detections, (n, 2) float32 crop centres)}`` of ``carrier``; ``frame_sizes``:
+        each video's ``(height, width)``, ``max_hw``: the run's size matching."""
         if carrier == POSE:
             return {
                 key: (found, np.stack([pose_crop_centre(i, anchor_part) for i in found]))
                 for key, found in self.poses.items()
             }
         return {
-            key: (found, np.stack([mask_crop_centre(m, frame_sizes[key[0]], centering) for m in found]))
+            key: (found, np.stack([mask_centre_for_graph(m, frame_sizes[key[0]], max_hw, centering) for m in found]))
             for key, found in self.masks.items()
         }
+
+
+def embedded_detections(labels: sio.Labels, stage) -> dict:
+    """``{(id(video), frame): (detections, (n, 2) float32 crop centres in frame pixels)}`` of the carrier a
+    lone embedding ``stage`` (`StageSpec`) embeds in ``labels``; empty when they hold nothing to embed."""
+    carriers = Carriers.of(labels, stage.anchor_part)
+    if not carriers.poses and not carriers.masks:
+        return {}
+    carrier = carriers.chosen(stage.preferred_carrier)
+    frame_sizes = {id(video): tuple(video.shape[1:3]) for video in labels.videos} if carrier == MASK else {}
+    return carriers.centres(
+        carrier, stage.anchor_part, frame_sizes, (stage.max_height, stage.max_width), stage.crop_centering
+    )

@@ -21,7 +21,7 @@ from sleap_export.core.errors import InputError
 from sleap_export.core.stage_clock import StageClock
 from sleap_export.runtime.backends.runner import Runner, require_poses
 from sleap_export.runtime.drivers.batch_pipeline import Batch, background, decode_batches, in_order
-from sleap_export.runtime.drivers.embedding_carriers import MASK, Carriers
+from sleap_export.runtime.drivers.embedding_carriers import embedded_detections
 from sleap_export.runtime.drivers.progress import ProgressArgument, progress_sink
 from sleap_export.runtime.open_model import ModelOptions, model_name, open_model
 from sleap_export.runtime.sources.frame_arrays import as_batch
@@ -488,18 +488,14 @@ class LabelsEmbeddingPredictor(Predictor):
         for lf in labels.labeled_frames:
             for detection in [*lf.instances, *(getattr(lf, "masks", None) or [])]:
                 detection.identity_embedding = None
-        stage = self.runner.spec.stages[0]
-        carriers = Carriers.of(labels, stage.anchor_part)
-        if not carriers.poses and not carriers.masks:
+        # (video, frame) -> the detections embedded there, in slot order, and their crop centres.
+        owners = embedded_detections(labels, self.runner.spec.stages[0])
+        if not owners:
             name = Path(item).name if isinstance(item, (str, Path)) else "The labels"
             raise InputError(
                 f"{name} holds no pose instance with a visible node and no non-empty mask to embed; pass a .slp of "
                 "detections (a pose or segmentation model's predictions, or labels)."
             )
-        carrier = carriers.chosen(stage.preferred_carrier)
-        frame_sizes = {id(video): tuple(video.shape[1:3]) for video in labels.videos} if carrier == MASK else {}
-        # (video, frame) -> the detections embedded there, in slot order, and their crop centres.
-        owners = carriers.centres(carrier, stage.anchor_part, frame_sizes, stage.crop_centering)
         sources = [
             attrs.evolve(
                 source,
