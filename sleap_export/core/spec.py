@@ -197,9 +197,20 @@ class AccuracyGate:
     max_deviation_px: Optional[float] = None
     min_count_agreement: Optional[float] = None
     passed: Optional[bool] = None
+    # Embedding artifacts: the appearance vectors paired with fp32's (same detection); their cosine similarity
+    # at the 1st percentile (held to ``min_vector_cosine``, as p99 px is to ``max_deviation_px``) and at worst,
+    # and their largest element difference. None for other artifacts and before these were recorded.
+    vectors: Optional[int] = None
+    vector_cosine_p1: Optional[float] = None
+    worst_vector_cosine: Optional[float] = None
+    max_vector_deviation: Optional[float] = None
+    min_vector_cosine: Optional[float] = None
 
     def describe_tolerance(self) -> str:
-        return f"p99 <= {self.max_deviation_px:g} px, counts agree >= {self.min_count_agreement:.0%}"
+        text = f"p99 <= {self.max_deviation_px:g} px, counts agree >= {self.min_count_agreement:.0%}"
+        if self.min_vector_cosine is not None:
+            text += f", vector cosine p1 >= {self.min_vector_cosine:g}"
+        return text
 
     def __str__(self) -> str:
         text = (
@@ -209,6 +220,13 @@ class AccuracyGate:
         if self.labels_error_px is not None:
             reduced, fp32 = self.labels_error_px
             text += f"; vs labels: {self.precision} {reduced:.2f} px, fp32 {fp32:.2f} px"
+        if self.vectors == 0:
+            text += "; no appearance vector paired with fp32's"
+        elif self.vectors is not None:
+            text += (
+                f"; {self.vectors} appearance vectors: cosine p1 {self.vector_cosine_p1:.6f}, worst "
+                f"{self.worst_vector_cosine:.6f}, max element difference {self.max_vector_deviation:.2e}"
+            )
         if self.passed is not None:
             verdict = "within" if self.passed else "FAILED, kept on request:"
             text += f"; {verdict} tolerance ({self.describe_tolerance()})"

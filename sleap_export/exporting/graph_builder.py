@@ -18,6 +18,7 @@ from sleap_export.core.model_types import BOX_HEAD_TYPES, ModelType, model_type_
 from sleap_export.core.spec import ExportRecord, ModelSpec, PostprocessSpec
 from sleap_export.exporting.options import ExportOptions
 from sleap_export.runtime.decoding.peak_grouping import paf_edge_order
+from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES
 
 
 # sleap-nn's detections per frame when predict is given no max_instances, and SSD's NMS IoU.
@@ -84,11 +85,15 @@ def build_graph(model_paths: Sequence[str | Path], options: ExportOptions = Expo
         raise InputError("--box-nms-iou applies to box detectors (bbox_centernet, bbox_ssd) only; leave it out.")
     if post.grouping == "graph" and model_type.name != "bottomup":
         raise InputError("--grouping graph applies to bottom-up (PAF) models only; leave it out.")
-    if (model_type.embeds or model_type.segments) and options.precision != "fp32":
-        what = "appearance vectors" if model_type.embeds else "masks"
+    if model_type.segments and options.precision != "fp32":
         raise InputError(
-            f"--precision {options.precision}: the accuracy gate of reduced precision holds poses, not {what}, "
-            f"so {model_type.name} exports in fp32 only; leave out --precision."
+            f"--precision {options.precision}: the accuracy gate of reduced precision holds poses and appearance "
+            f"vectors, not masks, so {model_type.name} exports in fp32 only; leave out --precision."
+        )
+    if model_type.name == "embedding" and options.precision != "fp32" and not str(options.calibration).endswith(LABELS_SUFFIXES):
+        raise InputError(
+            f"--precision {options.precision}: a lone embedding run embeds the detections of a .slp, so it calibrates "
+            "and is gated on one; pass --calibration LABELS.slp (e.g. a pose model's predictions on your video)."
         )
     if not model_type.segments and post.fg_threshold != defaults.fg_threshold.default:
         raise InputError("--fg-threshold applies to segmentation models only; leave it out.")

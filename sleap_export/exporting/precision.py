@@ -7,7 +7,8 @@ calibration. Resizing, peak finding, refinement, crops and coordinate maths
 stay fp32 in both. The gate runs the fp32 and reduced graphs on frames held
 aside from calibration (a video), or on the labeled frames (a .slp, where
 ground truth is compared too), holds them to `check`'s tolerance for the
-precision, and its figures and verdict travel in the spec.
+precision (an embedding artifact's appearance vectors too), and its figures
+and verdict travel in the spec.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ class CalibrationSet:
     gate: list[np.ndarray]
     source: str
     truth: Optional[dict] = None  # (0, i) -> (instances, nodes, 2) for gate frame i
+    # A .slp's labeled frames drawn (calibrate and gate): the detections a lone embedding run embeds.
+    labels: Optional[object] = None  # sio.Labels
 
-    def cache_key(self) -> str:
+    def cache_key(self, centres: Optional[list[np.ndarray]] = None) -> str:
+        """Names the calibration's ranges: its frames and, where the graph crops where it is told, the centres."""
         digest = hashlib.sha256()
-        for frame in self.calibrate:
+        for frame in [*self.calibrate, *(centres or [])]:
             digest.update(np.ascontiguousarray(frame).tobytes())
         return digest.hexdigest()
 
@@ -56,8 +60,10 @@ def calibration_set(data: Optional[str | Path], count: int, precision: str = "in
     if count < 1:
         raise InputError(f"--calibration-frames must be at least 1, got {count}.")
     source = open_input(data)
+    labels = None
     if isinstance(source, sio.Labels):
-        labeled = first_labeled_frames(source, count).labeled_frames
+        labels = first_labeled_frames(source, count)
+        labeled = labels.labeled_frames
         frames = [lf.image for lf in labeled]
         truth = {
             (0, i): np.stack([inst.numpy() for inst in lf.user_instances])
@@ -76,7 +82,27 @@ def calibration_set(data: Optional[str | Path], count: int, precision: str = "in
             f"Calibrating int8 on {len(calibrate)} frames; {MIN_CALIBRATION_FRAMES}+ give steadier ranges.",
             stacklevel=2,
         )
-    return CalibrationSet(calibrate=calibrate, gate=gate, source=data.name, truth=truth or None)
+    return CalibrationSet(calibrate=calibrate, gate=gate, source=data.name, truth=truth or None, labels=labels)
+
+
+def embedding_calibration(spec, calibration: CalibrationSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A lone embedding run's int8 calibration: the labeled frames holding a detection it embeds, and each
+    one's ``(detections, 2)`` crop centres, chosen and centred as `LabelsEmbeddingPredictor` does."""
+    from sleap_export.runtime.drivers.embedding_carriers import embedded_detections
+
+    labels = calibration.labels
+    owners = embedded_detections(labels, spec.stages[0])
+    if not owners:
+        raise InputError(
+            f"{calibration.source} holds no detection to embed in its first labeled frames; calibrate on a .slp of "
+            "detections (a pose or segmentation model's predictions, or labels)."
+        )
+    frames, centres = [], []
+    for lf, image in zip(labels.labeled_frames, calibration.calibrate):
+        if (id(lf.video), lf.frame_idx) in owners:
+            frames.append(image)
+            centres.append(owners[(id(lf.video), lf.frame_idx)][1])
+    return frames, centres
 
 
 def convolution_roles(model) -> dict[str, str]:
@@ -116,11 +142,14 @@ def quantize_int8(
     method: str = "minmax",
     fp32_roles: tuple[str, ...] = (),
     fp32_nodes: tuple[str, ...] = (),
+    centres: Optional[list[np.ndarray]] = None,
 ) -> None:
     """QDQ int8 of the Conv nodes only, but those of ``fp32_roles`` (`convolution_roles`) and
     ``fp32_nodes``: per-channel weights; uint8 activations for the CPU provider, or ``symmetric``
     int8 activations (zero point 0), the only kind TensorRT takes. The cache holds the ranges of
-    every convolution, so one serves any choice of fp32 layers (not another ``method``)."""
+    every convolution, so one serves any choice of fp32 layers (not another ``method``).
+    ``centres``: each frame's ``(K, 2)`` crop centres, for graphs that crop where they are told
+    (`embedding_calibration`)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -137,11 +166,20 @@ def quantize_int8(
             return len(frames)
 
         def set_range(self, start_index: int, end_index: int) -> None:
-            self.remaining = iter(frames[start_index:end_index])
+            self.remaining = iter(range(start_index, min(end_index, len(frames))))
 
         def get_next(self):
-            frame = next(self.remaining, None)
-            return None if frame is None else {"frames": frame[None]}
+            i = next(self.remaining, None)
+            if i is None:
+                return None
+            if centres is None:
+                return {"frames": frames[i][None]}
+            count = len(centres[i])
+            return {
+                "frames": frames[i][None],
+                "centroids": np.asarray(centres[i], np.float32)[None],
+                "centroid_valid": np.ones((1, count), bool),
+            }
 
     # ONNX Runtime's quantizer logs advice on the root logger; our gate reports instead.
     logging.disable(logging.WARNING)
@@ -176,6 +214,54 @@ def quantize_int8(
     onnx.save(quantized, str(int8_path))
 
 
+def vectors_by_frame(labels) -> dict[tuple[int, int], list[np.ndarray]]:
+    """``(video index, frame index) -> [appearance vector]`` of the detections that carry one, instances
+    (in `poses_by_frame`'s order) then masks."""
+    videos = {id(v): i for i, v in enumerate(labels.videos)}
+    return {
+        (videos[id(lf.video)], lf.frame_idx): [
+            np.asarray(d.identity_embedding.vector, np.float64)
+            for d in [*lf.instances, *(getattr(lf, "masks", None) or [])]
+            if d.identity_embedding is not None
+        ]
+        for lf in labels.labeled_frames
+    }
+
+
+def paired_vectors(reduced: dict, fp32: dict, reduced_poses: dict, fp32_poses: dict, in_order: bool) -> list:
+    """``(reduced, fp32)`` vectors of the same detections, from `vectors_by_frame` and `poses_by_frame` of
+    each. ``in_order``: both embedded the same given detections (a lone embedding run), paired slot by slot.
+    Otherwise the detections are paired as the pose comparison pairs them (Hungarian on mean keypoint
+    distance), on frames where their counts agree: there every detection has its twin; a frame where they
+    differ is held by the count agreement instead."""
+    from scipy.optimize import linear_sum_assignment
+
+    pairs = []
+    for key in sorted(set(reduced) & set(fp32)):
+        a, b = reduced[key], fp32[key]
+        if len(a) != len(b) or not a:
+            continue
+        if in_order:
+            pairs.extend(zip(a, b))
+            continue
+        distance = np.linalg.norm(reduced_poses[key][:, None] - fp32_poses[key][None, :], axis=-1)
+        shared = (~np.isnan(distance)).sum(axis=-1)
+        cost = np.where(shared > 0, np.nansum(distance, axis=-1) / np.maximum(shared, 1), 1e6)
+        rows, cols = linear_sum_assignment(cost)
+        pairs.extend((a[i], b[j]) for i, j in zip(rows, cols))
+    return pairs
+
+
+def cosine_similarities(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Each pair's cosine similarity; a zero vector has no direction, so it is as far from any other as
+    vectors get (-1), and from another zero vector not at all (1)."""
+    found = []
+    for a, b in pairs:
+        norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+        found.append(float(a @ b) / norms if norms > 0 else 1.0 if not (a.any() or b.any()) else -1.0)
+    return np.array(found, np.float64)
+
+
 def accuracy_gate(
     spec,
     fp32_path: Path,
@@ -187,37 +273,55 @@ def accuracy_gate(
 ) -> AccuracyGate:
     """Compare the reduced artifact with fp32 on the gate frames and hold it to its precision's
     tolerance; the measurement and verdict, or raise when it fails (unless ``keep_inaccurate``).
+    An embedding artifact's appearance vectors are held too (`paired_vectors`).
     ``open_runner(path)``: the runner of either (default: ONNX Runtime on an ONNX file)."""
     from sleap_export.core.comparison import boxes_by_frame, compare_poses, poses_by_frame
-    from sleap_export.core.model_types import BOX_HEAD_TYPES
+    from sleap_export.core.model_types import BOX_HEAD_TYPES, MODEL_TYPES
     from sleap_export.core.tolerances import tolerance_for
     from sleap_export.runtime.backends.onnx_runner import OnnxRunner
     from sleap_export.runtime.drivers.predictor import Predictor
 
     if len({f.shape for f in calibration.gate}) > 1:
         raise InputError("Calibration frames differ in size; calibrate on one video or labels of one size.")
-    frames = np.stack(calibration.gate)
+    # A lone embedding run embeds the given detections of the labels, in place (each run overwrites the vectors).
+    embeds_given = spec.model_type == "embedding"
+    source = calibration.labels if embeds_given else np.stack(calibration.gate)
 
     # A detector's boxes are held to the gate as two-corner poses (`boxes_by_frame`).
     detector = spec.model_type in BOX_HEAD_TYPES
     points_of = boxes_by_frame if detector else poses_by_frame
 
-    def poses(path: Path) -> dict:
+    def predictions(path: Path) -> tuple[dict, dict]:
+        """Points and appearance vectors by frame (read at once: a lone embedding run's labels are reused)."""
         runner = open_runner(path) if open_runner is not None else OnnxRunner(path, spec)
-        return points_of(Predictor(runner).predict(frames, progress=None))
+        labels = Predictor(runner).predict(source, progress=None)
+        return points_of(labels), vectors_by_frame(labels)
 
-    fp32, reduced = poses(fp32_path), poses(reduced_path)
+    (fp32, fp32_vectors), (reduced, reduced_vectors) = predictions(fp32_path), predictions(reduced_path)
     comparison = compare_poses(reduced, fp32)
     deviations = comparison.deviations
     mean = float(deviations.mean()) if deviations.size else 0.0
     p99 = comparison.deviation_at(99)
     labels_error = None
-    if calibration.truth and not detector:
+    if calibration.truth and not detector and not embeds_given:
         truth = calibration.truth
         errors = [compare_poses({k: p[k] for k in truth if k in p}, truth).deviations for p in (reduced, fp32)]
         labels_error = (float(errors[0].mean()), float(errors[1].mean()))
     tolerance = tolerance_for(spec.precision, max_deviation)
     passed = p99 <= tolerance.max_deviation_px and comparison.count_agreement >= tolerance.min_agreement
+    vectors = {}
+    if MODEL_TYPES[spec.model_type].embeds:
+        pairs = paired_vectors(reduced_vectors, fp32_vectors, reduced, fp32, in_order=embeds_given)
+        cosines = cosine_similarities(pairs)
+        vectors = dict(vectors=len(pairs), min_vector_cosine=tolerance.min_vector_cosine)
+        if pairs:
+            vectors.update(
+                vector_cosine_p1=float(np.percentile(cosines, 100 - tolerance.percentile)),
+                worst_vector_cosine=float(cosines.min()),
+                max_vector_deviation=max(float(np.abs(a - b).max()) for a, b in pairs),
+            )
+        # No vector compared proves nothing about them.
+        passed = passed and bool(pairs) and vectors.get("vector_cosine_p1", -1.0) >= tolerance.min_vector_cosine
     gate = AccuracyGate(
         precision=spec.precision,
         frames=comparison.frames,
@@ -229,6 +333,7 @@ def accuracy_gate(
         max_deviation_px=tolerance.max_deviation_px,
         min_count_agreement=tolerance.min_agreement,
         passed=bool(passed),
+        **vectors,
     )
     if not passed and not keep_inaccurate:
         raise SleapExportError(

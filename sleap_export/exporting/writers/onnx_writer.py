@@ -82,7 +82,7 @@ def write_reduced_precision(built: BuiltGraph, path: Path, options: ExportOption
     import onnx
 
     from sleap_export.exporting.graph.model_graphs import for_reordering_runtimes, with_half_precision_networks
-    from sleap_export.exporting.precision import accuracy_gate, calibration_set, quantize_int8
+    from sleap_export.exporting.precision import accuracy_gate, calibration_set, embedding_calibration, quantize_int8
 
     spec, precision = built.spec, options.precision
     frames = calibration_set(options.calibration, options.calibration_frames, precision)
@@ -93,13 +93,17 @@ def write_reduced_precision(built: BuiltGraph, path: Path, options: ExportOption
             half = with_half_precision_networks(for_reordering_runtimes(built.module))
             onnx.save(trace_onnx(half, spec, options), str(reduced_path))
         else:
+            # A lone embedding run crops around given detections: it calibrates on the labels' own.
+            calibrate, centres = (
+                embedding_calibration(spec, frames) if spec.model_type == "embedding" else (frames.calibrate, None)
+            )
             # Beside the artifact, keyed by the fp32 payload, the frames and the method: reused by re-exports.
             method, fp32_roles = options.calibration_method, options.int8_fp32_roles
-            key = onnx_payload_sha256(onnx.load(str(path)), spec)[:8] + "-" + frames.cache_key()[:8] + "-" + method
+            key = onnx_payload_sha256(onnx.load(str(path)), spec)[:8] + "-" + frames.cache_key(centres)[:8] + "-" + method
             cache = path.parent / f".sleap-export-calibration-{key}.json"
             symmetric = options.int8_target == "tensorrt"
-            quantize_int8(path, reduced_path, frames.calibrate, cache, symmetric, method, fp32_roles)
-            calibration = Calibration(frames=len(frames.calibrate), source=frames.source, method=method, fp32_roles=fp32_roles)
+            quantize_int8(path, reduced_path, calibrate, cache, symmetric, method, fp32_roles, centres=centres)
+            calibration = Calibration(frames=len(calibrate), source=frames.source, method=method, fp32_roles=fp32_roles)
             exported = attrs.evolve(
                 exported, calibration=calibration, int8_activations="int8" if symmetric else "uint8"
             )
