@@ -92,7 +92,8 @@ def test_int8_calibrated_on_blank_frames_is_caught_by_the_vectors_alone(artifact
 
 def test_lone_embedding_calibrates_on_a_slp_and_is_refused_a_video(assets, tmp_path):
     """int8 on the labels' own detections, gated on the same detections (vectors paired in order); a video
-    gives no detections to crop, so it is refused in one line before anything is written."""
+    gives no detections to crop, so it is refused in one line before anything is written (docs/bad-inputs.md:
+    "embedding-precision-video")."""
     model = tmp_path / "e.onnx"
     done = sleap_export(
         "onnx", model_dir("new_embedding"), "-o", model, "--precision", "int8", "--calibration", LABELS,

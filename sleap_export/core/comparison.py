@@ -128,6 +128,17 @@ class Comparison:
         )
 
 
+def match_instances(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair the ``(Ia, nodes, 2)`` poses ``a`` with ``b`` (Hungarian on the mean distance over the nodes
+    both have): ``(rows, cols, (Ia, Ib, nodes) distances)``."""
+    distance = np.linalg.norm(a[:, None] - b[None, :], axis=-1)
+    # A pair sharing no node costs 1e6 (nansum / count, not nanmean, which warns on every such pair).
+    shared = (~np.isnan(distance)).sum(axis=-1)
+    cost = np.where(shared > 0, np.nansum(distance, axis=-1) / np.maximum(shared, 1), 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    return rows, cols, distance
+
+
 def compare_poses(
     ours: FramePoses,
     reference: FramePoses,
@@ -159,12 +170,7 @@ def compare_poses(
             count_mismatches.append(key)
         if len(a) == 0 or len(b) == 0:
             continue
-        distance = np.linalg.norm(a[:, None] - b[None, :], axis=-1)  # (Ia, Ib, nodes)
-        # Mean over the nodes both have; a pair sharing none costs 1e6 (nansum / count, not
-        # nanmean, which warns on every such pair).
-        shared = (~np.isnan(distance)).sum(axis=-1)
-        cost = np.where(shared > 0, np.nansum(distance, axis=-1) / np.maximum(shared, 1), 1e6)
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols, distance = match_instances(a, b)
         matched_instances += len(rows)
         for i, j in zip(rows, cols):
             present_a, present_b = ~np.isnan(a[i, :, 0]), ~np.isnan(b[j, :, 0])

@@ -234,7 +234,7 @@ def paired_vectors(reduced: dict, fp32: dict, reduced_poses: dict, fp32_poses: d
     Otherwise the detections are paired as the pose comparison pairs them (Hungarian on mean keypoint
     distance), on frames where their counts agree: there every detection has its twin; a frame where they
     differ is held by the count agreement instead."""
-    from scipy.optimize import linear_sum_assignment
+    from sleap_export.core.comparison import match_instances
 
     pairs = []
     for key in sorted(set(reduced) & set(fp32)):
@@ -244,10 +244,7 @@ def paired_vectors(reduced: dict, fp32: dict, reduced_poses: dict, fp32_poses: d
         if in_order:
             pairs.extend(zip(a, b))
             continue
-        distance = np.linalg.norm(reduced_poses[key][:, None] - fp32_poses[key][None, :], axis=-1)
-        shared = (~np.isnan(distance)).sum(axis=-1)
-        cost = np.where(shared > 0, np.nansum(distance, axis=-1) / np.maximum(shared, 1), 1e6)
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols, _ = match_instances(reduced_poses[key], fp32_poses[key])
         pairs.extend((a[i], b[j]) for i, j in zip(rows, cols))
     return pairs
 
