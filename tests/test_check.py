@@ -21,6 +21,8 @@ CHECKED = {
     "single_instance": (["minimal_instance_single_instance"], DATA / "small_robot.mp4", {}),
     "centroid": (["minimal_instance_centroid"], VIDEO, {}),
     "topdown": (["minimal_instance_centroid", "minimal_instance_centered_instance"], VIDEO, {}),
+    # Two flies, one kept: sleap-nn's reference is capped as the graph is.
+    "topdown_max_instances_1": (["minimal_instance_centroid", "minimal_instance_centered_instance"], VIDEO, {"max_instances": 1}),
     "multi_class_topdown": (
         ["minimal_instance_centroid", "minimal_instance_multiclass_centered_instance"],
         LABELED,

@@ -35,6 +35,9 @@ def reference_settings(spec: ModelSpec, masks: Optional[MaskOptions] = None) -> 
         settings["keypoint_threshold"] = post.instance_peak_threshold
     if MODEL_TYPES[spec.model_type].detects_boxes:
         settings.update(bbox_nms_iou=post.box_nms_iou, max_instances=post.max_instances)
+    elif MODEL_TYPES[spec.model_type].runs[0] == "centroid":
+        # The graph keeps the highest-scoring centroids, as sleap-nn's centroid stage does under this cap.
+        settings["max_instances"] = post.max_instances
     if spec.model_type == "bottomup":
         settings.update(
             max_edge_length_ratio=post.max_edge_length_ratio,
