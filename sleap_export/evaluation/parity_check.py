@@ -132,7 +132,8 @@ class CheckReport:
         comparison = self.comparison
         return {
             **_report_head(self),
-            "tolerance": attrs.asdict(self.tolerance),
+            # The vector cosine is the export gate's (fp32 twins); check holds poses to sleap-nn's.
+            "tolerance": attrs.asdict(self.tolerance, filter=lambda field, _: field.name != "min_vector_cosine"),
             "matched_instances": comparison.matched_instances,
             "keypoint_deviation_px": _stats(comparison.deviations),
             "keypoint_deviation_px_per_node": self.per_node(),
