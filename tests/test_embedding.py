@@ -510,3 +510,43 @@ def test_burn_in_runs_and_labels_without_detections_are_refused(artifact, tmp_pa
     assert done.returncode == 2 and "empty.slp holds no pose instance with a visible node and no non-empty mask" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert list(outputs.iterdir()) == []
+
+
+def test_a_detector_and_an_embedding_artifact_predict_then_embed_in_one_command(artifact, tmp_path):
+    """`predict SEGMENTATION.onnx EMBEDDING.onnx video -o out.slp` (sleap-nn's fused `-m DETECTOR -m EMBEDDING`):
+    the detector's output, each detection with the vector the two commands apart give it (equal bit for bit);
+    --resume extends it and embeds it whole. --tracking (or --ray, --overlay) is refused in one line, exit 2,
+    nothing written (docs/bad-inputs.md: "embedding-pair-option"), as is a format without vectors."""
+    detector, embedding = artifact(["new_bottomup_segmentation"], ".onnx"), artifact(LONE, ".onnx")
+    out, apart, masks = tmp_path / "out.slp", tmp_path / "apart.slp", tmp_path / "masks.slp"
+    first = subprocess.run(
+        [BIN / "sleap-export", "predict", detector, embedding, VIDEO, "--frames", "0-5", "-o", out], capture_output=True, text=True
+    )
+    assert first.returncode == 0 and f"detections embedded by {embedding.name}" in first.stdout, first.stderr
+    for command in (
+        [detector, embedding, VIDEO, "--frames", "0-9", "-o", out, "--resume"],
+        [detector, VIDEO, "--frames", "0-9", "-o", masks],
+        [embedding, masks, "-o", apart],
+    ):
+        done = subprocess.run([BIN / "sleap-export", "predict", *command], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    ours, theirs = sio.load_slp(str(out)), sio.load_slp(str(apart))
+    assert [lf.frame_idx for lf in ours] == [lf.frame_idx for lf in theirs] == list(range(10))
+    embedded = 0
+    for mine, their in zip(ours.labeled_frames, theirs.labeled_frames):
+        assert len(mine.masks) == len(their.masks)
+        for a, b in zip(mine.masks, their.masks):
+            assert np.array_equal(a.identity_embedding.vector, b.identity_embedding.vector)
+            embedded += 1
+    assert embedded > 50 and ours.provenance["sleap_export.model_type"] == "bottomup_segmentation"
+
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    for args, message in [
+        (["-o", refused / "out.slp", "--tracking"], "--tracking: a detector + embedding pair predicts here, then embeds"),
+        (["-o", refused / "out.csv"], "csv files keep none; write out.slp instead"),
+    ]:
+        done = subprocess.run([BIN / "sleap-export", "predict", detector, embedding, VIDEO, *args], capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(refused.iterdir()) == []

@@ -132,7 +132,8 @@ def predict(
     inputs opened) to the last frame; the final line also gives the whole time,
     loading the model and writing the output included.
     """
-    from sleap_export.runtime.open_model import split_models_and_inputs
+    from sleap_export.runtime.drivers.progress import progress_for
+    from sleap_export.runtime.open_model import detector_and_embedding, split_models_and_inputs
     from sleap_export.runtime.sources.video_inputs import expand_inputs, refuse_repeated_videos
 
     started = time.perf_counter()
@@ -143,6 +144,15 @@ def predict(
     if resume and overwrite:
         raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
     models, inputs = split_models_and_inputs([model, *inputs])
+    models, embedding = detector_and_embedding(models)
+    if embedding is not None:
+        for option, given in (("--ray", ray_address), ("--tracking", tracking or None), ("--overlay", overlay)):
+            if given is not None:
+                raise InputError(
+                    f"{option}: a detector + embedding pair predicts here, then embeds what it wrote; predict "
+                    f"{models[0].name} with {option}, then embed its .slp (sleap-export predict {embedding.name} OUT.slp "
+                    "-o EMBEDDED.slp)."
+                )
     inputs = expand_inputs(inputs)
     refuse_repeated_videos(inputs)
     if ray_address is not None:
@@ -165,7 +175,30 @@ def predict(
     destinations = _destinations(models, inputs, output, output_format, video_index, resume, overwrite)
     if overlay is not None:
         _check_overlay(overlay, models, inputs, video_index, resume, overwrite)
+    embedder = None if embedding is None else _embedder(embedding, models[0], destinations, device, runtime, precision, threads, batch_size)
     _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay, tracking_options)
+    for _, output in destinations if embedder is not None else ():
+        progress = progress_for(is_quiet)
+        with _shown_until_done(progress):
+            labels = embedder.embed_output(output, progress=progress)
+        if progress is not None:
+            embedded = sum(
+                detection.identity_embedding is not None
+                for lf in labels.labeled_frames for detection in [*lf.instances, *lf.masks]
+            )
+            typer.echo(f"wrote {output}: {embedded} detections embedded by {embedding.name}; {time.perf_counter() - started:.1f} s in all")
+
+
+def _embedder(embedding: Path, detector: Path, destinations, device, runtime, precision, threads, batch_size):
+    """The lone embedding run's predictor, its outputs checked before the detector runs (.slp keeps vectors)."""
+    from sleap_export.runtime.drivers.predictor import Predictor
+
+    embedder = Predictor.from_model_paths(
+        [embedding], batch_size=batch_size, options=model_options(device, runtime, precision, threads)
+    )
+    for inputs, output in destinations:
+        embedder.writer.check_destination(output, [*inputs, detector])
+    return embedder
 
 
 # predict's tracking options, by TrackingOptions field (the CLI's window option is sleap-nn's --tracking_window_size).

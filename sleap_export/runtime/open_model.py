@@ -119,12 +119,15 @@ def is_model(path: Path) -> bool:
 
 
 def check_models(models: Sequence[str | Path]) -> list[Path]:
-    """One artifact, or one or two training runs (a top-down pair); one-line errors otherwise."""
+    """One artifact, one or two training runs (a top-down pair), or a detector artifact followed by a lone
+    embedding artifact (`detector_and_embedding`); one-line errors otherwise."""
     models = [Path(p) for p in models]
     for path in models:
         if not is_model(path):
             problem = "does not exist" if not path.exists() else "is not a model"
             raise InputError(f"{path} {problem}; pass {MODEL_KINDS}.")
+    if detector_and_embedding(models)[1] is not None:
+        return models
     artifacts = [p for p in models if is_artifact(p)]
     if len(artifacts) > 1:
         raise InputError(
@@ -141,6 +144,20 @@ def check_models(models: Sequence[str | Path]) -> list[Path]:
             f"Got {len(models)} training runs; pass one, or a centroid + centered-instance pair (top-down)."
         )
     return models
+
+
+def detector_and_embedding(models: Sequence[Path]) -> tuple[list[Path], Optional[Path]]:
+    """``DETECTOR EMBEDDING`` (two artifacts, the second a lone embedding run; sleap-nn's fused ``-m DETECTOR
+    -m EMBEDDING``): the detector, and the embedding artifact that embeds what it finds; otherwise the models as
+    given and None."""
+    from sleap_export.runtime.artifacts.formats import read_spec
+
+    models = [Path(p) for p in models]
+    if len(models) != 2 or not all(is_artifact(m) for m in models):
+        return models, None
+    if read_spec(models[1]).model_type != "embedding" or read_spec(models[0]).model_type == "embedding":
+        return models, None
+    return models[:1], models[1]
 
 
 def split_models_and_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:

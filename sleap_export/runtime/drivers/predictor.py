@@ -481,6 +481,22 @@ class LabelsEmbeddingPredictor(Predictor):
                 sink.stop()
         return labels if as_labels else results
 
+    def embed_output(self, output: str | Path, progress: ProgressArgument = "auto") -> sio.Labels:
+        """Embed the detections of a .slp a detector just wrote (``predict DETECTOR EMBEDDING``) and rewrite it
+        atomically with each one's vector; the detector's provenance is kept, this run's recorded beside it."""
+        output = Path(output)
+        sink = progress_sink(progress)
+        try:
+            with self.writer.locked(output):
+                labels = sio.load_slp(str(output))
+                self._embed(labels, output, sink)
+                labels.provenance = {**(labels.provenance or {}), "sleap_export.embedding": self.writer.provenance}
+                self.writer.save(labels, output)
+        finally:
+            if progress == "auto" and sink is not None:
+                sink.stop()
+        return labels
+
     def _embed(self, labels: sio.Labels, item, sink) -> list:
         """Every detection of the embedded carrier given its vector (in place); the `Outputs` of each frame
         embedded."""
