@@ -125,7 +125,9 @@ def predict(
     The leading paths that are models (an artifact suffix, a .ckpt, a folder
     with a training config) are the model, the rest the inputs:
     predict model.onnx a.mp4 b.slp -o out.slp, or for a top-down pair of runs
-    predict CENTROID_RUN INSTANCE_RUN video.mp4 -o out.slp.
+    predict CENTROID_RUN INSTANCE_RUN video.mp4 -o out.slp. A detector artifact
+    followed by a lone embedding artifact predicts, then embeds each detection:
+    predict masks.onnx embed.onnx video.mp4 -o out.slp.
 
     fps, on the progress line and the final line alike: frames predicted in
     this run / wall-clock seconds from the start of prediction (model read,
