@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 import attrs
 
-from sleap_export.core.errors import InputError
+from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.core.mask_options import MaskOptions, settings_read_by
 from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.training_runs import is_training_run
@@ -150,12 +150,14 @@ def detector_and_embedding(models: Sequence[Path]) -> tuple[list[Path], Optional
     """``DETECTOR EMBEDDING`` (two artifacts, the second a lone embedding run; sleap-nn's fused ``-m DETECTOR
     -m EMBEDDING``): the detector, and the embedding artifact that embeds what it finds; otherwise the models as
     given and None."""
-    from sleap_export.runtime.artifacts.formats import read_spec
-
     models = [Path(p) for p in models]
-    if len(models) != 2 or not all(is_artifact(m) for m in models):
+    if len(models) != 2 or not all(m.is_file() and is_artifact(m) for m in models):
         return models, None
-    if read_spec(models[1]).model_type != "embedding" or read_spec(models[0]).model_type == "embedding":
+    try:
+        types = [read_spec(m).model_type for m in models]
+    except SleapExportError:  # not artifacts after all: refused as such by the caller
+        return models, None
+    if types[1] != "embedding" or types[0] == "embedding":
         return models, None
     return models[:1], models[1]
 
