@@ -23,7 +23,7 @@ def check(
     max_deviation: Optional[float] = typer.Option(
         None, "--max-deviation", min=0.0,
         help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3, bf16 3); "
-        "a lone embedding model: max vector element deviation (default 1e-4); not for masks (they must be identical).",
+        "a lone embedding model: max vector element deviation (default 5e-4); not for masks (they must be identical).",
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
     runtime: Optional[str] = RUNTIME,

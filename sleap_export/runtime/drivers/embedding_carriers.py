@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 import sleap_io as sio
 
-from sleap_export.runtime.drivers.resized_mask_centre import resized_mask_centre
+from sleap_export.runtime.drivers.resized_mask_centre import mask_window_on_frame, resized_mask_centre
 
 POSE = "pose"
 MASK = "mask"
@@ -52,22 +52,12 @@ def mask_crop_centre(mask: sio.SegmentationMask, frame_hw: tuple[int, int], cent
     nearest-neighbour to its image extent, placed at its rounded offset), cut to the frame; its centre of mass
     (coordinate sums are exact integers, one rounded quotient), or its bounding box's midpoint under "bbox";
     the frame's centre when nothing of it is on the frame."""
-    rows, cols = np.nonzero(np.asarray(mask.data, bool))
-    height, width = int(mask.height), int(mask.width)
-    if tuple(mask.scale or (1.0, 1.0)) != (1.0, 1.0):
-        # Image row i reads stored row floor(i * height / image height): each stored pixel covers a run of them.
-        image_h, image_w = (int(v) for v in mask.image_extent)
-        row_of = (np.arange(image_h) * height / image_h).astype(int).clip(0, height - 1)
-        col_of = (np.arange(image_w) * width / image_w).astype(int).clip(0, width - 1)
-        grid = np.zeros((height, width), bool)
-        grid[rows, cols] = True
-        rows, cols = np.nonzero(grid[row_of][:, col_of])
-    ox, oy = (int(round(float(v))) for v in (mask.offset or (0.0, 0.0)))
-    rows, cols = rows + oy, cols + ox
-    inside = (rows >= 0) & (rows < frame_hw[0]) & (cols >= 0) & (cols < frame_hw[1])
-    rows, cols = rows[inside].astype(np.int64), cols[inside].astype(np.int64)
-    if rows.size == 0:
+    placed = mask_window_on_frame(mask, *frame_hw)
+    if placed is None:
         return np.array([frame_hw[1] / 2.0, frame_hw[0] / 2.0], np.float32)
+    window, top, left = placed
+    rows, cols = np.nonzero(window)
+    rows, cols = rows.astype(np.int64) + top, cols.astype(np.int64) + left
     if centering == "bbox":
         return np.array([(cols.min() + cols.max()) / 2.0, (rows.min() + rows.max()) / 2.0], np.float32)
     return np.array([int(cols.sum()) / rows.size, int(rows.sum()) / rows.size], np.float32)

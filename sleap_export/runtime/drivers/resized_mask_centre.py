@@ -49,7 +49,7 @@ def resized_mask_centre(
     return np.array([int(cols.sum()) / rows.size, int(rows.sum()) / rows.size], np.float32)
 
 
-def _mask_window_on_frame(
+def mask_window_on_frame(
     mask: sio.SegmentationMask, frame_h: int, frame_w: int
 ) -> Optional[tuple[np.ndarray, int, int]]:
     """The part of the frame holding the mask as sleap-nn's ``decode_mask_to_image_res`` reads it (stored grid
@@ -99,7 +99,7 @@ def _pixels_above_half(
     ``(target_h, target_w)`` as ATen does: width first, then height, each pass skipped when that size is
     unchanged. Only the outputs whose taps reach the mask's window are computed: the others are exact zeros
     either way, and the zero inputs skipped add exact zeros to the sums computed."""
-    placed = _mask_window_on_frame(mask, frame_h, frame_w)
+    placed = mask_window_on_frame(mask, frame_h, frame_w)
     if placed is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     window, top, left = placed
