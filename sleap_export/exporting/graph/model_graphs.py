@@ -64,10 +64,12 @@ class Stage(torch.nn.Module):
         return {name: torch.sigmoid(maps) if name in self.probability_heads else maps for name, maps in heads.items()}
 
     def refine(self, confmaps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Integral refinement of ``(B, C, K, 2)`` grid points where the spec asks."""
+        """Integral refinement of ``(B, C, K, 2)`` grid points where the spec asks; a flat top's
+        fractional point is refined around the pixel it floors to, as sleap-nn does."""
         if self.post.refinement != "integral":
             return points
-        return points + integral_offsets(confmaps, points, self.post.integral_patch_size)
+        anchors = torch.floor(points)
+        return anchors + integral_offsets(confmaps, anchors, self.post.integral_patch_size)
 
     def to_input_pixels(self, grid_points: torch.Tensor) -> torch.Tensor:
         """Confidence-map grid -> this stage's input pixels (before its scaling)."""
