@@ -152,7 +152,7 @@ def test_check_compares_box_corners_and_can_fail(artifact, tmp_path):
     args = [BIN / "sleap-export", "check", model, "-r", model_dir(CENTERNET), "-d", DATA / VIDEO, "-n", "6"]
     passed = subprocess.run([*args, "--json", tmp_path / "report.json"], capture_output=True, text=True)
     assert passed.returncode == 0, passed.stderr
-    assert "box corners" in passed.stderr and "box counts agree on 100.0%" in passed.stderr.replace("\n", " ")
+    assert "box corners" in passed.stdout and "box counts agree on 100.0%" in passed.stdout.replace("\n", " ")
     import json
 
     report = json.loads((tmp_path / "report.json").read_text())

@@ -108,7 +108,7 @@ def test_local_peaks_equal_sleap_nns_on_tied_maps_in_every_runtime(runtimes):
         peaks += len(expected)
         flat_tops += sum(1 for _s, _c, (x, y), *_ in expected if x != int(x) or y != int(y))
     # The sweep meets every kind of top often enough to be a test of the rule.
-    assert peaks > 20_000 and flat_tops > 2_000
+    assert peaks > 15_000 and flat_tops > 2_000
 
 
 def test_near_ties_count_as_ties_under_the_tolerance():
@@ -152,3 +152,17 @@ def test_realistic_bottomup_finds_both_flies_where_onnx_runtime_ties(artifact, r
     deviations = np.sort(compare_poses(ours, expected.poses).deviations)
     assert deviations[-1] < 4.0  # the node on the tie: one confidence-map pixel and its refinement
     assert deviations[-2] <= 0.05
+
+
+def test_check_counts_the_peaks_a_tie_decides():
+    """check's tie count: flat tops, and peaks that neighbours within 8 ulps decide; not clear peaks."""
+    from sleap_export.evaluation.peak_ties import ties_in_map
+
+    maps = torch.zeros((1, 3, 9, 9))
+    maps[0, :, 2, 2] = 0.9  # a clear peak in every channel
+    maps[0, 0, 6, 5:7] = 0.8  # a flat top of two pixels
+    maps[0, 1, 6, 5] = 0.8  # a peak 2 ulps above its neighbour: a runtime may tie them
+    maps[0, 1, 6, 6] = float(np.nextafter(np.nextafter(np.float32(0.8), np.float32(0)), np.float32(0)))
+    maps[0, 2, 5:7, 5:8] = 0.7  # a plateau wider than 2x2: no peak, no tie
+    found = ties_in_map(maps, THRESHOLD)
+    assert (found.peaks, found.tied) == (5, 2)

@@ -246,8 +246,8 @@ def test_openvino_failures_are_one_line_and_leave_no_output(tmp_path, artifact):
     done = _installed_with(tmp_path, {"openvino.__init__": "raise ImportError('simulated')\n"}, *predict)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == (
-        "error: OpenVINO is not installed; install it with pip install 'sleap-export[openvino]', "
-        "or use --runtime onnxruntime."
+        "error: OpenVINO is not installed; install it with pip install 'sleap-export[openvino]' "
+        "(from a source checkout: pip install -e '.[openvino]'), or use --runtime onnxruntime."
     )
     assert not output.exists()
 

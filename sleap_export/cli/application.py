@@ -18,7 +18,7 @@ import typer
 from sleap_export.cli import evaluate_commands, export_commands, inspect_command, live_command, predict_command
 from sleap_export.cli.common import QUIET, quiet, session, start_session
 from sleap_export.cli.demo_command import demo
-from sleap_export.core.errors import SleapExportError
+from sleap_export.core.errors import SleapExportError, missing_extra
 
 app = typer.Typer(
     add_completion=False,
@@ -109,6 +109,11 @@ def main() -> None:
     except Exception as err:
         if state.debug:
             raise
+        # An optional extra that is not installed is a setup to fix, named in one line.
+        refusal = missing_extra(err) if isinstance(err, ModuleNotFoundError) else None
+        if refusal is not None:
+            typer.echo(f"error: {refusal}", err=True)
+            sys.exit(refusal.exit_code)
         message = str(err).splitlines()[0] if str(err) else ""
         typer.echo(f"error: {type(err).__name__}: {message} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)

@@ -10,6 +10,8 @@ from typing import Optional
 import attrs
 import typer
 
+from sleap_export.core.errors import install_extra
+
 
 @attrs.define
 class Session:
@@ -61,7 +63,7 @@ MODEL_HELP = (
     "its best.ckpt, or a SLEAP 1.x model folder."
 )
 RUNTIME = typer.Option(
-    None, "--runtime", help="ONNX artifacts: onnxruntime (default) or openvino (pip install 'sleap-export[openvino]')."
+    None, "--runtime", help=f"ONNX artifacts: onnxruntime (default) or openvino ({install_extra('openvino')})."
 )
 RUNTIME_PRECISION = typer.Option(
     None, "--precision", help="--runtime openvino: fp32 (default) or bf16 (the networks in bf16; CPUs with bf16 instructions)."

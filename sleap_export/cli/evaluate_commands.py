@@ -23,7 +23,12 @@ def check(
     max_deviation: Optional[float] = typer.Option(
         None, "--max-deviation", min=0.0,
         help="Max p99 keypoint deviation in px (default by precision: fp32 0.05, fp16 1, int8 3, bf16 3); "
-        "a lone embedding model: max vector element deviation (default 5e-4); not for masks (they must be identical).",
+        "a lone embedding model: max vector element deviation (default 5e-4); not for masks (see --mask-tolerance).",
+    ),
+    mask_tolerance: Optional[int] = typer.Option(
+        None, "--mask-tolerance", min=0,
+        help="Segmentation models: most pixels (of the mask's stored grid) a mask may differ from sleap-nn's "
+        "beyond ties (default 0: identical but for ties).",
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
     runtime: Optional[str] = RUNTIME,
@@ -33,14 +38,17 @@ def check(
     """Compare a model with sleap-nn's own inference on the same frames; exit 1 when out of tolerance.
 
     Pose models: instance counts and keypoint deviations. Segmentation models: mask
-    counts per frame and mask IoU (equal counts on every frame, >= 99.9% of masks
-    identical), sleap-nn run with the thresholds baked into the artifact. A lone
+    counts per frame and every mask identical to sleap-nn's but for ties (pixels
+    whose value sat within a rounding margin of the foreground threshold or of a
+    vote between two centres, counted, not judged) and --mask-tolerance pixels;
+    sleap-nn runs with the thresholds baked into the artifact. A lone
     embedding model: its vectors for the detections of a .slp (-d LABELS.slp)
     against sleap-nn's predict_embeddings_to_slp, element by element.
 
     The model is an artifact, held to the runs it was exported from (-r), or
     training run(s), whose graph is built and run eagerly by PyTorch and held
-    to sleap-nn on the same runs.
+    to sleap-nn on the same runs. The report goes to stdout; progress and errors
+    to stderr.
     """
     from rich.console import Console
 
@@ -61,10 +69,10 @@ def check(
         check_json_destination(json_path, [*models, *reference, data])
     report = parity_check.check_artifact(
         models, reference or models, data, frames=frames, max_deviation=max_deviation, options=options,
-        progress=None if is_quiet else lambda label: progress_for(False, label),
+        progress=None if is_quiet else lambda label: progress_for(False, label), mask_tolerance=mask_tolerance,
     )
     if not is_quiet:
-        Console(stderr=True).print(report.render())
+        Console().print(report.render())
     if json_path is not None:
         write_json_atomically(report.as_dict(), json_path)
     if not report:

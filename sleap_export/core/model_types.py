@@ -37,6 +37,8 @@ HEAD_TYPES = (
 BOX_HEAD_TYPES = ("bbox_centernet", "bbox_ssd")
 # Head types whose runs predict masks rather than keypoints.
 MASK_HEAD_TYPES = ("bottomup_segmentation", "centered_instance_segmentation", "semantic_segmentation")
+# Head types whose maps are searched for local peaks (sleap-nn's flat-top rule; check counts their ties).
+LOCAL_PEAK_HEAD_TYPES = ("centroid", "bottomup", "multi_class_bottomup")
 
 
 @attrs.frozen
@@ -61,6 +63,11 @@ class ModelType:
     def embeds(self) -> bool:
         """An embedding run gives each instance an appearance vector."""
         return "embedding" in self.runs
+
+    @property
+    def finds_local_peaks(self) -> bool:
+        """Its first stage searches a map for local peaks (centroids, bottom-up nodes)."""
+        return self.runs[0] in LOCAL_PEAK_HEAD_TYPES
 
     @property
     def segments(self) -> bool:

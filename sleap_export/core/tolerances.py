@@ -40,6 +40,25 @@ DEFAULT_TOLERANCES = {
 }
 
 
+@attrs.frozen
+class MaskTieMargins:
+    """How near one of sleap-nn's mask decisions a pixel's value may sit and still be rounded either way
+    by another runtime (a tie, counted by `check` and not judged)."""
+
+    # |foreground probability - fg_threshold|.
+    foreground_probability: float = 1e-4
+    # |distance to the nearest centre - distance to the next|, input pixels, where the pixel's offset points.
+    vote_distance_px: float = 1e-3
+
+
+# fp32 ONNX Runtime against sleap-nn's PyTorch on the shared bottom-up segmentation run (50 frames of
+# centered_pair_small.mp4, AMD EPYC with AVX-512): foreground probabilities differ by up to 7.3e-6,
+# offsets by up to 5.2e-5 px per axis, so a vote's gap between two centres moves by at most 1.5e-4 px:
+# the margins are 14x and 7x those. One pixel at 0.4999982 (sleap-nn) / 0.5000005 (ONNX Runtime) flipped; within
+# these margins of a decision sat 4 of the 50 frames' pixels (probability) and 6 votes.
+MASK_TIE_MARGINS = MaskTieMargins()
+
+
 def tolerance_for(precision: str, max_deviation: Optional[float] = None) -> Tolerance:
     """What an artifact of ``precision`` must meet, in `check` and in the export's accuracy gate alike;
     ``max_deviation`` replaces the pixel figure."""

@@ -7,9 +7,13 @@ labels with ground truth, both sides' error against it. The report is truthy
 when within tolerance (Polygraphy's comparator style).
 
 Segmentation models are held to their masks instead (`MaskCheckReport`): equal
-mask counts on every frame and identical masks (pixels, scale and offset) on
->= 99.9% of the matched ones (`core.mask_comparison`), with the IoU of any that
-differ and the largest score difference reported beside.
+mask counts on every frame and every matched mask identical to sleap-nn's
+(pixels, scale and offset; `core.mask_comparison`) but for ties and
+``mask_tolerance`` pixels. A tie is a pixel whose value in sleap-nn's own maps
+sits within `MASK_TIE_MARGINS` of a decision (the foreground threshold; bottom-up:
+the boundary between two centres' votes), which another runtime's float32
+rounding may take either way; ties are counted and reported, not judged. The IoU
+of masks that differ and the largest score difference are reported beside.
 
 A lone embedding model is held to its vectors (`EmbeddingCheckReport`): both sides
 embed the detections of the same labels, so equal counts on every frame and every
@@ -18,9 +22,10 @@ paired vector element within `EMBEDDING_TOLERANCE` (or ``--max-deviation``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -36,12 +41,13 @@ from sleap_export.core.comparison import (
     tracks_by_frame,
 )
 from sleap_export.core.embedding_comparison import EmbeddingComparison, compare_embeddings, embeddings_by_frame
-from sleap_export.core.mask_comparison import MaskComparison, compare_masks
+from sleap_export.core.mask_comparison import MaskComparison, TiePixels, compare_masks
 from sleap_export.core.model_types import BOX_HEAD_TYPES, MODEL_TYPES
-from sleap_export.core.errors import InputError, SleapExportError
-from sleap_export.core.tolerances import Tolerance, tolerance_for
+from sleap_export.core.errors import InputError, SleapExportError, install_extra
+from sleap_export.core.tolerances import MASK_TIE_MARGINS, MaskTieMargins, Tolerance, tolerance_for
 from sleap_export.core.training_runs import weights_file
 from sleap_export.core.spec import PostprocessSpec
+from sleap_export.evaluation.peak_ties import PeakTies, checked_frames, count_peak_ties
 from sleap_export.runtime.artifacts.formats import SLEAP_NN_FOLDER, TENSORRT, format_of, read_spec, verify_payload
 from sleap_export.runtime.artifacts.sleap_nn_export_folder import written_by_sleap_nn
 from sleap_export.runtime.drivers.predictor import LabelsEmbeddingPredictor, Predictor
@@ -88,6 +94,8 @@ class CheckReport:
     ground_truth: Optional[GroundTruthError] = None
     # What the deviations measure: "keypoints", or a detector's "box corners".
     points: str = "keypoints"
+    # The checked frames' local peaks that sit on a tie (None: the model searches none).
+    peak_ties: Optional[PeakTies] = None
 
     @property
     def counted(self) -> str:
@@ -141,6 +149,7 @@ class CheckReport:
             "score_deviation": _stats(comparison.score_deviations),
             "track_agreement": self.track_agreement,
             "ground_truth": None if self.ground_truth is None else attrs.asdict(self.ground_truth),
+            "peak_ties": None if self.peak_ties is None else attrs.asdict(self.peak_ties),
         }
 
     def render(self) -> "object":
@@ -156,6 +165,11 @@ class CheckReport:
         for name, stats in rows.items():
             cells = [f"{stats[k]:.2e}" for k in ("mean", "p50", "p99", "p99.9", "max")] if stats["n"] else ["-"] * 5
             table.add_row(name, str(stats["n"]), *cells)
+        table.caption = "\n".join(self.caption_lines())
+        return table
+
+    def caption_lines(self) -> list[str]:
+        """The lines under the table: frames, counts and scores, the tolerance, ground truth."""
         comparison = self.comparison
         scores = _stats(comparison.score_deviations)
         identities = "" if self.counted == "box" else f", tracks agree on {self.track_agreement:.1%}"
@@ -175,8 +189,9 @@ class CheckReport:
                 f"ground truth ({truth.labeled_frames} labeled frames): mean error artifact "
                 f"{truth.mean_px_artifact:.2f} px, sleap-nn {truth.mean_px_reference:.2f} px{maps}"
             )
-        table.caption = "\n".join(caption)
-        return table
+        if self.peak_ties is not None:
+            caption.append(f"ties: {self.peak_ties.describe()}")
+        return caption
 
 
 def _report_head(report) -> dict:
@@ -206,9 +221,10 @@ def _count_stats(counts: Sequence[int]) -> dict[str, float]:
 class MaskCheckReport:
     """The outcome of checking a segmentation model: its masks against sleap-nn's, frame by frame.
 
-    Truthy by `MaskComparison`'s rule: equal mask counts on every frame and identical
-    masks (pixels, scale and offset) on at least ``comparison.min_identical_share`` of
-    the matched ones. The IoU of masks that differ and the score differences are reported.
+    Truthy when mask counts agree on every frame (a mask one side lacks that lies wholly on
+    ties excused) and every matched mask is placed as sleap-nn's and differs from it in at most
+    ``comparison.mask_tolerance`` pixels that are not ties. Ties, the IoU of masks that differ
+    and the score differences are reported.
     """
 
     artifact: str
@@ -220,6 +236,14 @@ class MaskCheckReport:
     # Masks on each checked frame, in frame order: the model's and sleap-nn's.
     counts_artifact: tuple[int, ...]
     counts_reference: tuple[int, ...]
+    # Whether sleap-nn's maps were read for ties (bottom-up and semantic models; not top-down's crops).
+    ties_measured: bool = False
+    margins: MaskTieMargins = MASK_TIE_MARGINS
+
+    @property
+    def beyond_tolerance(self) -> int:
+        """Matched masks placed alike that differ in more than the tolerance's pixels outside ties."""
+        return sum(1 for n in self.comparison.beyond_ties if n > self.comparison.mask_tolerance)
 
     @property
     def failures(self) -> list[str]:
@@ -235,10 +259,12 @@ class MaskCheckReport:
                 f"mask counts differ on {len(mismatched)} of {comparison.frames} frames (first: frame {frame}"
                 + (f" of video {video}" if video else "") + ")"
             )
-        if comparison.identical_share < comparison.min_identical_share:
+        if comparison.misplaced:
+            found.append(f"{comparison.misplaced} of {comparison.matched} matched masks placed otherwise (grid, scale or offset)")
+        if self.beyond_tolerance:
             found.append(
-                f"{comparison.identical_share:.2%} of {comparison.matched} matched masks identical "
-                f"(< {comparison.min_identical_share:.1%})"
+                f"{self.beyond_tolerance} of {comparison.matched} matched masks differ in more than "
+                f"{comparison.mask_tolerance} pixel(s) beyond ties (worst {comparison.worst_beyond_ties})"
             )
         return found
 
@@ -249,6 +275,18 @@ class MaskCheckReport:
     def worst_iou(self) -> Optional[float]:
         """The lowest IoU among matched masks that are not identical (None: all identical)."""
         return min(self.comparison.differing_ious) if self.comparison.differing_ious else None
+
+    def ties(self) -> dict:
+        """The ties met, by kind (one entry per kind of tie check counts)."""
+        comparison = self.comparison
+        return {
+            "measured": self.ties_measured,
+            "pixels": comparison.tie_pixels,
+            "masks": comparison.masks_with_ties,
+            "masks_identical_but_for_ties": comparison.tied,
+            "lone_masks_on_ties": comparison.lone_tie_masks,
+            "margins": attrs.asdict(self.margins),
+        }
 
     def as_dict(self) -> dict:
         comparison = self.comparison
@@ -261,11 +299,41 @@ class MaskCheckReport:
             "matched_masks": comparison.matched,
             "identical_masks": comparison.identical,
             "identical_share": comparison.identical_share,
-            "min_identical_share": comparison.min_identical_share,
+            "mask_tolerance_px": comparison.mask_tolerance,
+            "pixels_beyond_ties": list(comparison.beyond_ties),
+            "misplaced_masks": comparison.misplaced,
+            "ties": self.ties(),
             "differing_mask_ious": list(comparison.differing_ious),
             "worst_iou": self.worst_iou,
             "max_score_difference": comparison.max_score_difference,
         }
+
+    def caption_lines(self) -> list[str]:
+        """The lines under the table: frames and counts, masks, ties, scores, the rule."""
+        comparison = self.comparison
+        worst = "-" if self.worst_iou is None else f"{self.worst_iou:.4f}"
+        margins = self.margins
+        if self.ties_measured:
+            ties = (
+                f"ties (not judged): {comparison.tie_pixels} pixels in {comparison.masks_with_ties} masks "
+                f"({comparison.tied} identical but for ties, {comparison.lone_tie_masks} on one side only); a tie: "
+                f"foreground probability within {margins.foreground_probability:g} of fg_threshold"
+                + (f", or a vote within {margins.vote_distance_px:g} px of two centres" if self.model_type == "bottomup_segmentation" else "")
+                + " in sleap-nn's maps"
+            )
+        else:
+            ties = f"ties: not measured for {self.model_type} (every differing pixel is judged)"
+        return [
+            f"{comparison.frames} frames of {Path(self.data).name}; mask counts agree on {comparison.count_agreement:.1%} "
+            f"({len(comparison.count_mismatches)} differ)",
+            f"mask IoU: {comparison.matched} matched, {comparison.identical} identical "
+            f"({comparison.identical_share:.2%}), {len(comparison.differing_ious)} differ, worst IoU {worst}; "
+            f"{len(comparison.beyond_ties)} differ beyond ties (worst {comparison.worst_beyond_ties} px)",
+            ties,
+            f"score difference max {comparison.max_score_difference:.2e}",
+            f"tolerance: equal counts on every frame, every mask placed as sleap-nn's and within "
+            f"{comparison.mask_tolerance} pixel(s) of it beyond ties (--mask-tolerance)",
+        ]
 
     def render(self) -> "object":
         """A rich table of the report."""
@@ -273,23 +341,13 @@ class MaskCheckReport:
 
         verdict = "PASS" if self else "FAIL: " + "; ".join(self.failures)
         name = " + ".join(Path(part).name for part in self.artifact.split(" + "))
-        comparison = self.comparison
         table = Table(title=f"check {name} ({self.model_type}, {self.precision}): {verdict}", min_width=80)
         for column in ("masks per frame", "total", "min", "mean", "max"):
             table.add_column(column, justify="left" if column == "masks per frame" else "right")
         for side, counts in (("artifact", self.counts_artifact), ("sleap-nn", self.counts_reference)):
             stats = _count_stats(counts)
             table.add_row(side, str(stats["total"]), str(stats["min"]), f"{stats['mean']:.2f}", str(stats["max"]))
-        differing = len(comparison.differing_ious)
-        worst = "-" if self.worst_iou is None else f"{self.worst_iou:.4f}"
-        table.caption = "\n".join([
-            f"{comparison.frames} frames of {Path(self.data).name}; mask counts agree on {comparison.count_agreement:.1%} "
-            f"({len(comparison.count_mismatches)} differ)",
-            f"mask IoU: {comparison.matched} matched, {comparison.identical} identical "
-            f"({comparison.identical_share:.2%}), {differing} differ, worst IoU {worst}",
-            f"score difference max {comparison.max_score_difference:.2e}",
-            f"tolerance: equal counts on every frame, >= {comparison.min_identical_share:.1%} of masks identical",
-        ])
+        table.caption = "\n".join(self.caption_lines())
         table.caption_justify = "left"
         return table
 
@@ -387,13 +445,21 @@ def _all_masks_by_frame(labels, keys) -> dict[tuple[int, int], list]:
     return found
 
 
-def compare_frame_masks(source, indices, ours, theirs) -> tuple[MaskComparison, tuple[int, ...], tuple[int, ...]]:
-    """``(comparison, counts of ours, counts of theirs)`` over the checked frames, each video on its own frame grid."""
+def checked_frame_keys(source, indices) -> list[tuple[int, int]]:
+    """``(video, frame)`` of each checked frame, in the order both sides predict them."""
     if indices is not None:  # frames of a video
-        keys = [(0, int(i)) for i in indices]
-    else:  # labels: their labeled frames
-        videos = {id(v): i for i, v in enumerate(source.videos)}
-        keys = [(videos[id(lf.video)], int(lf.frame_idx)) for lf in source.labeled_frames]
+        return [(0, int(i)) for i in indices]
+    videos = {id(v): i for i, v in enumerate(source.videos)}  # labels: their labeled frames
+    return [(videos[id(lf.video)], int(lf.frame_idx)) for lf in source.labeled_frames]
+
+
+def compare_frame_masks(
+    source, indices, ours, theirs, ties: Optional[dict[tuple[int, int], TiePixels]] = None, mask_tolerance: int = 0
+) -> tuple[MaskComparison, tuple[int, ...], tuple[int, ...]]:
+    """``(comparison, counts of ours, counts of theirs)`` over the checked frames, each video on its own frame
+    grid; with ``ties`` (sleap-nn's tie pixels per frame) those pixels are counted apart, the rest held to
+    ``mask_tolerance`` pixels a mask, every matched mask to it."""
+    keys = checked_frame_keys(source, indices)
     mine, reference = _all_masks_by_frame(ours, keys), _all_masks_by_frame(theirs, keys)
     frames = sorted(set(mine) | set(reference))
     sizes = _frame_sizes(source)
@@ -402,18 +468,85 @@ def compare_frame_masks(source, indices, ours, theirs) -> tuple[MaskComparison, 
             {k: mine.get(k, []) for k in frames if k[0] == video},
             {k: reference.get(k, []) for k in frames if k[0] == video},
             sizes[video],
+            min_identical_share=1.0,
+            ties=ties,
+            mask_tolerance=mask_tolerance,
         )
         for video in sorted({k[0] for k in frames})
     ]
-    comparison = MaskComparison(
-        frames=sum(p.frames for p in parts),
-        count_mismatches=tuple(k for p in parts for k in p.count_mismatches),
-        matched=sum(p.matched for p in parts),
-        identical=sum(p.identical for p in parts),
-        differing_ious=tuple(iou for p in parts for iou in p.differing_ious),
-        max_score_difference=max((p.max_score_difference for p in parts), default=0.0),
-    )
+    comparison = MaskComparison.combined(parts)
     return comparison, tuple(len(mine.get(k, [])) for k in frames), tuple(len(reference.get(k, [])) for k in frames)
+
+
+def _vote_ties(foreground: np.ndarray, peaks: np.ndarray, offsets: np.ndarray, stride: int, margin_px: float) -> np.ndarray:
+    """Foreground pixels whose offset points within ``margin_px`` of equidistant between their two nearest
+    centres (``peaks``: ``(N, 2)`` grid ``(x, y)``, N >= 2); ``(h, w)`` bool."""
+    rows, cols = np.nonzero(foreground)
+    half = stride / 2.0
+    pointed = np.stack([cols * stride + half + offsets[0, rows, cols], rows * stride + half + offsets[1, rows, cols]], axis=1)
+    centres = peaks.astype(np.float64) * stride + half
+    distances = np.linalg.norm(pointed[:, None, :].astype(np.float64) - centres[None], axis=-1)
+    nearest_two = np.partition(distances, 1, axis=1)[:, :2]
+    ties = np.zeros(foreground.shape, bool)
+    ties[rows, cols] = nearest_two[:, 1] - nearest_two[:, 0] <= margin_px
+    return ties
+
+
+def _tie_grid(layer, raw_out: dict, b: int, margins: MaskTieMargins) -> np.ndarray:
+    """Frame ``b``'s tie pixels at the output stride, from the maps sleap-nn's ``layer`` decodes:
+    foreground probabilities within the margin of its threshold; bottom-up, also votes within the
+    margin of the boundary between the two nearest of the centres it keeps."""
+    import torch
+    from sleap_nn.inference.segmentation import find_center_peaks
+
+    probability = raw_out[layer._SEG_KEY][b, 0].detach().cpu()
+    ties = np.abs(probability.numpy().astype(np.float64) - layer.fg_threshold) <= margins.foreground_probability
+    if layer._CENTER_KEY not in raw_out:  # semantic: the threshold decides alone
+        return ties
+    peaks, values = find_center_peaks(
+        raw_out[layer._CENTER_KEY][b : b + 1].detach().cpu(),
+        threshold=layer.postprocess_config.peak_threshold,
+        kernel_size=getattr(layer, "center_nms_kernel", 3),
+    )
+    # The centres sleap-nn keeps: its predict-time cap, else the layer's own.
+    cap = getattr(layer.postprocess_config, "max_instances", None) or getattr(layer, "max_instances", None)
+    if cap is not None and len(peaks) > int(cap):
+        peaks = peaks[torch.topk(values, int(cap)).indices]
+    if len(peaks) >= 2:
+        foreground = (probability > layer.fg_threshold).numpy()
+        offsets = raw_out[layer._OFFSET_KEY][b].detach().cpu().numpy()
+        ties |= _vote_ties(foreground, peaks.numpy(), offsets, layer.output_stride, margins.vote_distance_px)
+    return ties
+
+
+@contextlib.contextmanager
+def sleap_nn_mask_ties(margins: MaskTieMargins = MASK_TIE_MARGINS) -> Iterator[list[TiePixels]]:
+    """While open, sleap-nn's bottom-up and semantic segmentation layers note the tie pixels of each frame
+    they decode (`_tie_grid`), placed as the layer places that frame's masks, in the order decoded.
+    Top-down crop masks are not read (nothing noted)."""
+    from unittest import mock
+
+    from sleap_nn.inference.layers.segmentation import SegmentationLayer, SemanticSegmentationLayer
+
+    noted: list[TiePixels] = []
+
+    def noting(postprocess):
+        def postprocess_noting_ties(layer, raw_out, info):
+            outputs = postprocess(layer, raw_out, info)
+            for b in range(raw_out[layer._SEG_KEY].shape[0]):
+                grid = _tie_grid(layer, raw_out, b, margins)
+                if getattr(layer, "full_res_masks", False):
+                    noted.append(TiePixels(layer._mask_to_original(grid, info, b), (1.0, 1.0), (0.0, 0.0)))
+                else:
+                    noted.append(TiePixels(*layer._mask_to_stride(grid, info, b)))
+            return outputs
+
+        return postprocess_noting_ties
+
+    with mock.patch.object(SegmentationLayer, "postprocess", noting(SegmentationLayer.postprocess)), mock.patch.object(
+        SemanticSegmentationLayer, "postprocess", noting(SemanticSegmentationLayer.postprocess)
+    ):
+        yield noted
 
 
 def _frames_to_check(data: Path, frames: int):
@@ -509,12 +642,20 @@ def _reference_settings(spec, masks=None) -> dict:
     return reference_settings(spec, masks=masks)
 
 
+def _peak_ties(spec, references, source, indices) -> Optional[PeakTies]:
+    """How many of the checked frames' local peaks sit on a tie, in the reference runs' graph run eagerly;
+    None for models that search no map for local peaks, or checked against runs the graph cannot build."""
+    if not MODEL_TYPES[spec.model_type].finds_local_peaks or written_by_sleap_nn(spec):
+        return None
+    return count_peak_ties(references, checked_frames(source, indices))
+
+
 def _refuse_pose_settings_for_masks(spec, max_deviation: Optional[float], options: ModelOptions) -> None:
     """A segmentation model's masks are held to identity, not to a keypoint tolerance; and they must be written."""
     if max_deviation is not None:
         raise InputError(
             f"--max-deviation is a keypoint tolerance and {spec.model_type} models predict masks, held to equal "
-            "counts and >= 99.9% identical masks; leave it out."
+            "counts and masks identical but for ties; leave it out (--mask-tolerance allows pixels beyond ties)."
         )
     if not options.masks.writes_masks:
         raise InputError(
@@ -570,10 +711,12 @@ def check_artifact(
     batch_size: int = 4,
     progress: Optional[Callable[[str], object]] = None,
     options: ModelOptions = ModelOptions(),
+    mask_tolerance: Optional[int] = None,
 ) -> CheckReport | MaskCheckReport | EmbeddingCheckReport:
     """Run the artifact and sleap-nn on the same frames of ``data`` and compare them: poses
     (`CheckReport`), a segmentation model's masks (`MaskCheckReport`, ``options.masks`` reaching
-    both sides; ``max_deviation`` is refused there), or a lone embedding model's vectors for the
+    both sides; ``max_deviation`` is refused there, ``mask_tolerance``, default 0, is the most pixels
+    beyond ties a mask may differ in, and refused for other models), or a lone embedding model's vectors for the
     detections of the first ``frames`` labeled frames of a .slp (`EmbeddingCheckReport`;
     ``max_deviation`` is the per-element tolerance).
 
@@ -609,12 +752,17 @@ def check_artifact(
     else:
         weights = [weights_file(m) for m in models]
         _check_sources({file_sha256(w) for w in weights if w.exists()}, len(models), references, artifact=False)
-    lone_embedding = (spec.model_type if spec else model_type_of_models(models)) == "embedding"
+    model_type = spec.model_type if spec else model_type_of_models(models)
+    if mask_tolerance is not None and not MODEL_TYPES[model_type].segments:
+        raise InputError(f"--mask-tolerance holds a segmentation model's masks and {model_type} models predict none; leave it out.")
+    if mask_tolerance is not None and mask_tolerance < 0:
+        raise InputError(f"--mask-tolerance is a number of pixels, at least 0; got {mask_tolerance}.")
+    lone_embedding = model_type == "embedding"
     if lone_embedding:
         _refuse_video_for_embedding(data)
     # Found, not imported: importing sleap-nn (and torch) takes seconds, shown as the reference's progress.
     if importlib.util.find_spec("sleap_nn") is None:
-        raise InputError("check runs sleap-nn as the reference; install it: pip install 'sleap-export[export]'.")
+        raise InputError(f"check runs sleap-nn as the reference; install it: {install_extra('export')}.")
 
     source, indices = _frames_to_check(data, frames)
     if lone_embedding:
@@ -627,7 +775,7 @@ def check_artifact(
         if segments and not is_artifact(models[0]):  # training runs: known once opened
             _refuse_pose_settings_for_masks(spec, max_deviation, options)
         ours = Predictor(runner, batch_size=batch_size).predict(source, frames=indices, progress=shown)
-    with phase(progress, "sleap-nn", total) as shown:
+    with phase(progress, "sleap-nn", total) as shown, (sleap_nn_mask_ties() if segments else contextlib.nullcontext([])) as ties:
         theirs = sleap_nn_predict(
             source, references, frames=indices, batch_size=batch_size,
             advance=None if shown is None else shown.advance,
@@ -635,7 +783,12 @@ def check_artifact(
         )
     precision = options.precision or spec.precision
     if segments:
-        comparison, counts_ours, counts_theirs = compare_frame_masks(source, indices, ours, theirs)
+        keys = checked_frame_keys(source, indices)
+        # One noted frame per checked frame, in order; otherwise (top-down: none) every pixel is judged.
+        ties_by_frame = dict(zip(keys, ties)) if len(ties) == len(keys) else None
+        comparison, counts_ours, counts_theirs = compare_frame_masks(
+            source, indices, ours, theirs, ties=ties_by_frame, mask_tolerance=mask_tolerance or 0
+        )
         return MaskCheckReport(
             artifact=model_name(models),
             references=tuple(str(r) for r in references),
@@ -645,6 +798,7 @@ def check_artifact(
             comparison=comparison,
             counts_artifact=counts_ours,
             counts_reference=counts_theirs,
+            ties_measured=ties_by_frame is not None,
         )
     tolerance = tolerance_for(precision, max_deviation)
     # A detector's boxes compare as two-corner poses: matched, counted and measured in pixels the same way.
@@ -671,5 +825,6 @@ def check_artifact(
         comparison=comparison,
         ground_truth=None if detector else _ground_truth(source, ours, theirs),
         points="box corners" if detector else "keypoints",
+        peak_ties=_peak_ties(spec, references, source, indices),
     )
 

@@ -11,7 +11,7 @@ on another pixel of the top, or make a flat top of a strict peak.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -77,3 +77,13 @@ def count_peak_ties(model_paths: Sequence[str | Path], batches: Iterable[np.ndar
             except MapSeen:
                 pass
     return found
+
+
+def checked_frames(source, indices: Optional[Sequence[int]]) -> Iterator[np.ndarray]:
+    """One ``(1, H, W, C)`` batch per checked frame: ``indices`` of a video, or a .slp's labeled frames (None)."""
+    if indices is None:
+        for labeled_frame in source.labeled_frames:
+            yield np.asarray(labeled_frame.image)[None]
+    else:
+        for index in indices:
+            yield np.asarray(source[int(index)])[None]

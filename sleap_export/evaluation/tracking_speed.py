@@ -14,7 +14,7 @@ from typing import Sequence
 import attrs
 import sleap_io as sio
 
-from sleap_export.core.errors import InputError
+from sleap_export.core.errors import InputError, install_extra
 from sleap_export.runtime.drivers.predictor import Predictor
 from sleap_export.runtime.open_model import ModelOptions, open_model
 from sleap_export.runtime.tracking import TrackingOptions
@@ -71,7 +71,7 @@ def tracking_speed(models: Sequence[Path], data: Path, frames: int, options: Mod
     if data is None:
         raise InputError("bench --tracking tracks the poses predicted on a video; add --data video.mp4.")
     if importlib.util.find_spec("sleap_nn") is None:
-        raise InputError("bench --tracking compares with sleap-nn's tracker; install it: pip install 'sleap-export[export]'.")
+        raise InputError(f"bench --tracking compares with sleap-nn's tracker; install it: {install_extra('export')}.")
     from sleap_nn.inference.tracking import TrackerConfig, apply_tracking
 
     runner = open_model(list(models), attrs.evolve(options, throughput=True))

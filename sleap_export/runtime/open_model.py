@@ -18,11 +18,13 @@ from typing import Callable, Optional, Sequence
 
 import attrs
 
-from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.errors import InputError, SleapExportError, install_extra
 from sleap_export.core.mask_options import MaskOptions, settings_read_by
 from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.training_runs import is_training_run
-from sleap_export.runtime.artifacts.formats import ONNX, SLEAP_NN_FOLDER, artifact_suffixes, format_by_content, format_of, read_spec
+from sleap_export.runtime.artifacts.formats import (
+    ONNX, SLEAP_NN_FOLDER, artifact_suffixes, format_by_content, format_of, read_checked_spec, read_spec,
+)
 from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, VIDEO_SUFFIXES
 from sleap_export.runtime.backends.runner import Runner
 
@@ -195,7 +197,7 @@ def training_run_opener() -> Callable[..., Runner]:
     if not found:
         raise InputError(
             "Training runs run in PyTorch through sleap-export's export side, which is not installed here; "
-            "pip install 'sleap-export[export]', or pass an exported artifact."
+            f"{install_extra('export')}, or pass an exported artifact."
         )
     return next(iter(found)).load()
 
@@ -210,7 +212,7 @@ def open_model(paths: str | Path | Sequence[str | Path], options: ModelOptions =
         runner = training_run_opener()(models, device=options.device or "cpu")
     else:
         path = models[0]
-        spec = read_spec(path)
+        spec = read_checked_spec(path)
         runner_class = format_of(path).runner_class(options.runtime)
         device = options.device or runner_class.default_device
         keywords = options.runner_keywords()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from sleap_export.core.model_types import MODEL_TYPES
 from sleap_export.core.spec import ModelSpec
+from sleap_export.runtime.artifacts.sleap_nn_export_folder import written_by_sleap_nn
+
+# What the description says where the spec has no value (sleap-nn's own export folders record less).
+NOT_RECORDED = "not recorded"
 
 
 def describe_spec(spec: ModelSpec, verified: bool = False) -> list[tuple[str, str]]:
@@ -21,21 +25,22 @@ def describe_spec(spec: ModelSpec, verified: bool = False) -> list[tuple[str, st
         ("nodes", ", ".join(skeleton.nodes) + unused),
         ("edges", (", ".join(f"{skeleton.nodes[a]}->{skeleton.nodes[b]}" for a, b in skeleton.edges) or "-") + unused),
     ]
+    by_sleap_nn = written_by_sleap_nn(spec)
     for i, stage in enumerate(spec.stages):
         rows.append((
             f"stage {i}",
             f"{stage.head_type} ({stage.backbone}), {stage.in_channels} ch, scale {stage.input_scale}, "
             f"max stride {stage.max_stride}, output stride {stage.output_stride}, "
-            f"size {stage.max_height}x{stage.max_width}{_tiles(stage)}; from {stage.source} ({stage.source_format}), "
-            f"weights sha256 {stage.checkpoint_sha256[:12]}",
+            f"{_frame_size(stage, by_sleap_nn)}{_tiles(stage)}; from {stage.source} ({stage.source_format}), "
+            f"weights sha256 {stage.checkpoint_sha256[:12] or NOT_RECORDED}",
         ))
     post = spec.postprocess
     rows += [
         ("decoding", _mask_decoding(spec) if segments else
-         f"threshold {post.peak_threshold}, refinement {post.refinement}, max instances {post.max_instances}"),
+         f"threshold {post.peak_threshold}, refinement {post.refinement or 'none'}, max instances {post.max_instances}"),
         ("outputs", ", ".join(spec.output_names)),
         ("precision", spec.precision),
-        ("export", "; ".join(f"{k}: {v}" for k, v in spec.export.describe().items())),
+        ("export", "; ".join(f"{k}: {v}" for k, v in spec.export.describe().items()) or NOT_RECORDED),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(spec.versions.items()))),
     ]
     if spec.payload_sha256:
@@ -45,6 +50,13 @@ def describe_spec(spec: ModelSpec, verified: bool = False) -> list[tuple[str, st
     else:
         rows.append(("payload", "not hashed (sleap-nn export folder)"))
     return rows
+
+
+def _frame_size(stage, by_sleap_nn: bool) -> str:
+    """The size frames are matched to: sleap-nn's own exports do not record it; ours without one take any size."""
+    if stage.max_height is not None and stage.max_width is not None:
+        return f"size {stage.max_height}x{stage.max_width}"
+    return f"size {NOT_RECORDED}" if by_sleap_nn else "any size (frames run at their own)"
 
 
 def _masks_predicted(model_type: str) -> str:

@@ -80,6 +80,51 @@ def onnx_file_payload_sha256(path: Path, spec_text: str) -> str:
     return _onnx_digest(onnx.load(str(path)), spec_text)
 
 
+# ModelProto's metadata_props field, and protobuf's wire types that carry a varint, 8 bytes, a length, 4 bytes.
+_ONNX_METADATA_FIELD = 14
+_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+
+
+def _varint(data: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def onnx_bytes_payload_sha256(path: Path, spec_text: str) -> str:
+    """The payload digest read straight from an ONNX file's bytes: its top-level fields but the metadata,
+    as written, plus the spec. Equal to `onnx_file_payload_sha256` for a file as sleap-export wrote it
+    (protobuf writes fields in number order, and ONNX has no maps that deterministic output would sort),
+    without importing onnx (1-2 s) or parsing the graph; anything else gives another digest."""
+    data = memoryview(Path(path).read_bytes())
+    digest = hashlib.sha256()
+    at = 0
+    try:
+        while at < len(data):
+            start = at
+            key, at = _varint(data, at)
+            field, wire_type = key >> 3, key & 7
+            if wire_type == _VARINT:
+                _, at = _varint(data, at)
+            elif wire_type == _LENGTH_DELIMITED:
+                length, at = _varint(data, at)
+                at += length
+            elif wire_type in (_FIXED64, _FIXED32):
+                at += 8 if wire_type == _FIXED64 else 4
+            else:  # groups: never in ONNX
+                return ""
+            if field != _ONNX_METADATA_FIELD:
+                digest.update(data[start:at])
+    except IndexError:  # cut short: not what was written
+        return ""
+    return _finish(digest, spec_text)
+
+
 def torchscript_file_payload_sha256(path: Path, spec_text: str) -> str:
     """The payload digest of a TorchScript file, with ``spec_text`` (see `spec_digest_text`)."""
     with zipfile.ZipFile(path) as archive:

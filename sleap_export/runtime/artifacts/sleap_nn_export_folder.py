@@ -186,6 +186,31 @@ def _max_stride(config: dict) -> int:
     return int(strides[0]) if strides else 1
 
 
+def _config_output_stride(config: dict) -> Optional[int]:
+    """The confidence maps' output stride a training config sets, or None."""
+    heads = (config.get("model_config") or {}).get("head_configs") or {}
+    strides = [
+        head["confmaps"]["output_stride"] for head in heads.values()
+        if isinstance(head, dict) and isinstance(head.get("confmaps"), dict) and head["confmaps"].get("output_stride")
+    ]
+    return int(strides[0]) if strides else None
+
+
+def _config_input_scale(config: dict) -> Optional[float]:
+    """The input scale a training config sets, or None."""
+    scale = ((config.get("data_config") or {}).get("preprocessing") or {}).get("scale")
+    return float(scale) if isinstance(scale, (int, float)) else None
+
+
+def _stage_entry(value, stage: Optional[str]) -> Optional[str]:
+    """A metadata value for one stage: a top-down pair's are ``centroid:A;centered_instance:B``; a value
+    without stage names is every stage's."""
+    if not value:
+        return None
+    entries = dict(part.split(":", 1) for part in str(value).split(";") if ":" in part) if stage else {}
+    return entries.get(stage) if entries else str(value)
+
+
 def _spec_from_metadata(folder: Path, metadata: dict) -> ModelSpec:
     """sleap-nn's own export, described for the runtime from what its metadata records."""
     kind = layout_type(metadata)
@@ -195,25 +220,29 @@ def _spec_from_metadata(folder: Path, metadata: dict) -> ModelSpec:
         raise InputError(f"{folder / METADATA_FILE} names no nodes (node_names); re-export the folder.")
     two_stage = kind.ours in ("topdown", "multi_class_topdown")
     head_types = ("centroid", "centered_instance" if kind.ours == "topdown" else "multi_class_topdown") if two_stage else (kind.ours,)
-    backbones = dict(part.split(":", 1) for part in str(metadata.get("backbone", "")).split(";") if ":" in part)
     crop = metadata.get("crop_size")
+    recorded_scale = float(metadata.get("input_scale") or 1.0)
+    recorded_stride = int(metadata.get("output_stride") or 1)
     stages = []
     for i, head_type in enumerate(head_types):
         config_stage = ("centroid" if i == 0 else "centered_instance") if two_stage else None
         config = _training_config(folder, config_stage)
         is_centroid_stage = two_stage and i == 0
+        # For top-down, sleap-nn records the centroid stage's scale and the instance stage's stride;
+        # each stage's training config gives the other.
+        input_scale = recorded_scale if not two_stage or is_centroid_stage else _config_input_scale(config)
+        output_stride = _config_output_stride(config) if is_centroid_stage else recorded_stride
         stages.append(StageSpec(
             head_type=head_type,
-            backbone=backbones.get(config_stage or "", metadata.get("backbone") or "unknown"),
+            backbone=_stage_entry(metadata.get("backbone"), config_stage) or "unknown",
             in_channels=int(metadata.get("input_channels") or 1),
-            # sleap-nn records the centroid stage's scale and the instance stage's stride for top-down.
-            input_scale=float(metadata.get("input_scale") or 1.0),
+            input_scale=recorded_scale if input_scale is None else input_scale,
             max_stride=_max_stride(config),
-            output_stride=int(metadata.get("output_stride") or 1),
+            output_stride=output_stride or recorded_stride,
             crop_size=None if is_centroid_stage or not crop else int(crop[0]),
             anchor_part=metadata.get("anchor_part") if (is_centroid_stage or kind.ours == "centroid") else None,
             paf_edges=edges if kind.ours == "bottomup" else (),
-            source=str(metadata.get("checkpoint_path") or folder),
+            source=_stage_entry(metadata.get("checkpoint_path"), config_stage) or str(folder),
         ))
     from sleap_export.runtime.decoding.peak_grouping import paf_edge_order
 

@@ -11,6 +11,24 @@ from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.core.spec import ModelSpec
 from sleap_export.runtime.backends.runner import Runner, WarmRun, usable_cores
 
+# The fix for a device that cannot run here, as both the CLI and Python spell the CPU device.
+ON_THE_CPU = "run on the CPU (--device cpu / device='cpu')"
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def _provider(device: str) -> str:
+    """ONNX Runtime's execution provider for ``device``, refused in one line where this install lacks it."""
+    import onnxruntime
+
+    if device not in PROVIDERS:
+        raise InputError(f"Unknown device {device!r} for ONNX Runtime; use cpu or cuda.")
+    provider = PROVIDERS[device]
+    if provider not in onnxruntime.get_available_providers():
+        raise InputError(
+            f"ONNX Runtime has no {provider} here; install onnxruntime-gpu (on a machine with an NVIDIA GPU), or {ON_THE_CPU}."
+        )
+    return provider
+
 
 class _OnnxWarmRun(WarmRun):
     """Ended through ONNX Runtime's `RunOptions.terminate`, checked between the graph's nodes."""
@@ -56,6 +74,8 @@ class OnnxRunner(Runner):
         parallel_batches: int = 1,
     ):
         super().__init__(spec, device)
+        # Refused when opened, before a run writes anything: the provider is there, or a one-line error.
+        self.provider = _provider(device)
         self.path = Path(path)
         self.threads = threads
         self.parallel_batches = parallel_batches
@@ -73,14 +93,6 @@ class OnnxRunner(Runner):
     def activate_impl(self) -> None:
         import onnxruntime
 
-        providers = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
-        if self.device not in providers:
-            raise InputError(f"Unknown device {self.device!r} for ONNX Runtime; use cpu or cuda.")
-        wanted = providers[self.device][0]
-        if wanted not in onnxruntime.get_available_providers():
-            raise SleapExportError(
-                f"ONNX Runtime has no {wanted} here; install onnxruntime-gpu or use device='cpu'."
-            )
         options = onnxruntime.SessionOptions()
         threads = self.threads or usable_cores()
         options.intra_op_num_threads = max(1, threads // self.parallel_batches)
@@ -88,12 +100,10 @@ class OnnxRunner(Runner):
         if self.parallel_batches > 1:
             # Spinning workers of one run would take the cores the other run needs.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(
-            str(self.path), sess_options=options, providers=providers[self.device]
-        )
-        if self.session.get_providers()[0] != wanted:
+        self.session = onnxruntime.InferenceSession(str(self.path), sess_options=options, providers=[self.provider])
+        if self.session.get_providers()[0] != self.provider:
             raise SleapExportError(
-                f"ONNX Runtime could not start {wanted}; check the CUDA install or use device='cpu'."
+                f"ONNX Runtime could not start {self.provider}; check the CUDA install, or {ON_THE_CPU}."
             )
 
     def infer_impl(self, inputs: list[np.ndarray], run_options=None) -> list[np.ndarray]:

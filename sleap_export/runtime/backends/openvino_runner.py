@@ -19,14 +19,14 @@ from typing import Optional
 
 import numpy as np
 
-from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.errors import InputError, SleapExportError, install_extra
 from sleap_export.core.spec import ModelSpec
 from sleap_export.runtime.backends.runner import Runner, usable_cores
 
 PRECISIONS = ("fp32", "bf16")
 # The exporter traces each stage's network as a module named ``network``.
 NETWORK_SCOPE = re.compile(r"^(.*?/network/)")
-INSTALL_HINT = "install it with pip install 'sleap-export[openvino]', or use --runtime onnxruntime"
+INSTALL_HINT = f"install it with {install_extra('openvino')}, or use --runtime onnxruntime"
 # Compiled models, beside the artifact (where it is writable): OpenVINO keys each by a hash of the
 # graph it compiled and its settings, so a re-exported artifact or another precision gets its own.
 # Measured on 2 cores: a top-down model's load in 0.6 s instead of 1.6 s (fp32), 1.0 instead of 2.7 (bf16).

@@ -31,6 +31,17 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def frames_batch(frames) -> np.ndarray:
+    """`as_batch`, with the way to predict a video for videos and their paths: a runner takes decoded frames."""
+    if isinstance(frames, (str, Path)) or (not isinstance(frames, np.ndarray) and hasattr(frames, "filename")):
+        what = "a path" if isinstance(frames, (str, Path)) else f"a {type(frames).__name__}"
+        raise InputError(
+            f"A runner takes frames (a numpy uint8 array), got {what}; predict a whole video with "
+            "Predictor.from_model_paths(MODEL).predict(video), or pass some of its frames: runner.predict(video[0:100])."
+        )
+    return as_batch(frames)
+
+
 def require_poses(spec: ModelSpec) -> None:
     """Refuse to decode poses from an artifact that outputs raw head maps."""
     if spec.raw_heads:
@@ -138,7 +149,7 @@ class Runner(abc.ABC):
     def graph_inputs(self, frames, centroids=None) -> list[np.ndarray]:
         """The graph's inputs, in ``spec.input_names`` order, for a batch of frames (see `infer`)."""
         with self.clock.section("host pre"):
-            batch = match_channels(as_batch(frames), self.spec.input_channels)
+            batch = match_channels(frames_batch(frames), self.spec.input_channels)
             inputs = [batch]
             if "centroids" in self.spec.input_names:
                 inputs.extend(_centroid_inputs(centroids, len(batch), self.spec.model_type))
@@ -161,7 +172,7 @@ class Runner(abc.ABC):
     ) -> list[Outputs]:
         """One completed `Outputs` per frame."""
         require_poses(self.spec)
-        batch = as_batch(frames)
+        batch = frames_batch(frames)
         raw = self.infer(batch, centroids=centroids)
         with self.clock.section("host post"):
             return [self._complete(raw, batch, i, frame_indices, video_idx, keep_images) for i in range(len(batch))]

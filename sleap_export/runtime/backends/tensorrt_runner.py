@@ -15,11 +15,11 @@ from typing import Optional
 
 import numpy as np
 
-from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.errors import InputError, SleapExportError, install_extra
 from sleap_export.core.spec import EngineTarget, ModelSpec
 from sleap_export.runtime.backends.runner import Runner
 
-INSTALL_HINT = "install it with pip install 'sleap-export[trt]' on a machine with an NVIDIA GPU"
+INSTALL_HINT = f"install it with {install_extra('trt')} on a machine with an NVIDIA GPU"
 # Engines built hardware-compatible run on this compute capability and newer.
 HARDWARE_COMPATIBLE_FROM = (8, 0)
 

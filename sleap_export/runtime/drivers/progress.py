@@ -7,9 +7,15 @@ The displays report fps as `FrameRate` defines it, and so does predict's final l
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 import time
 from typing import Callable, Iterator, Optional, Protocol, TextIO, Union
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``: a count with its noun (regular plurals)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 class ProgressSink(Protocol):
@@ -67,7 +73,7 @@ class LogProgress:
     def start(self, total: int, done: int) -> None:
         self.total, self.rate = total, FrameRate(done)
         self.last = self.rate.started
-        print(f"{self.prefix}{done}/{total} frames", file=self.stream, flush=True)
+        print(f"{self.prefix}{done}/{counted(total, 'frame')}", file=self.stream, flush=True)
 
     def advance(self, frames: int) -> None:
         self.rate.advance(frames)
@@ -76,16 +82,55 @@ class LogProgress:
             self.last = now
             fps = self.rate.fps
             eta = (self.total - done) / fps if fps > 0 else float("inf")
-            print(f"{self.prefix}{done}/{self.total} frames, {fps:.1f} fps, ETA {eta:.0f} s", file=self.stream, flush=True)
+            print(f"{self.prefix}{done}/{counted(self.total, 'frame')}, {fps:.1f} fps, ETA {eta:.0f} s", file=self.stream, flush=True)
 
     def stop(self) -> None:
         """Nothing to tear down: every line is already written."""
 
 
+class _LinesAboveBar(io.TextIOBase):
+    """Standard error while a bar is up: each line written is printed above the bar, not at the end of
+    its line. rich's own redirection also takes bytes, so click (typer.echo) takes it for a binary
+    stream and writes around it; this one takes text only, which click writes to as it is."""
+
+    def __init__(self, console, stream: TextIO):
+        self.console, self.stream, self.partial = console, stream, ""
+
+    @property
+    def encoding(self) -> str:
+        return self.stream.encoding
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() takes text, not {type(text).__name__}")
+        *lines, self.partial = (self.partial + text).split("\n")
+        if lines:
+            self._print("\n".join(lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.partial:
+            self._print(self.partial)
+            self.partial = ""
+
+    def _print(self, text: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text.from_ansi(text), soft_wrap=True)
+
+
 class BarProgress:
-    """A rich progress bar with frames, fps and ETA."""
+    """A rich progress bar with frames, fps and ETA, on standard error; what is written there while it is
+    up (a warning, an interruption's message) goes above it."""
 
     def __init__(self, label: Optional[str] = None):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
@@ -94,19 +139,27 @@ class BarProgress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[fps]:.1f} fps"),
             TimeRemainingColumn(),
+            console=Console(file=sys.stderr),  # the stream itself: Console(stderr=True) would follow sys.stderr to the proxy
             transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
+        self.stderr: Optional[TextIO] = None
 
     def start(self, total: int, done: int) -> None:
         self.rate = FrameRate(done)
         self.task = self.bar.add_task("predict", total=total, completed=done, fps=0.0)
         self.bar.start()
+        self.stderr, sys.stderr = sys.stderr, _LinesAboveBar(self.bar.console, sys.stderr)
 
     def advance(self, frames: int) -> None:
         self.rate.advance(frames)
         self.bar.update(self.task, advance=frames, fps=self.rate.fps)
 
     def stop(self) -> None:
+        if self.stderr is not None:
+            sys.stderr.flush()
+            sys.stderr, self.stderr = self.stderr, None
         self.bar.stop()
 
 
