@@ -108,6 +108,7 @@ def live(
     """
     from sleap_export.runtime.drivers.live import HookFailed, LiveRecording, LiveRunner, PoseWindow, load_processor
     from sleap_export.runtime.open_model import check_models, model_name
+    from sleap_export.runtime.drivers.progress import counted
     from sleap_export.runtime.sources.live_sources import open_source
     from sleap_export.runtime.writing.destination import check_destination
     from sleap_export.runtime.writing.overlay_video import OverlayVideo
@@ -176,7 +177,7 @@ def live(
         for line in runner.summary().lines():
             typer.echo(line)
         if recording is not None:
-            typer.echo(f"wrote {output}: {len(recording.frames)} frames" + (" with their times" if found.keeps_provenance else ""))
+            typer.echo(f"wrote {output}: {counted(len(recording.frames), 'frame')}" + (" with their times" if found.keeps_provenance else ""))
         if drawn is not None and drawn.frames:
             typer.echo(f"wrote {overlay}: {drawn.frames} frames drawn with their poses at {drawn.fps:.1f} fps")
 

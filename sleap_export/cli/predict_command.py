@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -10,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_PRECISION, model_options, quiet, session
-from sleap_export.core.errors import InputError, SleapExportError
+from sleap_export.core.errors import InputError, SleapExportError, install_extra
 
 TRACKING = "Tracking (sleap-nn's classic tracker, its option names; docs/tracking.md)"
 MASKS = "Segmentation masks (sleap-nn's option names; docs/segmentation.md)"
@@ -19,7 +22,8 @@ MASKS = "Segmentation masks (sleap-nn's option names; docs/segmentation.md)"
 def predict(
     model: Path = typer.Argument(..., help=MODEL_HELP),
     inputs: List[Path] = typer.Argument(
-        ..., help="Video(s) or .slp labels file(s); for a top-down pair of runs, the centered-instance run first."
+        ..., help="Video(s) or .slp labels file(s), after the model; a top-down pair of runs gives both runs first, "
+        "in either order."
     ),
     output: Path = typer.Option(
         ..., "--output", "-o",
@@ -45,6 +49,11 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     resume: bool = typer.Option(
         False, "--resume", help="Keep the frames an earlier, interrupted run saved in --output; predict the rest."
+    ),
+    restore_source_videos: bool = typer.Option(
+        False, "--restore-source-videos", "--restore_source_videos",
+        help="A .pkg.slp input's predictions name the video its frames were packed from (where it records one) "
+        "instead of the .pkg.slp, whose frames they otherwise read (sleap-nn predict --restore_source_videos).",
     ),
     overlay: Optional[Path] = typer.Option(
         None, "--overlay", help="Also draw each predicted frame with its poses into this video (.mp4, .avi, .mkv, .mov), "
@@ -138,6 +147,8 @@ def predict(
     from sleap_export.runtime.open_model import detector_and_embedding, split_models_and_inputs
     from sleap_export.runtime.sources.video_inputs import expand_inputs, refuse_repeated_videos
 
+    # FFmpeg's C code prints its decoding errors; a damaged video is reported in one line instead (DamagedVideoStop).
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     started = time.perf_counter()
     is_quiet = quiet(quiet_flag)
     given = locals()
@@ -178,7 +189,10 @@ def predict(
     if overlay is not None:
         _check_overlay(overlay, models, inputs, video_index, resume, overwrite)
     embedder = None if embedding is None else _embedder(embedding, models[0], destinations, device, runtime, precision, threads, batch_size)
-    _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay, tracking_options)
+    _predict_here(
+        models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay, tracking_options,
+        restore_source_videos,
+    )
     for _, output in destinations if embedder is not None else ():
         progress = progress_for(is_quiet)
         with _shown_until_done(progress):
@@ -311,19 +325,25 @@ def _check_overlay(overlay: Path, models, inputs, video_index, resume: bool, ove
             raise InputError(f"{path} already exists; {fix}.")
 
 
-def _predict_here(models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay=None, tracking=None):
+def _predict_here(
+    models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay=None, tracking=None,
+    restore_source_videos=False,
+):
     from sleap_export.core.model_types import MODEL_TYPES
-    from sleap_export.runtime.drivers.predictor import Predictor
-    from sleap_export.runtime.drivers.progress import progress_for
+    from sleap_export.runtime.drivers.predictor import DamagedVideoStop, Predictor
+    from sleap_export.runtime.drivers.progress import counted, progress_for
 
     predictor = Predictor.from_model_paths(models, batch_size=batch_size, options=options)
     for inputs, output in destinations:
         progress = progress_for(is_quiet)
-        with _shown_until_done(progress):
-            labels = predictor.predict(
-                list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index,
-                overlay=overlay, tracking=tracking,
-            )
+        try:
+            with _shown_until_done(progress):
+                labels = predictor.predict(
+                    list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index,
+                    overlay=overlay, tracking=tracking, restore_source_videos=restore_source_videos,
+                )
+        except DamagedVideoStop as err:
+            raise SleapExportError(f"{err.problem}; {err.fix(_resume_command)}") from None
         if progress is not None:
             n_instances = sum(len(lf.instances) for lf in labels.labeled_frames)
             n_boxes = sum(len(lf.bboxes) for lf in labels.labeled_frames)
@@ -334,12 +354,26 @@ def _predict_here(models, destinations, options, frames, batch_size, video_index
             found = ", ".join(f"{n} {what}" for n, what in counts if n or what in ("instances", "masks"))
             rate = progress.rate
             typer.echo(
-                f"wrote {output}: {len(labels.labeled_frames)} frames, {found}"
+                f"wrote {output}: {counted(len(labels.labeled_frames), 'frame')}, {found}"
                 f"{f', {len(labels.tracks)} tracks' if tracking else ''}; "
                 f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
             )
             for drawn in predictor.overlays_written:
                 typer.echo(f"wrote {drawn}: the frames predicted, drawn with their {'masks' if segments else 'poses'}")
+
+
+def _resume_command(frames: str) -> str:
+    """This command line, to finish a run a damaged video stopped: with --resume and ``--frames frames``
+    (instead of its own --frames, --overwrite)."""
+    arguments, skip_value = [], False
+    for argument in sys.argv[1:]:
+        if skip_value:
+            skip_value = False
+        elif argument == "--frames":
+            skip_value = True
+        elif not (argument.startswith("--frames=") or argument in ("--overwrite", "--resume", "--debug")):
+            arguments.append(argument)
+    return shlex.join(["sleap-export", *arguments, "--resume", "--frames", frames])
 
 
 @contextlib.contextmanager
@@ -364,12 +398,12 @@ def _predict_on_ray(models, inputs, output, output_format, cluster, options, fra
     """predict --ray: chunks over a Ray cluster; a failed video is a row of the summary and exit 1."""
     from importlib.util import find_spec
 
-    from sleap_export.runtime.drivers.progress import progress_for
+    from sleap_export.runtime.drivers.progress import counted, progress_for
 
     if len(models) != 1:
         raise InputError("--ray runs one exported artifact; export the runs first (sleap-export onnx RUN... -o model.onnx).")
     if find_spec("ray") is None:
-        raise InputError("--ray needs Ray; pip install 'sleap-export[ray]'.")
+        raise InputError(f"--ray needs Ray; {install_extra('ray')}.")
     from sleap_export.core.model_types import MODEL_TYPES
     from sleap_export.runtime.drivers.ray_cluster import RayPrediction
 
@@ -389,7 +423,7 @@ def _predict_on_ray(models, inputs, output, output_format, cluster, options, fra
             found = f"{video.instances} instances"
             if MODEL_TYPES[job.spec.model_type].segments:
                 found = f"{video.masks} masks" + (f", {video.polygons} polygons" if video.polygons else "")
-            typer.echo(f"wrote {video.output}: {video.path.name}, {video.frames} frames, {found}")
+            typer.echo(f"wrote {video.output}: {video.path.name}, {counted(video.frames, 'frame')}, {found}")
         retried = f", {report.retried} chunk runs retried after a worker died" if report.retried else ""
         typer.echo(
             f"{report.predicted} predicted at {progress.rate.fps:.1f} fps on {report.workers} Ray workers{retried}; "

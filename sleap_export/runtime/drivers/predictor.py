@@ -11,21 +11,23 @@ import collections
 import contextlib
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 import attrs
 import numpy as np
 import sleap_io as sio
 
-from sleap_export.core.errors import InputError
+from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.core.stage_clock import StageClock
 from sleap_export.runtime.backends.runner import Runner, require_poses
 from sleap_export.runtime.drivers.batch_pipeline import Batch, background, decode_batches, in_order
 from sleap_export.runtime.drivers.embedding_carriers import embedded_detections
-from sleap_export.runtime.drivers.progress import ProgressArgument, progress_sink
+from sleap_export.runtime.drivers.progress import ProgressArgument, counted, progress_sink
 from sleap_export.runtime.open_model import ModelOptions, model_name, open_model
 from sleap_export.runtime.sources.frame_arrays import as_batch
-from sleap_export.runtime.sources.video_inputs import FrameSource, frame_sources, refuse_repeated_videos
+from sleap_export.runtime.sources.video_inputs import (
+    FrameSource, UnreadableFrame, frame_ranges, frame_sources, refuse_repeated_videos,
+)
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
 from sleap_export.runtime.writing.overlay_video import FALLBACK_FPS, OverlayVideos, check_overlay, overlay_paths
 
@@ -107,6 +109,7 @@ class Predictor:
         as_labels: bool = True,
         overlay: Optional[str | Path] = None,
         tracking: Optional["TrackingOptions"] = None,
+        restore_source_videos: bool = False,
     ):
         """Predict every requested frame; optionally write ``output`` (.slp, or the format its suffix
         names: `writing.output_formats`).
@@ -135,8 +138,16 @@ class Predictor:
         ``tracking``: a `TrackingOptions` (sleap-nn's classic tracker, docs/tracking.md): each
         frame's instances are tracked as it is predicted; culling and connecting single breaks run
         on the kept instances when the labels are built.
+
+        ``restore_source_videos``: the labels name an input .pkg.slp's frames by the video they were
+        packed from (where it records one) instead of by the .pkg.slp (sleap-nn predict's option;
+        `LabelsWriter.output_video`).
+
+        A frame that cannot be read (a damaged video) stops the run as Ctrl-C does, the frames
+        predicted before it saved in ``output``: `DamagedVideoStop`, with what to resume.
         """
         inputs = source if isinstance(source, (list, tuple)) else [source]
+        self.writer.restore_source_videos = restore_source_videos
         stage = self._tracking_stage(tracking)
         if overlay is not None:
             overlay = Path(overlay)
@@ -194,6 +205,7 @@ class Predictor:
                 previous += self.writer.journal_frames(journal, videos)
         # The earlier run's frames go through the tracker too, in frame order among this run's.
         replay = None if stage is None else EarlierFrames(stage, previous, sources)
+        requested = {id(s.video): s for s in sources}  # what a run stopped by a damaged video resumes
         done = {(id(lf.video), lf.frame_idx) for lf in previous}
         sources = [
             attrs.evolve(s, frame_indices=tuple(i for i in s.frame_indices if (id(s.video), i) not in done)) for s in sources
@@ -225,12 +237,17 @@ class Predictor:
             self._run(sources, journal, kept, outputs, found, progress, overlays, stage, replay)
         except KeyboardInterrupt:
             # Ctrl-C / SIGTERM: keep the finished frames in a valid file, say how far it got.
-            predicted = found.frames
-            if journal is not None and (previous or predicted):
-                if replay is not None:
-                    replay.rest()
-                self._finish(journal, previous, videos, output, stage)
-            raise PredictionInterrupted(len(previous) + predicted, total, output) from None
+            self._save_finished(journal, previous, found, videos, output, stage, replay)
+            raise PredictionInterrupted(len(previous) + found.frames, total, output) from None
+        except UnreadableFrame as err:
+            # A damaged video: the same, and how to predict the rest without the frame that cannot be read.
+            saved = self._save_finished(journal, previous, found, videos, output, stage, replay)
+            damaged = requested[id(err.video)]
+            rest = [i for i in damaged.frame_indices if i != err.frame_idx]
+            raise DamagedVideoStop(
+                err, len(previous) + found.frames, total, output if saved else None,
+                None if damaged.labeled else frame_ranges(rest, err.video.shape[0]), len(videos),
+            ) from err
         found.warn_if_few()
         if replay is not None:
             replay.rest()
@@ -239,10 +256,21 @@ class Predictor:
             return labels if stage is None else stage.apply(labels)
         return self._finish(journal, previous, videos, output, stage)
 
+    def _save_finished(self, journal, previous, found, videos, output, stage, replay) -> bool:
+        """After a stop (Ctrl-C, SIGTERM, a frame that cannot be read): the frames finished so far
+        written to ``output`` as a whole run writes them; False when there was nothing to write."""
+        if journal is None or not (previous or found.frames):
+            return False
+        if replay is not None:
+            replay.rest()
+        self._finish(journal, previous, videos, output, stage)
+        return True
+
     def _run(self, sources, journal, kept, outputs, found, progress, overlays=None, stage=None, replay=None) -> None:
         """Every batch of ``sources`` through the runner, into the journal (or ``kept``), each
         frame drawn into ``overlays`` (`OverlayVideos`) if given and tracked by ``stage`` if given,
-        after the earlier frames before it (``replay``, `EarlierFrames`)."""
+        after the earlier frames before it (``replay``, `EarlierFrames`). A frame that cannot be
+        read ends the run once every batch decoded before it is finished: `UnreadableFrame`."""
         spec = self.runner.spec
         need_centroids = "centroids" in spec.input_names
         anchor_part = spec.stages[-1].anchor_part
@@ -255,7 +283,8 @@ class Predictor:
                     batch.frames, batch.frame_indices, batch.video_index, keep_images=False, centroids=batch.centroids
                 )
 
-            runs = in_order(run, background(decoded, depth=4), self.runner.parallel_batches)
+            unreadable: list[UnreadableFrame] = []
+            runs = in_order(run, _until_unreadable(background(decoded, depth=4), unreadable), self.runner.parallel_batches)
             # Closed on the way out: an interrupt lets the running batches finish
             # and drops the queued ones before the finished frames are saved. The
             # overlays close first: finished on an interrupt, removed on an error.
@@ -282,6 +311,8 @@ class Predictor:
                         outputs.extend(results)
                     if progress is not None:
                         progress.advance(len(batch.frame_indices))
+        if unreadable:
+            raise unreadable[0]
 
     def _finish(self, journal, previous, videos, output, stage=None) -> sio.Labels:
         """The .slp of the earlier frames and the journal's (tracked by ``stage`` if given), written;
@@ -296,6 +327,15 @@ class Predictor:
         self.writer.save(labels, output)
         journal.remove()
         return labels
+
+
+def _until_unreadable(batches: Iterator[Batch], unreadable: list) -> Iterator[Batch]:
+    """``batches`` up to the one with a frame that cannot be read, whose error is put in ``unreadable``:
+    the batches decoded before it are still predicted and kept."""
+    try:
+        yield from batches
+    except UnreadableFrame as err:
+        unreadable.append(err)
 
 
 # Provenance of an output whose tracking culled instances (--tracking_clean_instance_count): their tracks cannot be resumed.
@@ -430,12 +470,15 @@ class LabelsEmbeddingPredictor(Predictor):
 
     def predict(
         self, source, frames=None, output=None, progress="auto", resume=False, video_index=None, as_labels=True,
-        overlay=None, tracking=None,
+        overlay=None, tracking=None, restore_source_videos=False,
     ):
         """Embed the instances of one .slp (path or `sio.Labels`, changed in place); with ``output``, write them
-        (.slp only). ``as_labels=False`` returns each embedded frame's `Outputs` instead. ``frames``, ``resume``,
-        ``video_index``, ``overlay`` and ``tracking`` are refused: the labels are embedded whole, in one pass."""
+        (.slp only; its videos named as `LabelsWriter.output_video` names them, ``restore_source_videos`` as in
+        `Predictor.predict`). ``as_labels=False`` returns each embedded frame's `Outputs` instead. ``frames``,
+        ``resume``, ``video_index``, ``overlay`` and ``tracking`` are refused: the labels are embedded whole, in
+        one pass."""
         inputs = source if isinstance(source, (list, tuple)) else [source]
+        self.writer.restore_source_videos = restore_source_videos
         for option, given in (
             ("--frames", frames), ("--resume", resume or None), ("--video-index", video_index), ("--overlay", overlay),
             ("--tracking", tracking),
@@ -475,6 +518,7 @@ class LabelsEmbeddingPredictor(Predictor):
                 with self.writer.locked(output):
                     results = self._embed(labels, item, sink)
                     labels.provenance = {**(labels.provenance or {}), **self.writer.provenance}
+                    self.writer.name_output_videos(labels)
                     self.writer.save(labels, output)
         finally:
             if progress == "auto" and sink is not None:
@@ -578,10 +622,43 @@ class SegmentationPredictor(Predictor):
     """Masks: sleap-nn's segmentation models (semantic, bottom-up, top-down)."""
 
 
+class DamagedVideoStop(SleapExportError):
+    """A frame of an input could not be read (``unreadable``: `UnreadableFrame`): prediction stopped there,
+    the ``done`` frames predicted before it saved in ``output`` (None: nothing was written).
+    ``resume_frames``: that video's requested frames without the unreadable one, as ``--frames`` takes them
+    ("" when it was the only one; None for a labels file's frames, which --frames does not select);
+    ``videos``: how many videos the run had."""
+
+    def __init__(self, unreadable: UnreadableFrame, done: int, total: int, output: Optional[Path],
+                 resume_frames: Optional[str], videos: int):
+        self.unreadable, self.done, self.total, self.output = unreadable, done, total, output
+        self.resume_frames, self.videos = resume_frames, videos
+        again = "predict again with resume=True and " if output is not None else "predict again with "
+        super().__init__(f"{self.problem}; {self.fix(lambda frames: f'{again}frames={frames!r}')}")
+
+    @property
+    def problem(self) -> str:
+        """What could not be read, and what was kept."""
+        if self.output is not None:
+            kept = f"{self.done} of {self.total} frames were predicted and are saved in {self.output}"
+        else:
+            kept = f"nothing was saved ({self.done} of {self.total} frames were predicted)"
+        where = f"Frame {self.unreadable.frame_idx} of {self.unreadable.filename}"
+        return f"{where} could not be read (the file is damaged or cut short there); {kept}"
+
+    def fix(self, resume: Callable[[str], str]) -> str:
+        """How to finish: ``resume(frames left)``, how to resume in the caller's words, or where --frames
+        cannot leave the frame out, repairing the file first."""
+        if not self.resume_frames:
+            return f"repair or re-encode {self.unreadable.filename}, then predict again (--resume keeps the frames saved)"
+        every = " (--frames applies to every video of the run)" if self.videos > 1 else ""
+        return f"to predict the rest without that frame{every}: {resume(self.resume_frames)}"
+
+
 class PredictionInterrupted(KeyboardInterrupt):
     """Prediction stopped by Ctrl-C or SIGTERM; finished frames were saved where an output was given."""
 
     def __init__(self, done: int, total: int, output: Optional[str | Path]):
         saved = f"saved them to {output}" if output is not None and done else "nothing was written"
-        super().__init__(f"interrupted after {done} of {total} frames; {saved}")
+        super().__init__(f"interrupted after {done} of {counted(total, 'frame')}; {saved}")
         self.done, self.total, self.output = done, total, output

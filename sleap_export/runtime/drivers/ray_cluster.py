@@ -47,7 +47,7 @@ from sleap_export.runtime.drivers.batch_pipeline import background, decode_batch
 from sleap_export.runtime.drivers.predictor import PredictionInterrupted, frame_image, track_labeled_frame
 from sleap_export.runtime.drivers.progress import ProgressSink
 from sleap_export.runtime.open_model import ModelOptions, check_mask_options, is_artifact, open_model
-from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, FrameSource, open_video, select_frames
+from sleap_export.runtime.sources.video_inputs import LABELS_SUFFIXES, FrameSource, open_video, select_frames, video_frame
 from sleap_export.runtime.tracking.tracking_options import TrackingOptions
 from sleap_export.runtime.tracking.tracking_stage import TrackingStage, refuse_untrackable
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
@@ -185,7 +185,8 @@ class ChunkWorker:
         if self.video[0] != video_path:
             self.video = (video_path, open_video(Path(video_path)))
         video = self.video[1]
-        source = FrameSource(video, tuple(frame_indices), lambda i: video[i])
+        # A frame that cannot be read fails the chunk, and its video's row of the summary names it.
+        source = FrameSource(video, tuple(frame_indices), functools.partial(video_frame, video))
         runner = self.runner
 
         def run(batch):

@@ -7,6 +7,7 @@ place for the one-line errors about unreadable inputs and frame ranges.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import re
@@ -18,10 +19,31 @@ import attrs
 import numpy as np
 import sleap_io as sio
 
-from sleap_export.core.errors import InputError
+from sleap_export.core.errors import InputError, SleapExportError
 from sleap_export.runtime.sources.frame_arrays import as_batch
 
 LABELS_SUFFIXES = (".slp",)
+
+
+class UnreadableFrame(SleapExportError):
+    """Frame ``frame_idx`` of ``video`` could not be read: the file is damaged or cut short there."""
+
+    def __init__(self, video: sio.Video, frame_idx: int):
+        self.video, self.frame_idx = video, frame_idx
+        # An image sequence: the image file of that frame.
+        self.filename = str(video.filename[frame_idx] if isinstance(video.filename, list) else video.filename)
+        super().__init__(
+            f"Frame {frame_idx} of {self.filename} could not be read (the file is damaged or cut short there); "
+            "repair or re-encode it."
+        )
+
+
+def video_frame(video: sio.Video, frame_idx: int) -> np.ndarray:
+    """Frame ``frame_idx`` of ``video``; `UnreadableFrame` where decoding it fails."""
+    try:
+        return video[frame_idx]
+    except Exception as err:
+        raise UnreadableFrame(video, frame_idx) from err
 
 
 @attrs.frozen
@@ -33,6 +55,8 @@ class FrameSource:
     read: Callable[[int], np.ndarray]
     # Per-frame (K, 2) centroids of labeled instances, for centered-instance artifacts.
     centroids: Optional[Callable[[int], np.ndarray]] = None
+    # The frames are a labels file's labeled frames, which --frames does not select.
+    labeled: bool = False
 
 
 def instance_centroids(lf: sio.LabeledFrame, anchor: Optional[int]) -> np.ndarray:
@@ -103,6 +127,19 @@ def parse_frame_ranges(text: str, n_frames: int) -> tuple[int, ...]:
     return tuple(indices)
 
 
+def frame_ranges(indices: Sequence[int], n_frames: int) -> str:
+    """Frame indices as `parse_frame_ranges` reads them: ``0-115,117-`` (a range to the last frame left open)."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(
+        str(start) if start == stop else f"{start}-{'' if stop == n_frames - 1 else stop}" for start, stop in runs
+    )
+
+
 def select_frames(frames, n_frames: int) -> tuple[int, ...]:
     """The frames to predict: all, or ``frames`` (indices or ranges), each once (overlapping ranges
     are merged: a frame is never predicted or written twice), in the order first asked for."""
@@ -130,7 +167,7 @@ def frame_sources(source, frames: Optional[Sequence[int] | str] = None) -> list[
         return [FrameSource(video, indices, lambda i: array[i])]
     if isinstance(source, sio.Video):
         indices = select_frames(frames, source.shape[0])
-        return [FrameSource(source, indices, lambda i, v=source: v[i])]
+        return [FrameSource(source, indices, functools.partial(video_frame, source))]
     if isinstance(source, sio.Labels):
         by_video: dict[int, list] = {}
         for lf in source.labeled_frames:
@@ -142,13 +179,14 @@ def frame_sources(source, frames: Optional[Sequence[int] | str] = None) -> list[
                     f"The labels refer to video {lfs[0].video.filename}, which does not exist; put it "
                     "there, or point the labels at it (sleap-io's Labels.replace_filenames)."
                 )
-            images = {lf.frame_idx: lf for lf in lfs}
+            by_frame = {lf.frame_idx: lf for lf in lfs}
             sources.append(
                 FrameSource(
                     lfs[0].video,
-                    tuple(sorted(images)),
-                    lambda i, im=images: im[i].image,
-                    lambda i, anchor, im=images: instance_centroids(im[i], anchor),
+                    tuple(sorted(by_frame)),
+                    functools.partial(video_frame, lfs[0].video),
+                    lambda i, anchor, frames=by_frame: instance_centroids(frames[i], anchor),
+                    labeled=True,
                 )
             )
         if not sources:

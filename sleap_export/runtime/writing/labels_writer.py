@@ -71,8 +71,15 @@ def _same_file(a, b) -> bool:
 
 
 def _input_video(videos: Sequence[sio.Video], filename, saved_in: Path) -> sio.Video:
-    """The input video ``filename`` names; refused when it is none of them."""
-    found = next((video for video in videos if _same_file(video.filename, filename)), None)
+    """The input video ``filename`` names (a .pkg.slp's, by the .pkg.slp or the source video it records, as an
+    output may name either); refused when it is none of them."""
+    found = next(
+        (
+            video for video in videos
+            if any(_same_file(named.filename, filename) for named in (video, video.source_video) if named is not None)
+        ),
+        None,
+    )
     if found is None:
         raise InputError(
             f"{saved_in} holds predictions for {filename}, which is not among the inputs; "
@@ -87,11 +94,14 @@ class LabelsWriter:
     saved atomically in the output's format (`output_formats`).
 
     ``artifact``: what the provenance names as the model (a path, or runs joined by " + ").
+    ``restore_source_videos``: an input .pkg.slp's frames are named by the video they were packed
+    from, where it records one, instead of by the .pkg.slp (`output_video`).
     """
 
-    def __init__(self, spec: ModelSpec, artifact: Optional[str | Path] = None):
+    def __init__(self, spec: ModelSpec, artifact: Optional[str | Path] = None, restore_source_videos: bool = False):
         self.spec = spec
         self.artifact = None if artifact is None else str(artifact)
+        self.restore_source_videos = restore_source_videos
         self.skeleton = output_skeleton(spec)
         self.tracks = class_tracks(spec)
         # The provenance of the output `previous_frames` last read (what resuming it must respect).
@@ -156,19 +166,38 @@ class LabelsWriter:
 
     def labels(self, frames: Iterable[sio.LabeledFrame], videos: Sequence[sio.Video], extra_provenance: Optional[dict] = None) -> sio.Labels:
         """The labels of ``frames``, ordered by video (in ``videos`` order), then frame; the
-        videos named by absolute paths, so the .slp finds them from any folder."""
+        videos named by absolute paths, so the .slp finds them from any folder, and as
+        `name_output_videos` names them."""
         order = {id(video): i for i, video in enumerate(videos)}
         for video in videos:
             name = video.filename
             if isinstance(name, str) and not os.path.isabs(name) and os.path.exists(name):
                 video.replace_filename(os.path.abspath(name), open=False)
-        return sio.Labels(
+        labels = sio.Labels(
             labeled_frames=sorted(frames, key=lambda lf: (order[id(lf.video)], lf.frame_idx)),
             videos=list(videos),
             skeletons=[self.skeleton],
             tracks=self.tracks,
             provenance={**self.provenance, **(extra_provenance or {})},
         )
+        self.name_output_videos(labels)
+        return labels
+
+    def output_video(self, video: sio.Video) -> sio.Video:
+        """The video an output names for the input ``video``. A .pkg.slp's embedded frames are named by
+        the .pkg.slp, where they are (as sleap-nn predict writes them, its --restore_source_videos off);
+        with ``restore_source_videos``, by the video they were packed from, where the .pkg.slp records one."""
+        if self.restore_source_videos and video.source_video is not None:
+            return video.source_video
+        return video
+
+    def name_output_videos(self, labels: sio.Labels) -> None:
+        """Point ``labels`` (in place) at the videos `output_video` chooses: the one place that decides
+        which video an output of every driver and format names."""
+        renamed = {video: self.output_video(video) for video in labels.videos}
+        renamed = {old: new for old, new in renamed.items() if new is not old}
+        if renamed:
+            labels.replace_videos(video_map=renamed)
 
     # Files -------------------------------------------------------------------
     def check_destination(self, output: Path, inputs: Iterable, format_name: Optional[str] = None) -> None:

@@ -24,8 +24,9 @@ def _write_slp(labels: sio.Labels, path: str) -> None:
     with warnings.catch_warnings():
         # sleap-io moves provenance past HDF5's 64 kB attribute limit into a dataset of its own, and says so.
         warnings.filterwarnings("ignore", message="Labels metadata JSON")
-        # Appearance vectors are written only when asked for (sleap-nn --save_embeddings slp asks).
-        sio.save_slp(labels, path, save_embedding_vectors=True)
+        # Appearance vectors are written only when asked for (sleap-nn --save_embeddings slp asks). Videos as
+        # LabelsWriter names them: sleap-io's default would swap a .pkg.slp for the source video it recorded.
+        sio.save_slp(labels, path, save_embedding_vectors=True, restore_original_videos=False)
 
 
 def _write_analysis_h5(labels: sio.Labels, path: str) -> None:
