@@ -107,3 +107,24 @@ def test_predict_help_takes_a_top_down_pair_in_either_order():
     text = re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", shown))
     assert "either order" in text and "centered-instance run first" not in text
     assert "--restore-source-videos" in text
+
+
+def test_the_python_api_keeps_an_existing_output_as_the_cli_does(tmp_path, artifact):
+    """Predictor.predict(..., output=EXISTING) once replaced the file without a word: now refused
+    (the file untouched) unless overwrite=True or resume=True, with the CLI's message."""
+    from sleap_export import Predictor
+    from sleap_export.core.errors import InputError
+
+    predictor = Predictor.from_model_paths([artifact(["minimal_instance_centroid"], ".onnx")])
+    video = str(DATA / "centered_pair_small.mp4")
+    kept = tmp_path / "keep.slp"
+    kept.write_bytes(b"a lab's earlier predictions")
+    with pytest.raises(InputError, match="keep.slp already exists; pass --overwrite to replace it"):
+        predictor.predict(video, frames=[0, 1], output=kept, progress=None)
+    assert kept.read_bytes() == b"a lab's earlier predictions"
+    with pytest.raises(InputError, match="--resume keeps the frames in --output and --overwrite replaces them"):
+        predictor.predict(video, frames=[0, 1], output=kept, progress=None, resume=True, overwrite=True)
+    predictor.predict(video, frames=[0, 1], output=kept, progress=None, overwrite=True)
+    resumed = predictor.predict(video, frames=[0, 1, 2], output=kept, progress=None, resume=True)
+    assert sorted(lf.frame_idx for lf in resumed.labeled_frames) == [0, 1, 2]
+    assert sorted(lf.frame_idx for lf in sio.load_slp(str(kept)).labeled_frames) == [0, 1, 2]

@@ -110,7 +110,7 @@ def predict(
     filter_min_mean_node_score: float = typer.Option(0.0, "--filter-min-mean-node-score", "--filter_min_mean_node_score", help="Before tracking: drop instances with a lower mean node score.", rich_help_panel=TRACKING),
     filter_min_instance_score: float = typer.Option(0.0, "--filter-min-instance-score", "--filter_min_instance_score", help="Before tracking: drop instances with a lower score.", rich_help_panel=TRACKING),
     min_mask_area: int = typer.Option(0, "--min-mask-area", "--min_mask_area", help="Drop masks smaller than this many frame pixels.", rich_help_panel=MASKS),
-    max_instances: Optional[int] = typer.Option(None, "--max-instances", "--max_instances", help="Bottom-up: keep the N strongest instance centers per frame (other models fix it at export).", rich_help_panel=MASKS),
+    max_instances: Optional[int] = typer.Option(None, "--max-instances", "--max_instances", help="Bottom-up segmentation: keep the N strongest instance centers per frame (pose models fix it at export: sleap-export onnx --max-instances).", rich_help_panel=MASKS),
     mask_cleanup: bool = typer.Option(False, "--mask-cleanup", "--mask_cleanup", help="Bottom-up: keep each mask's largest part and fill its holes.", rich_help_panel=MASKS),
     mask_cleanup_radius: int = typer.Option(0, "--mask-cleanup-radius", "--mask_cleanup_radius", help="Bottom-up, with --mask-cleanup: open then close with an ellipse of this radius (grid cells) first.", rich_help_panel=MASKS),
     distance_gate_alpha: Optional[float] = typer.Option(None, "--distance-gate-alpha", "--distance_gate_alpha", help="Bottom-up: drop pixels voting farther than alpha*sqrt(area/pi) from their center.", rich_help_panel=MASKS),
@@ -146,6 +146,7 @@ def predict(
     from sleap_export.runtime.drivers.progress import progress_for
     from sleap_export.runtime.open_model import detector_and_embedding, split_models_and_inputs
     from sleap_export.runtime.sources.video_inputs import expand_inputs, refuse_repeated_videos
+    from sleap_export.runtime.writing.destination import refuse_resume_with_overwrite
 
     # FFmpeg's C code prints its decoding errors; a damaged video is reported in one line instead (DamagedVideoStop).
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -154,8 +155,7 @@ def predict(
     given = locals()
     tracking_options = _tracking_options(tracking, tracker, {name: value for name, value in given.items() if name in _TRACKING_FIELDS})
     masks = _mask_options({name: given[name] for name in _MASK_FIELDS})
-    if resume and overwrite:
-        raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
+    refuse_resume_with_overwrite(resume, overwrite)
     models, inputs = split_models_and_inputs([model, *inputs])
     models, embedding = detector_and_embedding(models)
     if embedding is not None:
@@ -191,7 +191,7 @@ def predict(
     embedder = None if embedding is None else _embedder(embedding, models[0], destinations, device, runtime, precision, threads, batch_size)
     _predict_here(
         models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay, tracking_options,
-        restore_source_videos,
+        restore_source_videos, overwrite,
     )
     for _, output in destinations if embedder is not None else ():
         progress = progress_for(is_quiet)
@@ -269,8 +269,7 @@ def _destinations(models, inputs, output: Path, output_format, video_index, resu
     """``(inputs, output file)`` pairs: all inputs into one file, or with -o FOLDER one STEM file per
     input in ``output_format`` (--format, default slp; as --ray writes them); each checked before
     the model loads."""
-    from sleap_export.runtime.writing.destination import check_destination
-    from sleap_export.runtime.writing.journal import journal_path
+    from sleap_export.runtime.writing.destination import check_destination, refuse_replacing
     from sleap_export.runtime.writing.output_formats import check_videos, format_named
 
     if output.is_dir():
@@ -296,17 +295,9 @@ def _destinations(models, inputs, output: Path, output_format, video_index, resu
     for sources, target in pairs:
         found = check_destination(target, [*sources, *models], output_format)
         check_videos(found, target, len(sources))
+        refuse_replacing(target, found, resume, overwrite)
         if resume and target.exists():
             found.check_resumable(target)
-        journal = journal_path(target)
-        if journal.exists() and not (overwrite or resume):
-            raise InputError(
-                f"{journal} holds the frames an interrupted run predicted into {target.name}; pass --resume to finish it, "
-                "or --overwrite to start again."
-            )
-        if target.exists() and not (overwrite or resume):
-            finish = ", or --resume to finish it" if found.not_resumable is None else ""
-            raise InputError(f"{target} already exists; pass --overwrite to replace it{finish}.")
     return pairs
 
 
@@ -327,7 +318,7 @@ def _check_overlay(overlay: Path, models, inputs, video_index, resume: bool, ove
 
 def _predict_here(
     models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay=None, tracking=None,
-    restore_source_videos=False,
+    restore_source_videos=False, overwrite=False,
 ):
     from sleap_export.core.model_types import MODEL_TYPES
     from sleap_export.runtime.drivers.predictor import DamagedVideoStop, Predictor
@@ -340,7 +331,7 @@ def _predict_here(
             with _shown_until_done(progress):
                 labels = predictor.predict(
                     list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index,
-                    overlay=overlay, tracking=tracking, restore_source_videos=restore_source_videos,
+                    overlay=overlay, tracking=tracking, restore_source_videos=restore_source_videos, overwrite=overwrite,
                 )
         except DamagedVideoStop as err:
             raise SleapExportError(f"{err.problem}; {err.fix(_resume_command)}") from None

@@ -28,6 +28,7 @@ from sleap_export.runtime.sources.frame_arrays import as_batch
 from sleap_export.runtime.sources.video_inputs import (
     FrameSource, UnreadableFrame, frame_ranges, frame_sources, refuse_repeated_videos,
 )
+from sleap_export.runtime.writing.destination import refuse_replacing
 from sleap_export.runtime.writing.labels_writer import LabelsWriter
 from sleap_export.runtime.writing.overlay_video import FALLBACK_FPS, OverlayVideos, check_overlay, overlay_paths
 
@@ -110,6 +111,7 @@ class Predictor:
         overlay: Optional[str | Path] = None,
         tracking: Optional["TrackingOptions"] = None,
         restore_source_videos: bool = False,
+        overwrite: bool = False,
     ):
         """Predict every requested frame; optionally write ``output`` (.slp, or the format its suffix
         names: `writing.output_formats`).
@@ -123,7 +125,8 @@ class Predictor:
         at the end, or on Ctrl-C / SIGTERM with the frames done so far; a run
         killed outright leaves the journal. ``resume=True`` keeps the frames an
         earlier run left in ``output`` and its journal and predicts only the rest;
-        without it, an old journal is discarded. ``video_index`` picks one video.
+        ``overwrite=True`` replaces them; an existing ``output`` or journal is refused
+        without one of the two, as the CLI refuses it. ``video_index`` picks one video.
 
         ``progress``: ``"auto"`` (a bar on a terminal, else nothing), None, a
         callable ``(frames done, total)``, or a `ProgressSink`. A run that finds
@@ -160,7 +163,8 @@ class Predictor:
                 labels = self._predict(inputs, frames, None, sink, resume, video_index, outputs, overlay, stage)
             else:
                 output = Path(output)
-                self.writer.check_destination(output, inputs)
+                found = self.writer.check_destination(output, inputs)
+                refuse_replacing(output, found, resume, overwrite)
                 with self.writer.locked(output):
                     labels = self._predict(inputs, frames, output, sink, resume, video_index, outputs, overlay, stage)
         finally:
@@ -470,11 +474,11 @@ class LabelsEmbeddingPredictor(Predictor):
 
     def predict(
         self, source, frames=None, output=None, progress="auto", resume=False, video_index=None, as_labels=True,
-        overlay=None, tracking=None, restore_source_videos=False,
+        overlay=None, tracking=None, restore_source_videos=False, overwrite=False,
     ):
         """Embed the instances of one .slp (path or `sio.Labels`, changed in place); with ``output``, write them
         (.slp only; its videos named as `LabelsWriter.output_video` names them, ``restore_source_videos`` as in
-        `Predictor.predict`). ``as_labels=False`` returns each embedded frame's `Outputs` instead. ``frames``,
+        `Predictor.predict`; an existing file only with ``overwrite=True``). ``as_labels=False`` returns each embedded frame's `Outputs` instead. ``frames``,
         ``resume``, ``video_index``, ``overlay`` and ``tracking`` are refused: the labels are embedded whole, in
         one pass."""
         inputs = source if isinstance(source, (list, tuple)) else [source]
@@ -502,7 +506,7 @@ class LabelsEmbeddingPredictor(Predictor):
             )
         if output is not None:
             output = Path(output)
-            self.writer.check_destination(output, inputs)
+            refuse_replacing(output, self.writer.check_destination(output, inputs), resume, overwrite)
         if isinstance(item, sio.Labels):
             labels = item
         else:

@@ -11,6 +11,7 @@ from typing import Iterable, Iterator, Optional
 
 from sleap_export.core.atomic_files import refuse_inputs_as_output
 from sleap_export.core.errors import InputError
+from sleap_export.runtime.writing.journal import journal_path
 from sleap_export.runtime.writing.output_formats import OutputFormat, output_format
 
 
@@ -32,6 +33,29 @@ def check_destination(output: Path, inputs: Iterable, format_name: Optional[str]
     if output.exists() and not os.access(output, os.W_OK):
         raise InputError(f"{output} is read-only; choose another --output or make it writable.")
     return found
+
+
+def refuse_resume_with_overwrite(resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise InputError("--resume keeps the frames in --output and --overwrite replaces them; pass one of the two.")
+
+
+def refuse_replacing(output: Path, found: OutputFormat, resume: bool, overwrite: bool) -> None:
+    """What an earlier run left at ``output`` (the file, or the journal of a run that was stopped) is
+    kept unless the caller says what to do with it: ``resume`` finishes it, ``overwrite`` replaces it;
+    the CLI and the Python API alike, before any frame is predicted."""
+    refuse_resume_with_overwrite(resume, overwrite)
+    if overwrite or resume:
+        return
+    journal = journal_path(output)
+    if journal.exists():
+        raise InputError(
+            f"{journal} holds the frames an interrupted run predicted into {output.name}; pass --resume to finish it, "
+            "or --overwrite to start again."
+        )
+    if output.exists():
+        finish = ", or --resume to finish it" if found.not_resumable is None else ""
+        raise InputError(f"{output} already exists; pass --overwrite to replace it{finish}.")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -22,7 +22,7 @@ from sleap_export.core.spec import ModelSpec
 from sleap_export.runtime.decoding.outputs import Outputs
 from sleap_export.runtime.writing.destination import check_destination, exclusive_output
 from sleap_export.runtime.writing.journal import PredictionJournal
-from sleap_export.runtime.writing.output_formats import check_videos, output_format
+from sleap_export.runtime.writing.output_formats import OutputFormat, check_videos, output_format
 
 
 def output_skeleton(spec: ModelSpec) -> sio.Skeleton:
@@ -200,9 +200,9 @@ class LabelsWriter:
             labels.replace_videos(video_map=renamed)
 
     # Files -------------------------------------------------------------------
-    def check_destination(self, output: Path, inputs: Iterable, format_name: Optional[str] = None) -> None:
+    def check_destination(self, output: Path, inputs: Iterable, format_name: Optional[str] = None) -> OutputFormat:
         """Before any frame is predicted: a file of an output format (``format_name`` must agree) that is
-        none of ``inputs``, in a writable folder, and that keeps what this model predicts."""
+        none of ``inputs``, in a writable folder, and that keeps what this model predicts; its format."""
         found = check_destination(output, [*inputs, self.artifact], format_name)
         if self.spec.model_type in BOX_HEAD_TYPES and not found.keeps_boxes:
             raise InputError(
@@ -220,6 +220,7 @@ class LabelsWriter:
                 f"{article} {self.spec.model_type} model gives each instance an appearance vector and {found.name} files keep "
                 f"none; write {found.stem(output)}.slp instead."
             )
+        return found
 
     @contextlib.contextmanager
     def locked(self, output: Path) -> Iterator[None]:
