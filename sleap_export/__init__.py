@@ -23,6 +23,8 @@ __version__ = "0.1.0"
 # `import sleap_export` stays cheap and torch-free.
 _LAZY = {
     "export": "sleap_export.evaluation.checked_export",
+    "predict": "sleap_export.runtime.drivers.prediction_request",
+    "PredictionRequest": "sleap_export.runtime.drivers.prediction_request",
     "ExportOptions": "sleap_export.exporting.options",
     "open_model": "sleap_export.runtime.open_model",
     "ModelOptions": "sleap_export.runtime.open_model",

@@ -128,3 +128,25 @@ def test_the_python_api_keeps_an_existing_output_as_the_cli_does(tmp_path, artif
     resumed = predictor.predict(video, frames=[0, 1, 2], output=kept, progress=None, resume=True)
     assert sorted(lf.frame_idx for lf in resumed.labeled_frames) == [0, 1, 2]
     assert sorted(lf.frame_idx for lf in sio.load_slp(str(kept)).labeled_frames) == [0, 1, 2]
+
+
+def test_sleap_export_predict_does_what_the_cli_does(tmp_path, artifact):
+    """sleap_export.predict: the CLI's request from Python (issue 47): -o FOLDER with one file per video in
+    the format asked, the same refusal of an existing output, and the same labels as the command."""
+    import sleap_export
+    from sleap_export.core.errors import InputError
+
+    model = artifact(["minimal_instance_centroid"], ".onnx")
+    video = DATA / "centered_pair_small.mp4"
+    folder = tmp_path / "out"
+    folder.mkdir()
+    written = sleap_export.predict(model, [video], folder, frames="0-3", output_format="slp", progress=None)
+    assert list(written) == [folder / "centered_pair_small.slp"]
+    with pytest.raises(InputError, match="centered_pair_small.slp already exists; pass --overwrite to replace it"):
+        sleap_export.predict(model, video, folder, frames="0-3", progress=None)
+    by_cli = tmp_path / "cli.slp"
+    installed("predict", model, video, "-o", by_cli, "--frames", "0-3", "-q", check_rc=0)
+    ours, theirs = written[folder / "centered_pair_small.slp"], sio.load_slp(str(by_cli))
+    assert [lf.frame_idx for lf in ours.labeled_frames] == [lf.frame_idx for lf in theirs.labeled_frames] == [0, 1, 2, 3]
+    for mine, cli in zip(ours.labeled_frames, theirs.labeled_frames):
+        np.testing.assert_array_equal(np.stack([i.numpy() for i in mine]), np.stack([i.numpy() for i in cli]))

@@ -1,4 +1,4 @@
-"""``predict``: parse, open the model, run a `Predictor` (or a Ray job), print what was written."""
+"""``predict``: parse into a `PredictionRequest`, run its plan here (or as a Ray job), print what was written."""
 
 from __future__ import annotations
 
@@ -143,10 +143,8 @@ def predict(
     inputs opened) to the last frame; the final line also gives the whole time,
     loading the model and writing the output included.
     """
+    from sleap_export.runtime.drivers.prediction_request import PredictionRequest
     from sleap_export.runtime.drivers.progress import progress_for
-    from sleap_export.runtime.open_model import detector_and_embedding, split_models_and_inputs
-    from sleap_export.runtime.sources.video_inputs import expand_inputs, refuse_repeated_videos
-    from sleap_export.runtime.writing.destination import refuse_resume_with_overwrite
 
     # FFmpeg's C code prints its decoding errors; a damaged video is reported in one line instead (DamagedVideoStop).
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -155,66 +153,34 @@ def predict(
     given = locals()
     tracking_options = _tracking_options(tracking, tracker, {name: value for name, value in given.items() if name in _TRACKING_FIELDS})
     masks = _mask_options({name: given[name] for name in _MASK_FIELDS})
-    refuse_resume_with_overwrite(resume, overwrite)
-    models, inputs = split_models_and_inputs([model, *inputs])
-    models, embedding = detector_and_embedding(models)
-    if embedding is not None:
-        for option, given in (("--ray", ray_address), ("--tracking", tracking or None), ("--overlay", overlay)):
-            if given is not None:
-                raise InputError(
-                    f"{option}: a detector + embedding pair predicts here, then embeds what it wrote; predict "
-                    f"{models[0].name} with {option}, then embed its .slp (sleap-export predict {embedding.name} OUT.slp "
-                    "-o EMBEDDED.slp)."
-                )
-    inputs = expand_inputs(inputs)
-    refuse_repeated_videos(inputs)
+    cluster = None
     if ray_address is not None:
         from sleap_export.runtime.drivers.ray_cluster import DEFAULT_CHUNK_FRAMES, RayCluster
 
-        if video_index is not None:
-            raise InputError("--video-index picks a video for local predict; with --ray, pass only the videos to predict.")
-        if overlay is not None:
-            raise InputError("--overlay draws the frames on this machine and --ray predicts them on the cluster; drop --ray, or leave out --overlay.")
         cluster = RayCluster(ray_address, workers, threads or 1, gpus_per_worker, chunk_size or DEFAULT_CHUNK_FRAMES)
         options = model_options(device, runtime, precision, parallel_batches=parallel_batches, masks=masks)
-        return _predict_on_ray(
-            models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started,
-            tracking_options,
-        )
-    if workers is not None or chunk_size is not None or gpus_per_worker:
+    elif workers is not None or chunk_size is not None or gpus_per_worker:
         raise InputError("--workers, --gpus-per-worker and --chunk-size apply with --ray; add --ray ADDRESS or leave them out.")
-    options = model_options(device, runtime, precision, threads, parallel_batches, masks=masks)
-    options.check_applies_to(models[0])
-    destinations = _destinations(models, inputs, output, output_format, video_index, resume, overwrite)
-    if overlay is not None:
-        _check_overlay(overlay, models, inputs, video_index, resume, overwrite)
-    embedder = None if embedding is None else _embedder(embedding, models[0], destinations, device, runtime, precision, threads, batch_size)
-    _predict_here(
-        models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay, tracking_options,
-        restore_source_videos, overwrite,
-    )
-    for _, output in destinations if embedder is not None else ():
+    else:
+        options = model_options(device, runtime, precision, threads, parallel_batches, masks=masks)
+    plan = PredictionRequest(
+        paths=[model, *inputs], output=output, output_format=output_format, frames=frames, batch_size=batch_size,
+        options=options, video_index=video_index, overwrite=overwrite, resume=resume,
+        restore_source_videos=restore_source_videos, overlay=overlay, tracking=tracking_options, cluster=cluster,
+    ).plan()
+    if cluster is not None:
+        return _predict_on_ray(plan, is_quiet, started)
+    _predict_here(plan, is_quiet, started)
+    for _, output in plan.destinations if plan.embedding is not None else ():
         progress = progress_for(is_quiet)
         with _shown_until_done(progress):
-            labels = embedder.embed_output(output, progress=progress)
+            labels = plan.embed_into(output, progress=progress)
         if progress is not None:
             embedded = sum(
                 detection.identity_embedding is not None
                 for lf in labels.labeled_frames for detection in [*lf.instances, *lf.masks]
             )
-            typer.echo(f"wrote {output}: {embedded} detections embedded by {embedding.name}; {time.perf_counter() - started:.1f} s in all")
-
-
-def _embedder(embedding: Path, detector: Path, destinations, device, runtime, precision, threads, batch_size):
-    """The lone embedding run's predictor, its outputs checked before the detector runs (.slp keeps vectors)."""
-    from sleap_export.runtime.drivers.predictor import Predictor
-
-    embedder = Predictor.from_model_paths(
-        [embedding], batch_size=batch_size, options=model_options(device, runtime, precision, threads)
-    )
-    for inputs, output in destinations:
-        embedder.writer.check_destination(output, [*inputs, detector])
-    return embedder
+            typer.echo(f"wrote {output}: {embedded} detections embedded by {plan.embedding.name}; {time.perf_counter() - started:.1f} s in all")
 
 
 # predict's tracking options, by TrackingOptions field (the CLI's window option is sleap-nn's --tracking_window_size).
@@ -265,74 +231,16 @@ def _tracking_options(tracking: bool, tracker: str, given: dict):
     return TrackingOptions(tracker=tracker, **{_TRACKING_FIELDS[name]: value for name, value in given.items()})
 
 
-def _destinations(models, inputs, output: Path, output_format, video_index, resume: bool, overwrite: bool) -> list[tuple[list[Path], Path]]:
-    """``(inputs, output file)`` pairs: all inputs into one file, or with -o FOLDER one STEM file per
-    input in ``output_format`` (--format, default slp; as --ray writes them); each checked before
-    the model loads."""
-    from sleap_export.runtime.writing.destination import check_destination, refuse_replacing
-    from sleap_export.runtime.writing.output_formats import check_videos, format_named
-
-    if output.is_dir():
-        if video_index is not None:
-            raise InputError("--video-index picks one video of one output; with -o FOLDER, pass only the videos to predict.")
-        stems = {}
-        suffix = format_named(output_format or "slp").suffix
-        for path in inputs:
-            target = output / f"{path.name.removesuffix('.slp') if path.name.endswith('.slp') else path.stem}{suffix}"
-            if target in stems:
-                raise InputError(
-                    f"{stems[target]} and {path} would both be written to {target}; rename one, or write one file with -o all.slp."
-                )
-            stems[target] = path
-        pairs = [([path], target) for target, path in stems.items()]
-    elif not output.suffix and not output.exists() and output.parent.is_dir():
-        raise InputError(
-            f"{output} is neither a .slp file nor an existing folder; name a .slp (or .analysis.h5, .nwb, .csv) "
-            "for one file, or create the folder for one file per video."
-        )
-    else:
-        pairs = [(list(inputs), output)]
-    for sources, target in pairs:
-        found = check_destination(target, [*sources, *models], output_format)
-        check_videos(found, target, len(sources))
-        refuse_replacing(target, found, resume, overwrite)
-        if resume and target.exists():
-            found.check_resumable(target)
-    return pairs
-
-
-def _check_overlay(overlay: Path, models, inputs, video_index, resume: bool, overwrite: bool) -> None:
-    """--overlay refused before the model loads: a file type FFmpeg cannot write, an input,
-    several videos into one file, or an existing file without --overwrite."""
-    from sleap_export.runtime.writing.overlay_video import check_overlay, input_video_filenames, overlay_paths
-
-    check_overlay(overlay, [*inputs, *models])
-    videos = input_video_filenames(inputs)
-    if video_index is not None:
-        videos = videos[video_index : video_index + 1]  # out of range: refused by the predictor, in its words
-    for path in overlay_paths(overlay, videos) if videos else []:
-        if path.exists() and not overwrite:
-            fix = "remove it or name another --overlay" if resume else "pass --overwrite to replace it, or name another --overlay"
-            raise InputError(f"{path} already exists; {fix}.")
-
-
-def _predict_here(
-    models, destinations, options, frames, batch_size, video_index, resume, is_quiet, started, overlay=None, tracking=None,
-    restore_source_videos=False, overwrite=False,
-):
+def _predict_here(plan, is_quiet, started):
     from sleap_export.core.model_types import MODEL_TYPES
-    from sleap_export.runtime.drivers.predictor import DamagedVideoStop, Predictor
+    from sleap_export.runtime.drivers.predictor import DamagedVideoStop
     from sleap_export.runtime.drivers.progress import counted, progress_for
 
-    predictor = Predictor.from_model_paths(models, batch_size=batch_size, options=options)
-    for inputs, output in destinations:
+    for inputs, output in plan.destinations:
         progress = progress_for(is_quiet)
         try:
             with _shown_until_done(progress):
-                labels = predictor.predict(
-                    list(inputs), frames=frames, output=output, progress=progress, resume=resume, video_index=video_index,
-                    overlay=overlay, tracking=tracking, restore_source_videos=restore_source_videos, overwrite=overwrite,
-                )
+                labels = plan.predict_into(inputs, output, progress)
         except DamagedVideoStop as err:
             raise SleapExportError(f"{err.problem}; {err.fix(_resume_command)}") from None
         if progress is not None:
@@ -340,16 +248,16 @@ def _predict_here(
             n_boxes = sum(len(lf.bboxes) for lf in labels.labeled_frames)
             n_masks = sum(len(lf.masks) for lf in labels.labeled_frames)
             n_polygons = sum(len(lf.rois) for lf in labels.labeled_frames)
-            segments = MODEL_TYPES[predictor.runner.spec.model_type].segments
+            segments = MODEL_TYPES[plan.predictor.runner.spec.model_type].segments
             counts = ((n_masks, "masks"), (n_polygons, "polygons")) if segments else ((n_instances, "instances"), (n_boxes, "boxes"))
             found = ", ".join(f"{n} {what}" for n, what in counts if n or what in ("instances", "masks"))
             rate = progress.rate
             typer.echo(
                 f"wrote {output}: {counted(len(labels.labeled_frames), 'frame')}, {found}"
-                f"{f', {len(labels.tracks)} tracks' if tracking else ''}; "
+                f"{f', {len(labels.tracks)} tracks' if plan.request.tracking else ''}; "
                 f"{rate.frames} predicted at {rate.fps:.1f} fps; {time.perf_counter() - started:.1f} s in all"
             )
-            for drawn in predictor.overlays_written:
+            for drawn in plan.predictor.overlays_written:
                 typer.echo(f"wrote {drawn}: the frames predicted, drawn with their {'masks' if segments else 'poses'}")
 
 
@@ -384,22 +292,12 @@ def _shown_until_done(progress):
             progress.stop()
 
 
-def _predict_on_ray(models, inputs, output, output_format, cluster, options, frames, batch_size, resume, overwrite, is_quiet, started,
-                    tracking=None):
+def _predict_on_ray(plan, is_quiet, started):
     """predict --ray: chunks over a Ray cluster; a failed video is a row of the summary and exit 1."""
-    from importlib.util import find_spec
-
+    from sleap_export.core.model_types import MODEL_TYPES
     from sleap_export.runtime.drivers.progress import counted, progress_for
 
-    if len(models) != 1:
-        raise InputError("--ray runs one exported artifact; export the runs first (sleap-export onnx RUN... -o model.onnx).")
-    if find_spec("ray") is None:
-        raise InputError(f"--ray needs Ray; {install_extra('ray')}.")
-    from sleap_export.core.model_types import MODEL_TYPES
-    from sleap_export.runtime.drivers.ray_cluster import RayPrediction
-
-    job = RayPrediction(models[0], inputs, output, cluster, options, frames=frames, batch_size=batch_size,
-                        resume=resume, overwrite=overwrite, output_format=output_format, tracking=tracking)
+    job = plan.ray_job()
     progress = progress_for(is_quiet)
     with _shown_until_done(progress):
         report = job.run(progress)
