@@ -39,6 +39,7 @@ def test_the_table_lists_every_case_tested_here():
     tests = [Path(__file__).with_name(name) for name in (
         "test_bad_inputs.py", "test_lab_day.py", "test_live.py", "test_output_formats.py", "test_tracking.py", "test_tracking_mot.py", "test_box_topdown.py",
         "test_embedding.py", "test_embedding_check.py", "test_embedding_precision.py", "test_segmentation.py", "test_segmentation_live.py",
+        "test_mask_ties.py", "test_lab_user_inputs.py", "test_lab_user_messages.py", "test_lab_user_formats.py",
     )]
     tested = set(re.findall(r'"([a-z0-9-]+)"', "".join(path.read_text() for path in tests))) & documented
     assert len(documented) >= 20

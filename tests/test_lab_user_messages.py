@@ -35,6 +35,7 @@ def run_installed(*args, env: dict, timeout: float = 600) -> subprocess.Complete
 
 @pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="this ONNX Runtime has CUDA")
 def test_cuda_without_the_cuda_provider_is_a_usage_error(artifact, tmp_path):
+    """docs/bad-inputs.md: "cuda-no-provider"."""
     output = tmp_path / "p.slp"
     done = installed("predict", artifact([CENTROID], ".onnx"), VIDEO, "-o", output, "--frames", "0-3", "--device", "cuda")
     assert_one_line_error(done, "install onnxruntime-gpu (on a machine with an NVIDIA GPU), or run on the CPU (--device cpu / device='cpu')")
@@ -42,7 +43,8 @@ def test_cuda_without_the_cuda_provider_is_a_usage_error(artifact, tmp_path):
 
 
 def test_a_missing_extra_is_named_with_both_install_forms(assets, tmp_path):
-    """Without the export extra (torch made unimportable), exporting says which extra to install."""
+    """docs/bad-inputs.md: "missing-extra". Without the export extra (torch made unimportable), exporting
+    says which extra to install."""
     shim = tmp_path / "no_torch"
     shim.mkdir()
     (shim / "torch.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
@@ -56,6 +58,7 @@ def test_a_missing_extra_is_named_with_both_install_forms(assets, tmp_path):
 
 
 def test_predict_refuses_an_artifact_modified_after_export(artifact, tmp_path):
+    """docs/bad-inputs.md: "tampered-predict"."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -87,6 +90,7 @@ def test_the_quick_payload_digest_is_the_digest(artifact):
 
 
 def test_runner_predict_on_a_video_names_the_ways_to_predict_it(artifact):
+    """docs/bad-inputs.md: "runner-video"."""
     import sleap_io as sio
 
     from sleap_export.core.errors import InputError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from inspect import Parameter
@@ -16,16 +17,38 @@ from sleap_export.cli.common import QUIET, quiet
 from sleap_export.core.errors import InputError
 
 
-def _option(default, *declarations, **settings):
-    """An `ExportFlags` field whose metadata carries its typer option."""
-    return attrs.field(default=default, metadata={"option": typer.Option(default, *declarations, **settings)})
+# Where a user chooses a format: `torchscript --help` (see docs/artifacts.md for the measurement).
+TORCHSCRIPT_SPEED = (
+    "On CPUs, TorchScript artifacts predict 1.3-2.8x slower than the same models exported to ONNX "
+    "(top-down, 2 cores; see docs/artifacts.md): export ONNX for speed, TorchScript to match PyTorch "
+    "bit for bit."
+)
+EXPORT_COMMANDS = ("onnx", "torchscript", "trt")
+# Reduced precision and its calibration: ONNX and TensorRT (TorchScript artifacts are fp32).
+REDUCED_PRECISION_COMMANDS = ("onnx", "trt")
+
+
+def _option(default, *declarations, commands: tuple[str, ...] = EXPORT_COMMANDS, **settings):
+    """An `ExportFlags` field whose metadata carries its typer option and the commands it applies to."""
+    return attrs.field(
+        default=default, metadata={"option": typer.Option(default, *declarations, **settings), "commands": commands}
+    )
 
 
 @attrs.frozen
 class ExportFlags:
-    """The options onnx, torchscript and trt share, declared once (`takes_export_flags`)."""
+    """The options of onnx, torchscript and trt, declared once (`takes_export_flags`); each command
+    shows those that apply to it."""
 
-    preset: Optional[Path] = _option(None, "--preset", help="YAML file of export options (see configs/).")
+    layout: str = _option(
+        "artifact", "--layout", metavar="artifact|sleap-nn", commands=("onnx",),
+        help="One self-describing file (default), or sleap-nn's export folder (model.onnx + "
+        "export_metadata.json, for sleap-nn predict -m FOLDER and Bonsai.Sleap).",
+    )
+    preset: Optional[Path] = _option(
+        None, "--preset", metavar="NAME|FILE",
+        help="Export options: a bundled preset by name (closed-loop, crowded-arena, default) or a YAML file of them.",
+    )
     max_instances: Optional[int] = _option(None, help="Instance slots per frame (default 20).")
     peak_threshold: Optional[float] = _option(None, help="Minimum confidence of a peak (default 0.2).")
     refinement: Optional[bool] = _option(None, "--refinement/--no-refinement", help="Integral sub-pixel refinement (default on).")
@@ -44,12 +67,30 @@ class ExportFlags:
     )
     check: Optional[Path] = _option(None, "--check", help="Video or .slp: run `check` on the new artifact; remove it and exit 1 if it fails.")
     check_frames: int = _option(50, "--check-frames", min=1, help="Frames `--check` compares.")
-    precision: str = _option("fp32", "--precision", help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized; symmetric for TensorRT).")
-    calibration: Optional[Path] = _option(None, "--calibration", help="fp16/int8: video or .slp (labeled frames first) to calibrate on (int8) and gate against fp32.")
-    calibration_frames: int = _option(64, "--calibration-frames", help="fp16/int8: frames to calibrate on (and as many to gate on).")
-    max_deviation: Optional[float] = _option(None, "--max-deviation", min=0.0, help="fp16/int8: the gate's p99 deviation from fp32 (px; default: check's tolerance for the precision).")
-    calibration_method: Optional[str] = _option(None, "--calibration-method", help="int8: minmax (default), entropy or percentile activation ranges.")
-    keep_inaccurate: bool = _option(False, "--keep-inaccurate", help="fp16/int8: write the artifact even when it fails its accuracy gate (its spec says so).")
+    precision: str = _option(
+        "fp32", "--precision", commands=REDUCED_PRECISION_COMMANDS,
+        help="fp32; fp16 (the networks in half precision, for GPUs); int8 (their convolutions quantized; symmetric for TensorRT).",
+    )
+    calibration: Optional[Path] = _option(
+        None, "--calibration", commands=REDUCED_PRECISION_COMMANDS,
+        help="fp16/int8: video or .slp (labeled frames first) to calibrate on (int8) and gate against fp32.",
+    )
+    calibration_frames: int = _option(
+        64, "--calibration-frames", commands=REDUCED_PRECISION_COMMANDS,
+        help="fp16/int8: frames to calibrate on (and as many to gate on).",
+    )
+    max_deviation: Optional[float] = _option(
+        None, "--max-deviation", min=0.0, commands=REDUCED_PRECISION_COMMANDS,
+        help="fp16/int8: the gate's p99 deviation from fp32 (px; default: check's tolerance for the precision).",
+    )
+    calibration_method: Optional[str] = _option(
+        None, "--calibration-method", commands=REDUCED_PRECISION_COMMANDS,
+        help="int8: minmax (default), entropy or percentile activation ranges.",
+    )
+    keep_inaccurate: bool = _option(
+        False, "--keep-inaccurate", commands=REDUCED_PRECISION_COMMANDS,
+        help="fp16/int8: write the artifact even when it fails its accuracy gate (its spec says so).",
+    )
     overwrite: bool = _option(False, "--overwrite", help="Replace an existing artifact.")
     quiet: bool = attrs.field(default=False, metadata={"option": QUIET})
 
@@ -82,26 +123,48 @@ class ExportFlags:
 attrs.resolve_types(ExportFlags)
 
 
-def takes_export_flags(command):
-    """``command(..., flags: ExportFlags)`` as a typer command taking every `ExportFlags` option."""
-    signature = signature_of(command)
-    own = [p for p in signature.parameters.values() if p.name != "flags"]
-    shared = [
-        Parameter(f.name, Parameter.KEYWORD_ONLY, default=f.metadata["option"], annotation=f.type)
-        for f in attrs.fields(ExportFlags)
-    ]
-
-    @functools.wraps(command)
-    def with_flags(**values):
-        flags = ExportFlags(**{f.name: values.pop(f.name) for f in attrs.fields(ExportFlags)})
-        quiet(flags.quiet)
-        return command(**values, flags=flags)
-
-    with_flags.__signature__ = signature.replace(parameters=own + shared)
-    return with_flags
+def _hidden(option):
+    """A copy of a typer option left out of the help."""
+    hidden = copy.copy(option)
+    hidden.hidden = True
+    return hidden
 
 
-def _export(format: str, model_dirs: List[Path], output: Path, flags: ExportFlags, raw_heads: bool = False, engine=None, layout: str = "artifact"):
+def takes_export_flags(name: str):
+    """``command(..., flags: ExportFlags)`` as the typer command ``name``, taking every `ExportFlags`
+    option. Those for other commands stay out of its help, and are refused in one line when given."""
+
+    def decorate(command):
+        signature = signature_of(command)
+        own = [p for p in signature.parameters.values() if p.name != "flags"]
+        fields = attrs.fields(ExportFlags)
+        elsewhere = [f for f in fields if name not in f.metadata.get("commands", EXPORT_COMMANDS)]
+        shared = [
+            Parameter(
+                f.name, Parameter.KEYWORD_ONLY, annotation=f.type,
+                default=_hidden(f.metadata["option"]) if f in elsewhere else f.metadata["option"],
+            )
+            for f in fields
+        ]
+
+        @functools.wraps(command)
+        def with_flags(**values):
+            flags = ExportFlags(**{f.name: values.pop(f.name) for f in fields})
+            quiet(flags.quiet)
+            for field in elsewhere:
+                if getattr(flags, field.name) != field.default:
+                    flag = field.metadata["option"].param_decls[0]
+                    commands = " and ".join(field.metadata["commands"])
+                    raise InputError(f"{flag} applies to sleap-export {commands}; leave it out for {name}.")
+            return command(**values, flags=flags)
+
+        with_flags.__signature__ = signature.replace(parameters=own + shared)
+        return with_flags
+
+    return decorate
+
+
+def _export(format: str, model_dirs: List[Path], output: Path, flags: ExportFlags, raw_heads: bool = False, engine=None):
     from rich.console import Console
 
     from sleap_export.evaluation.checked_export import export
@@ -116,7 +179,7 @@ def _export(format: str, model_dirs: List[Path], output: Path, flags: ExportFlag
         check_progress=(lambda label: progress_for(False, label)) if shown else None,
         on_check_report=(lambda report: Console(stderr=True).print(report.render())) if shown else None,
         **flags.option_fields(raw_heads, engine),
-        **({"layout": layout} if layout != "artifact" else {}),
+        **({"layout": flags.layout} if flags.layout != "artifact" else {}),
     )
     if shown:
         files = list(path.iterdir()) if path.is_dir() else [path]
@@ -131,29 +194,24 @@ def export_command(format: str):
     """The ``onnx`` / ``torchscript`` command."""
     from sleap_export.runtime.artifacts.formats import format_named
 
-    @takes_export_flags
+    @takes_export_flags(format)
     def command(
         model_dirs: List[Path] = typer.Argument(
             ..., help="sleap-nn training run folder(s) (or their best.ckpt), or SLEAP 1.x model folder(s)."
         ),
         output: Path = typer.Option(..., "--output", "-o", help="Artifact path to write."),
         raw_heads: bool = typer.Option(False, "--raw-heads", help="Output the network's head maps, not poses (debugging, activation checks)."),
-        layout: str = typer.Option(
-            "artifact", "--layout", metavar="artifact|sleap-nn",
-            help="onnx: one self-describing file (default), or sleap-nn's export folder (model.onnx + "
-            "export_metadata.json, for sleap-nn predict -m FOLDER and Bonsai.Sleap).",
-        ),
         flags: ExportFlags = ExportFlags(),
     ):
-        if layout != "artifact" and format != "onnx":
-            raise InputError(f"--layout {layout} applies to sleap-export onnx; leave it out for {format}.")
-        _export(format, model_dirs, output, flags, raw_heads=raw_heads, layout=layout)
+        _export(format, model_dirs, output, flags, raw_heads=raw_heads)
 
     command.__doc__ = f"Export run folder(s) to a {format_named(format).title} artifact, verified against the eager model."
+    if format == "torchscript":
+        command.__doc__ += f"\n\n{TORCHSCRIPT_SPEED}"
     return command
 
 
-@takes_export_flags
+@takes_export_flags("trt")
 def trt(
     model_dirs: List[Path] = typer.Argument(
         ..., help="Run folder(s) as for `onnx`, or one ONNX artifact of ours (keeps its precision)."

@@ -34,8 +34,8 @@ def export(
 
     Options come as an `ExportOptions`, or as flat fields (``max_instances=``,
     ``peak_threshold=``, ``refinement=None``, ...) over the fields of a YAML
-    ``preset`` (see configs/). The format follows ``format`` or the output's suffix;
-    a TensorRT engine can also be built from one of our ONNX artifacts.
+    ``preset`` (a bundled preset's name, e.g. crowded-arena, or a YAML file). The format follows
+    ``format`` or the output's suffix; a TensorRT engine can also be built from one of our ONNX artifacts.
 
     ``check``: a video or .slp to compare the new artifact with sleap-nn on
     (``check_frames`` frames, `check_artifact`); an artifact that fails, or whose

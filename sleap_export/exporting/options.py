@@ -1,6 +1,7 @@
 """Export settings, one typed object from the command line (or a caller) to every writer:
 `ExportOptions` (decoding, precision, calibration), `EngineOptions` (TensorRT builds),
-and YAML presets (`configs/`) that fill them."""
+and YAML presets (bundled ones by name: `configs/`, installed with the package as `sleap_export/presets/`; or a
+user's file) that fill them."""
 
 from __future__ import annotations
 
@@ -137,13 +138,26 @@ def require_calibration(precision: str, data: Optional[str | Path]) -> Path:
     return Path(data)
 
 
-def read_preset(path: str | Path) -> dict:
-    """A YAML preset's export option fields (as `ExportOptions.from_fields` takes them)."""
+def bundled_presets() -> dict[str, Path]:
+    """The presets installed with the package, by name (``crowded-arena``)."""
+    folder = Path(__file__).resolve().parents[1] / "presets"
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def read_preset(preset: str | Path) -> dict:
+    """A preset's export option fields (as `ExportOptions.from_fields` takes them): a YAML file,
+    or a bundled preset by name (``crowded-arena`` or ``crowded-arena.yaml``) where no such file is."""
     import yaml
 
-    path = Path(path)
+    path = Path(preset)
+    bundled = bundled_presets()
+    if not path.exists() and path.parent == Path(".") and path.name.removesuffix(".yaml") in bundled:
+        path = bundled[path.name.removesuffix(".yaml")]
     if not path.exists():
-        raise InputError(f"Preset {path} does not exist; see the configs/ folder for examples.")
+        raise InputError(
+            f"Preset {preset} does not exist; pass a YAML file of export options or a bundled preset: "
+            f"{', '.join(bundled)}."
+        )
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise InputError(f"Preset {path} must be a YAML mapping of export options.")
