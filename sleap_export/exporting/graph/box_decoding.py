@@ -5,10 +5,10 @@ center heatmap, the highest ``max_detections`` are read with the box size and
 sub-cell offset at their cell, boxes are clipped to the model input, then mapped
 to the frame (``/ input_scale``, ``/ size-matching scale``) and clipped to it
 (``clip_boxes_to_frame``). SSD (``decode_ssd``): class probabilities by softmax
-(background dropped), boxes decoded from each anchor, the top (anchor, class)
-pairs at or above the threshold. Class-wise IoU-NMS (SSD's always, CenterNet's
+(background dropped), the top (anchor, class) pairs at or above the threshold,
+the boxes of their anchors decoded. Class-wise IoU-NMS (SSD's always, CenterNet's
 where a model sets one) runs on the host (`runtime.decoding.box_nms`), over these
-candidates in score order.
+candidates in score order; a box-driven top-down graph runs it in the graph (`class_wise_nms`).
 """
 
 from __future__ import annotations
@@ -132,17 +132,6 @@ def ssd_detections(raw: torch.Tensor, anchors: torch.Tensor, variances, score_th
     decoded boxes clipped to the input (``kept``: such a pair with a box of some area)."""
     n_logits = raw.shape[-1] - 4
     probabilities = torch.softmax(raw[..., :n_logits], dim=-1)[..., 1:]  # background dropped
-    deltas = raw[..., n_logits:]
-    anchor_w = anchors[..., 2] - anchors[..., 0]
-    anchor_h = anchors[..., 3] - anchors[..., 1]
-    anchor_cx = anchors[..., 0] + anchor_w / 2
-    anchor_cy = anchors[..., 1] + anchor_h / 2
-    cx = anchor_cx + deltas[..., 0] * variances[0] * anchor_w
-    cy = anchor_cy + deltas[..., 1] * variances[1] * anchor_h
-    box_w = anchor_w * torch.exp((deltas[..., 2] * variances[2]).clamp(max=_LOG_MAX_SIZE))
-    box_h = anchor_h * torch.exp((deltas[..., 3] * variances[3]).clamp(max=_LOG_MAX_SIZE))
-    decoded = torch.stack([cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2], dim=-1)
-    decoded = _clip(decoded, input_height, input_width)
     batch = raw.shape[0]
     n_classes = probabilities.shape[-1]
     flat = probabilities.reshape(batch, -1)  # anchor-major, as sleap-nn flattens
@@ -155,38 +144,59 @@ def ssd_detections(raw: torch.Tensor, anchors: torch.Tensor, variances, score_th
     indices = torch.where(real, indices, torch.zeros_like(indices))
     anchor = indices // n_classes
     classes = indices % n_classes
-    boxes = decoded.gather(1, anchor[..., None].expand(batch, SSD_PRE_NMS_TOP_K, 4))
+    # Only the chosen anchors' boxes are decoded: the decoding is per anchor, so this is the same arithmetic
+    # on T anchors instead of all of them.
+    deltas = raw.gather(1, anchor[..., None].expand(batch, SSD_PRE_NMS_TOP_K, n_logits + 4))[..., n_logits:]
+    chosen = torch.index_select(anchors, 0, anchor.reshape(-1)).reshape(batch, SSD_PRE_NMS_TOP_K, 4)
+    anchor_w = chosen[..., 2] - chosen[..., 0]
+    anchor_h = chosen[..., 3] - chosen[..., 1]
+    anchor_cx = chosen[..., 0] + anchor_w / 2
+    anchor_cy = chosen[..., 1] + anchor_h / 2
+    cx = anchor_cx + deltas[..., 0] * variances[0] * anchor_w
+    cy = anchor_cy + deltas[..., 1] * variances[1] * anchor_h
+    box_w = anchor_w * torch.exp((deltas[..., 2] * variances[2]).clamp(max=_LOG_MAX_SIZE))
+    box_h = anchor_h * torch.exp((deltas[..., 3] * variances[3]).clamp(max=_LOG_MAX_SIZE))
+    boxes = torch.stack([cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2], dim=-1)
+    boxes = _clip(boxes, input_height, input_width)
     kept = real & _has_area(boxes)
     return boxes, scores, classes, kept
 
 
-def _greedy_survivors(suppresses: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """The fixed point of "a candidate no earlier survivor suppresses": greedy NMS's survivors.
-    Slot i's answer depends on slots before it only, so each pass settles at least one more slot
-    and any fixed point is greedy's. Scripted (`_scripted`), so the loop stays a loop in the graph."""
-    survivors = candidates
-    previous = torch.zeros_like(candidates)
-    while bool((survivors != previous).any()):
-        previous = survivors
-        survivors = candidates & ~(suppresses & survivors.unsqueeze(-1)).any(dim=1)
+def _first_survivors(
+    boxes: torch.Tensor, classes: torch.Tensor, candidates: torch.Tensor, iou_threshold: float, limit: int
+) -> torch.Tensor:
+    """Greedy NMS one survivor at a time: each pass takes every frame's first remaining candidate and
+    removes the remaining ones of its class it overlaps, so a pass costs O(K), not the O(K^2) of an IoU
+    matrix, and it stops after ``limit`` survivors (all any caller keeps). Scripted (`_scripted`), so the
+    loop stays a loop in the graph."""
+    x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    area = (x2 - x1) * (y2 - y1)
+    order = torch.arange(candidates.shape[1])[None, :]
+    survivors = torch.zeros_like(candidates)
+    remaining = candidates
+    found = torch.zeros((), dtype=torch.int64)
+    # One tensor condition, not Python's `and`, which would put an If in the loop's body.
+    while bool(remaining.any() & (found < limit)):
+        first = remaining & (torch.cumsum(remaining.to(torch.int64), dim=1) == 1)
+        # A frame with none left reads slot 0: its IoU row can suppress nothing there is left to suppress.
+        index = (first.to(torch.int64) * order).sum(dim=1, keepdim=True)
+        chosen = boxes.gather(1, index[..., None].expand(-1, -1, 4))
+        # The same operand order as `runtime.decoding.box_nms.iou_with`, so the IoU is the same bit for bit.
+        width = (torch.minimum(chosen[..., 2], x2) - torch.maximum(chosen[..., 0], x1)).clamp(min=0)
+        height = (torch.minimum(chosen[..., 3], y2) - torch.maximum(chosen[..., 1], y1)).clamp(min=0)
+        inter = width * height
+        iou = inter / (area.gather(1, index) + area - inter)
+        overlapped = (iou > iou_threshold) & (classes == classes.gather(1, index))
+        survivors = survivors | first
+        remaining = remaining & ~first & ~overlapped
+        found += 1
     return survivors
 
 
-def class_wise_nms(boxes: torch.Tensor, classes: torch.Tensor, candidates: torch.Tensor, iou_threshold: float):
-    """``(B, K)`` the candidates that survive class-wise greedy IoU-NMS, for ``(B, K)`` slots in
-    descending score (the IoU as `runtime.decoding.box_nms` computes it on the host)."""
-    x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-    width = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)
-    height = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)
-    inter = width * height
-    area = (x2 - x1) * (y2 - y1)
-    iou = inter / (area[:, :, None] + area[:, None, :] - inter)
-    slots = shape_of(candidates)[1]
-    order = torch.arange(slots)
-    earlier = order[:, None] < order[None, :]  # [j, i]: j comes before i
-    # suppresses[b, j, i]: candidate j, if it survives, removes i.
-    suppresses = (iou > iou_threshold) & (classes[:, :, None] == classes[:, None, :]) & earlier[None] & candidates[:, :, None]
-    return _scripted(_greedy_survivors)(suppresses, candidates)
+def class_wise_nms(boxes: torch.Tensor, classes: torch.Tensor, candidates: torch.Tensor, iou_threshold: float, limit: int):
+    """``(B, K)`` the first ``limit`` candidates per frame that survive class-wise greedy IoU-NMS, for ``(B, K)``
+    slots in descending score (the IoU as `runtime.decoding.box_nms` computes it on the host)."""
+    return _scripted(_first_survivors)(boxes, classes, candidates, float(iou_threshold), int(limit))
 
 
 @functools.lru_cache(maxsize=None)

@@ -482,10 +482,8 @@ class BoxTopDownGraph(PoseGraph):
         boxes, scores, classes, in_frame, input_boxes, candidates = self.detector(frames)
         detections = in_frame
         if self.nms_iou is not None:
-            survivors = class_wise_nms(input_boxes, classes, candidates, self.nms_iou)
             # As sleap-nn: the first max_instances survivors, then those with a box left in the frame.
-            capped = survivors & (torch.cumsum(survivors.to(torch.int64), dim=1) <= self.max_detections)
-            detections = capped & in_frame
+            detections = class_wise_nms(input_boxes, classes, candidates, self.nms_iou, self.max_detections) & in_frame
         empty = torch.full_like(scores, float("nan"))
         keypoints, values = self.instance(frames_to_images(frames), boxes, detections)
         return (
