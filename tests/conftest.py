@@ -278,15 +278,44 @@ def mask_reference(assets, session_cache):
         import sleap_io as sio
         from parity import REFERENCE_BATCH_SIZE
 
+        from sleap_export.evaluation.parity_check import sleap_nn_mask_ties
         from sleap_export.evaluation.sleap_nn_reference import sleap_nn_predict
 
-        def produce(path: Path) -> None:
-            labels = sleap_nn_predict(
-                source, [model_dir(r) for r in runs], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **setting.sleap_nn
-            )
-            sio.save_slp(labels, str(path))
-
         name = f"masks-{'+'.join(runs)}-{setting.name}-{clip}.slp"
+
+        def produce(path: Path) -> None:
+            with sleap_nn_mask_ties() as ties:
+                labels = sleap_nn_predict(
+                    source, [model_dir(r) for r in runs], frames=frames, batch_size=REFERENCE_BATCH_SIZE, **setting.sleap_nn
+                )
+            sio.save_slp(labels, str(path))
+            np.savez(session_cache / f"{name}.ties.npz", **{
+                f"{i}:{part}": value
+                for i, tie in enumerate(ties)
+                for part, value in (("pixels", tie.pixels), ("scale", tie.scale), ("offset", tie.offset))
+            })
+
         return sio.load_slp(str(cached(session_cache, name, produce)))
+
+    return compute
+
+
+@pytest.fixture(scope="session")
+def mask_reference_ties(mask_reference, session_cache):
+    """``mask_reference_ties(runs, setting, clip name, source, frames) -> {(0, frame): TiePixels}``: the pixels
+    sleap-nn's maps put on a tie (`sleap_nn_mask_ties`) for the frames of that reference, in the order it
+    decoded them; empty when it noted none or not one per frame (then every pixel is judged)."""
+
+    def compute(runs, setting: Setting, clip: str, source, frames) -> dict:
+        from sleap_export.core.mask_comparison import TiePixels
+
+        mask_reference(runs, setting, clip, source, frames)
+        with np.load(session_cache / f"masks-{'+'.join(runs)}-{setting.name}-{clip}.slp.ties.npz") as saved:
+            count = len({key.split(":")[0] for key in saved.files})
+            noted = [
+                TiePixels(saved[f"{i}:pixels"], tuple(saved[f"{i}:scale"]), tuple(saved[f"{i}:offset"])) for i in range(count)
+            ]
+        indices = list(frames) if frames is not None else list(range(len(noted)))
+        return dict(zip([(0, int(i)) for i in indices], noted)) if len(noted) == len(indices) else {}
 
     return compute

@@ -175,7 +175,9 @@ def test_check_holds_bf16_networks_to_the_reduced_precision_tolerance(tmp_path, 
         "--json", report, "-q",
     )
     figures = json.loads(report.read_text())
-    assert figures["precision"] == "bf16" and figures["tolerance"] == attrs.asdict(tolerance_for("bf16"))
+    # The export gate's vector cosine is left out of check's JSON (check holds poses to sleap-nn's).
+    pose_tolerance = attrs.asdict(tolerance_for("bf16"), filter=lambda field, _: field.name != "min_vector_cosine")
+    assert figures["precision"] == "bf16" and figures["tolerance"] == pose_tolerance
     assert done.returncode == (0 if figures["passed"] else 1), done.stderr
     assert figures["keypoint_deviation_px"]["p50"] < 0.5
 

@@ -103,7 +103,11 @@ def assert_same_rois(ours: sio.Labels, theirs: sio.Labels) -> int:
 
 
 @pytest.mark.parametrize("kind,setting", CASES, ids=[f"{k}-{s.name}" for k, s in CASES])
-def test_masks_match_sleap_nn(kind, setting, artifact, mask_reference, clip_sources, record_property, tmp_path):
+def test_masks_match_sleap_nn(
+    kind, setting, artifact, mask_reference, mask_reference_ties, clip_sources, record_property, tmp_path
+):
+    """Identical masks but for ties: a pixel that sleap-nn's own maps put within rounding of a decision
+    (`MASK_TIE_MARGINS`) may land on either side on another CPU's kernels, so it is counted apart."""
     from sleap_export.core.mask_comparison import compare_masks, masks_by_frame
 
     runs, _ = SETTINGS[kind]
@@ -113,7 +117,8 @@ def test_masks_match_sleap_nn(kind, setting, artifact, mask_reference, clip_sour
             frames = frames[:SETTING_FRAMES]
         theirs = mask_reference(runs, setting, clip, source, frames)
         ours = predicted_masks(model, setting, source, frames, tmp_path / f"{clip}.slp")
-        comparison = compare_masks(masks_by_frame(ours), masks_by_frame(theirs), frame_size)
+        ties = mask_reference_ties(runs, setting, clip, source, frames)
+        comparison = compare_masks(masks_by_frame(ours), masks_by_frame(theirs), frame_size, ties=ties)
         record_property(f"{clip}", comparison.summary())
         assert comparison.matched > 0 or setting.masks.get("mask_output") == "polygon", "nothing to compare"
         assert comparison, f"{kind} {setting.name} {clip}: {comparison.summary()}"

@@ -29,8 +29,8 @@ class Tolerance:
 # keypoints by <= 0.011 px (tests/test_tensorrt.py), inside the fp32 figure.
 # Appearance vectors (unit length), cosine to fp32's at p1 (docs/precision.md, "Embedding models"):
 # fp16 >= 0.99999; int8 0.92-0.97 for centroid crops, lowered mostly by int8 centroids moving the crop
-# (the embedding network alone on the same crops: 0.984); an embedding network calibrated on blank
-# frames: worst 0.26 or below. Two flies' fp32 vectors have cosine 0.93 (median) in this weak model.
+# (the embedding network alone on the same crops: 0.984); an embedding network calibrated on black
+# frames: worst -0.45. Two flies' fp32 vectors have cosine 0.93 (median) in this weak model.
 DEFAULT_TOLERANCES = {
     "fp32": Tolerance(max_deviation_px=0.05, min_agreement=0.99),
     "fp16": Tolerance(max_deviation_px=1.0, min_agreement=0.95, min_vector_cosine=0.9999),
