@@ -11,7 +11,6 @@ import warnings
 import numpy as np
 import onnxruntime
 import pytest
-import sleap_io as sio
 import torch
 from sleap_nn.inference.ops.peaks import find_local_peaks, find_local_peaks_rough
 

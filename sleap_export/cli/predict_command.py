@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from sleap_export.cli.common import DEVICE, MODEL_HELP, QUIET, RUNTIME, RUNTIME_PRECISION, model_options, quiet, session
-from sleap_export.core.errors import InputError, SleapExportError, install_extra
+from sleap_export.core.errors import InputError, SleapExportError
 
 TRACKING = "Tracking (sleap-nn's classic tracker, its option names; docs/tracking.md)"
 MASKS = "Segmentation masks (sleap-nn's option names; docs/segmentation.md)"

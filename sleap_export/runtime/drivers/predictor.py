@@ -647,8 +647,7 @@ class DamagedVideoStop(SleapExportError):
             kept = f"{self.done} of {self.total} frames were predicted and are saved in {self.output}"
         else:
             kept = f"nothing was saved ({self.done} of {self.total} frames were predicted)"
-        where = f"Frame {self.unreadable.frame_idx} of {self.unreadable.filename}"
-        return f"{where} could not be read (the file is damaged or cut short there); {kept}"
+        return f"{self.unreadable.problem}; {kept}"
 
     def fix(self, resume: Callable[[str], str]) -> str:
         """How to finish: ``resume(frames left)``, how to resume in the caller's words, or where --frames

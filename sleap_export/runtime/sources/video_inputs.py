@@ -32,10 +32,11 @@ class UnreadableFrame(SleapExportError):
         self.video, self.frame_idx = video, frame_idx
         # An image sequence: the image file of that frame.
         self.filename = str(video.filename[frame_idx] if isinstance(video.filename, list) else video.filename)
-        super().__init__(
-            f"Frame {frame_idx} of {self.filename} could not be read (the file is damaged or cut short there); "
-            "repair or re-encode it."
-        )
+        super().__init__(f"{self.problem}; repair or re-encode it.")
+
+    @property
+    def problem(self) -> str:
+        return f"Frame {self.frame_idx} of {self.filename} could not be read (the file is damaged or cut short there)"
 
 
 def video_frame(video: sio.Video, frame_idx: int) -> np.ndarray:
